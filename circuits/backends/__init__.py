@@ -1,0 +1,93 @@
+"""Array backends: NumPy (the reference) and CuPy (GPU).
+
+A :class:`Backend` owns an array module, a kernel table and the random streams; it turns a
+program's ops into step closures over arrays it allocated. Nothing moves between devices
+unless :meth:`Backend.to_numpy` or :meth:`Backend.from_numpy` is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from circuits.backends.cupy_backend import cupy_kernels, import_cupy
+from circuits.backends.kernels import KernelContext, KernelTable, Step
+from circuits.backends.numpy_backend import numpy_kernels
+from circuits.errors import BackendError
+from circuits.ir import Op
+
+__all__ = ["Backend", "get_backend", "stream_seed", "BACKENDS"]
+
+BACKENDS = ("numpy", "cupy")
+
+
+def stream_seed(seed: int, name: str) -> list[int]:
+    """Seed material for the random stream called ``name`` in a run seeded ``seed``.
+
+    Derived from the name's SHA-256 (not Python's salted ``hash``), so a stream does not
+    depend on the order in which anything was declared.
+    """
+    digest = hashlib.sha256(name.encode()).digest()
+    return [seed, int.from_bytes(digest[:8], "little")]
+
+
+class Backend:
+    """An array module with its kernels.
+
+    Parameters
+    ----------
+    name
+        ``numpy`` or ``cupy``.
+    xp
+        The array module.
+    kernels
+        Op type → kernel factory.
+    seed
+        The run seed, from which every random stream derives.
+    """
+
+    def __init__(self, name: str, xp: Any, kernels: KernelTable, seed: int) -> None:
+        self.name = name
+        self.xp = xp
+        self.kernels = kernels
+        self.seed = seed
+
+    def rng(self, stream: str) -> Any:
+        """A fresh generator for the stream called ``stream``."""
+        if self.name == "numpy":
+            return np.random.default_rng(stream_seed(self.seed, stream))
+        seed = int(np.random.SeedSequence(stream_seed(self.seed, stream)).generate_state(1)[0])
+        return self.xp.random.default_rng(seed)
+
+    def step(self, op: Op, arrays: dict[str, Any]) -> Step:
+        """The step closure of ``op`` over ``arrays``."""
+        return self.kernels.build(op, arrays, KernelContext(xp=self.xp, rng=self.rng))
+
+    def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
+        """Zero-filled array on this backend."""
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> Any:
+        """Copy a host array onto this backend."""
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy an array of this backend to the host (no copy for NumPy)."""
+        return array if self.name == "numpy" else self.xp.asnumpy(array)
+
+
+def get_backend(name: str, seed: int) -> Backend:
+    """The backend called ``name``.
+
+    Raises
+    ------
+    BackendError
+        For an unknown name, or ``cupy`` without CuPy or without a GPU.
+    """
+    if name == "numpy":
+        return Backend("numpy", np, numpy_kernels(), seed)
+    if name == "cupy":
+        return Backend("cupy", import_cupy(), cupy_kernels(), seed)
+    raise BackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")

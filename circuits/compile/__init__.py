@@ -1,0 +1,58 @@
+"""Compilation: a checked circuit graph plus a learning rule → a validated :class:`Program`.
+
+Stages of :func:`compile_circuit`:
+
+1. the rule checks that the graph has the pathways it needs (``rule.check``);
+2. a :class:`Builder` declares every parameter buffer;
+3. the rule emits its phases and ops through the builder (``rule.emit``), reusing the
+   shared forward, loss, backward and update lowerings;
+4. each phase is ordered from its ops' declared accesses and the program is validated.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from circuits.compile.builder import MODES, Builder, Carrier
+from circuits.graph import CircuitGraph
+from circuits.ir import Program
+from circuits.schema import RuleSignature
+
+__all__ = ["Builder", "Carrier", "MODES", "RuleLike", "compile_circuit"]
+
+
+class RuleLike(Protocol):
+    """What the compiler needs from a rule (see :class:`circuits.rules.base.Rule`)."""
+
+    signature: RuleSignature
+
+    def check(self, graph: CircuitGraph) -> None: ...
+
+    def emit(self, builder: Builder) -> None: ...
+
+
+def compile_circuit(graph: CircuitGraph, rule: RuleLike, *, mode: str = "train",
+                    dtype: str | None = None) -> Program:
+    """Compile ``graph`` under ``rule`` into a validated program.
+
+    Parameters
+    ----------
+    graph
+        A graph built by :func:`circuits.graph.build_graph`.
+    rule
+        A registered rule; its parameters come from ``graph.spec.rule.params``.
+    mode
+        ``train`` (apply updates), ``probe`` (write gradient estimates) or ``infer``.
+    dtype
+        Float type; defaults to the spec's ``run.dtype``.
+
+    Raises
+    ------
+    CompileError
+        When the rule cannot run on this circuit or the program is invalid.
+    """
+    rule.check(graph)
+    builder = Builder(graph, rule=rule.signature.name, params=dict(graph.spec.rule.params),
+                      mode=mode, dtype=dtype or graph.spec.run.dtype)
+    rule.emit(builder)
+    return builder.finish(f"{graph.spec.name}:{mode}")

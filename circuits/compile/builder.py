@@ -1,0 +1,308 @@
+"""The builder that rules drive: buffer naming, the shared lowerings, and update lowering.
+
+Buffers are named ``<owner>.<role>``: ``h1.pre`` (pre-activation), ``h1.rate`` (activity),
+``h1.grad`` (∂loss/∂rate, or the rule's stand-in for it), ``h1.delta`` (∂loss/∂pre, or the
+rule's stand-in), ``x->h1.weight``, ``h1.bias``. A linear population's rate *is* its
+pre-activation buffer and its delta *is* its grad buffer, so no copies are made for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from circuits import ops
+from circuits.errors import CompileError
+from circuits.graph import CircuitGraph
+from circuits.ir import BATCH, Buffer, Op, Phase, Program, order_ops
+from circuits.spec import InitSpec, ProjectionSpec
+
+__all__ = ["Builder", "Carrier", "MODES"]
+
+MODES = ("train", "probe", "infer")
+
+Carrier = tuple[str, str, bool]
+"""``(source population, matrix buffer, transpose)``: a term ``source.delta @ matrix[.T]``."""
+
+
+class Builder:
+    """Collects the buffers and ops of one program while a rule emits them.
+
+    Parameters
+    ----------
+    graph
+        The checked circuit graph.
+    rule
+        The rule's name (for the program's title).
+    params
+        The rule's resolved parameters (``lr``, ``optimizer``, ...).
+    mode
+        ``train``, ``probe`` or ``infer`` (see :class:`circuits.ir.Program`).
+    dtype
+        ``float32`` or ``float64``.
+    """
+
+    def __init__(self, graph: CircuitGraph, *, rule: str, params: dict[str, Any], mode: str,
+                 dtype: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.graph = graph
+        self.rule = rule
+        self.params = params
+        self.mode = mode
+        self.dtype = dtype
+        self.buffers: dict[str, Buffer] = {}
+        self.phase_ops: dict[str, list[Op]] = {}
+        self.phase_info: dict[str, tuple[int, str]] = {}
+        self.learned: dict[str, list[tuple[str, str, float]]] = {}
+        self.learned_bias: dict[str, list[tuple[str, float]]] = {}
+        self.public: dict[str, str] = {}
+        self.lr_of: dict[str, float] = {}
+        self._declare_params()
+
+    # -- names -------------------------------------------------------------------------------------
+
+    def size(self, pop: str) -> int:
+        """Number of units of population ``pop``."""
+        return self.graph.population(pop).size
+
+    def linear(self, pop: str) -> bool:
+        """Whether ``pop`` has the identity rate function."""
+        return self.graph.population(pop).activation == "linear"
+
+    def pre(self, pop: str) -> str:
+        """Buffer of ``pop``'s pre-activation."""
+        return f"{pop}.pre"
+
+    def rate(self, pop: str) -> str:
+        """Buffer of ``pop``'s activity (the pre-activation itself for linear and input units)."""
+        if self.graph.population(pop).role == "input":
+            return f"{pop}.rate"
+        return self.pre(pop) if self.linear(pop) else f"{pop}.rate"
+
+    def grad(self, pop: str) -> str:
+        """Buffer of the error signal arriving at ``pop``'s activity."""
+        return f"{pop}.grad"
+
+    def delta(self, pop: str) -> str:
+        """Buffer of the error signal at ``pop``'s pre-activation."""
+        return self.grad(pop) if self.linear(pop) else f"{pop}.delta"
+
+    @staticmethod
+    def weight(proj: ProjectionSpec | str) -> str:
+        """Buffer of a projection's weight."""
+        return f"{proj if isinstance(proj, str) else proj.name}.weight"
+
+    @staticmethod
+    def bias(pop: str) -> str:
+        """Buffer of a population's bias."""
+        return f"{pop}.bias"
+
+    # -- buffers and ops -----------------------------------------------------------------------
+
+    def add_buffer(self, name: str, shape: tuple[int | str, ...], kind: str, *, dtype: str = "float",
+                   init: Any = "zeros", doc: str = "") -> str:
+        """Declare a buffer (declaring the same one twice identically is allowed)."""
+        buf = Buffer(name=name, shape=tuple(shape), kind=kind, dtype=dtype, init=init, doc=doc)
+        old = self.buffers.get(name)
+        if old is not None and old != buf:
+            raise CompileError(f"buffer '{name}' declared twice with different shapes or kinds")
+        self.buffers[name] = buf
+        return name
+
+    def activity(self, name: str, pop: str) -> str:
+        """Declare a batched temp buffer shaped like ``pop``'s activity."""
+        return self.add_buffer(name, (BATCH, self.size(pop)), "temp")
+
+    def phase(self, name: str, *, repeat: int = 1, doc: str = "") -> None:
+        """Open a phase (phases run in the order they are opened)."""
+        self.phase_ops.setdefault(name, [])
+        self.phase_info[name] = (repeat, doc)
+
+    def emit(self, phase: str, *new_ops: Op) -> None:
+        """Append ops to ``phase``, declaring any activity buffers they write."""
+        if phase not in self.phase_ops:
+            self.phase(phase)
+        self.phase_ops[phase].extend(new_ops)
+
+    def _declare_params(self) -> None:
+        for proj in self.graph.projections():
+            shape = (self.size(proj.source), self.size(proj.target))
+            self.add_buffer(self.weight(proj), shape, "param", init=proj.init,
+                            doc=f"{proj.type} projection {proj.source} → {proj.target}")
+            self.public[proj.name] = self.weight(proj)
+            self.lr_of[proj.name] = proj.lr if proj.lr is not None else self.params["lr"]
+        for pop in self.graph.populations:
+            if self.graph.has_bias(pop):
+                self.add_buffer(self.bias(pop), (self.size(pop),), "param", doc=f"bias of {pop}")
+                self.public[f"{pop}.bias"] = self.bias(pop)
+                self.lr_of[f"{pop}.bias"] = self.params["lr"]
+        for pop in self.graph.inputs:
+            self.add_buffer(self.rate(pop), (BATCH, self.size(pop)), "input", doc="data")
+
+    # -- shared lowerings ------------------------------------------------------------------------
+
+    def lower_forward(self, phase: str = "forward") -> None:
+        """Feed-forward pass: ``pre = Σ source.rate @ W + bias``, ``rate = f(pre)``, dropout."""
+        self.phase(phase, doc="feed-forward pass through the forward projections")
+        for pop in self.graph.inputs:
+            self._dropout(phase, pop)
+        for pop in self.graph.forward_order():
+            if self.graph.population(pop).role == "input":
+                continue
+            self.activity(self.pre(pop), pop)
+            for index, proj in enumerate(self.graph.incoming(pop)):
+                self.emit(phase, ops.MatMul(self.rate(proj.source), self.weight(proj), self.pre(pop),
+                                            accumulate=index > 0))
+            if self.graph.has_bias(pop):
+                self.emit(phase, ops.AddBias(self.bias(pop), self.pre(pop)))
+            if not self.linear(pop):
+                fn = self.graph.population(pop).activation
+                self.emit(phase, ops.Activate(fn, self.pre(pop), self.activity(self.rate(pop), pop)))
+            if pop != self.graph.output:
+                self._dropout(phase, pop)
+
+    def _dropout(self, phase: str, pop: str) -> None:
+        p = self.graph.population(pop).dropout
+        if p > 0 and self.mode == "train":
+            mask = self.activity(f"{pop}.mask", pop)
+            self.emit(phase, ops.Dropout(p, mask, self.rate(pop), stream=f"{pop}.dropout"))
+
+    def lower_loss(self, phase: str = "loss") -> None:
+        """The loss value and the output's delta (∂loss/∂pre of the output)."""
+        out = self.graph.output
+        self.phase(phase, doc="loss and its gradient at the output")
+        self.add_buffer("loss.value", (), "temp", doc="mean loss over the batch")
+        loss = self.graph.spec.task.loss
+        if loss == "cross_entropy":
+            self.add_buffer(f"{out}.labels", (BATCH,), "input", dtype="int64", doc="class labels")
+            self.emit(phase, ops.SoftmaxCrossEntropy(self.pre(out), f"{out}.labels",
+                                                     self.activity(self.delta(out), out), "loss.value"))
+        else:
+            self.add_buffer(f"{out}.target", (BATCH, self.size(out)), "input", doc="regression targets")
+            self.emit(phase, ops.MeanSquaredError(self.rate(out), f"{out}.target",
+                                                  self.activity(self.grad(out), out), "loss.value"))
+            self._deriv(phase, out)
+
+    def _deriv(self, phase: str, pop: str) -> None:
+        if not self.linear(pop):
+            fn = self.graph.population(pop).activation
+            self.emit(phase, ops.ActivationDeriv(fn, self.pre(pop), self.rate(pop), self.grad(pop),
+                                                 self.activity(self.delta(pop), pop)))
+        if self.graph.population(pop).dropout > 0 and self.mode == "train" and pop != self.graph.output:
+            self.emit(phase, ops.Multiply(f"{pop}.mask", self.delta(pop)))
+
+    def lower_backward(self, carriers: dict[str, Sequence[Carrier]], phase: str = "backward") -> None:
+        """Send error signals down: ``pop.grad = Σ source.delta @ M``, ``pop.delta = grad ⊙ f'``.
+
+        ``carriers[pop]`` lists the terms for each hidden population; populations are
+        visited from the output down, so every source's delta exists when it is read.
+        """
+        self.phase(phase, doc="error signals sent down to the hidden populations")
+        for pop in reversed(self.graph.forward_order()):
+            if self.graph.population(pop).role != "hidden":
+                continue
+            terms = carriers.get(pop, ())
+            if not terms:
+                raise CompileError(f"rule '{self.rule}' sends no error signal to population '{pop}'")
+            self.activity(self.grad(pop), pop)
+            for index, (source, matrix, transpose) in enumerate(terms):
+                self.emit(phase, ops.MatMul(self.delta(source), matrix, self.grad(pop),
+                                            transpose_b=transpose, accumulate=index > 0))
+            self._deriv(phase, pop)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def learn(self, param: str, a: str, b: str, sign: float = 1.0) -> None:
+        """Add ``sign · a.T @ b`` to the rule's estimate of ∂loss/∂(weight ``param``).
+
+        The optimizer lowering turns estimates into updates (train) or gradient buffers (probe).
+        """
+        if param not in self.public:
+            raise CompileError(f"rule '{self.rule}' learns unknown parameter '{param}'")
+        self.learned.setdefault(param, []).append((a, b, sign))
+
+    def learn_bias(self, pop: str, a: str, sign: float = 1.0) -> None:
+        """Add ``sign · Σ_batch a`` to the rule's estimate of ∂loss/∂(bias of ``pop``)."""
+        name = f"{pop}.bias"
+        if name in self.public:
+            self.learned_bias.setdefault(name, []).append((a, sign))
+
+    def lower_updates(self, phase: str = "update", *, plain_sgd: bool = False) -> None:
+        """Lower the learned estimates into the optimizer's ops.
+
+        Probe mode writes each estimate into ``<param>.grad``. Train mode with SGD and no
+        momentum fuses the estimate into one GEMM: ``W = (1 − lr·wd)·W − lr·a.T @ b``.
+        ``plain_sgd`` forces that fused form whatever the optimizer (used by rules whose
+        update must be exactly the same for two parameters, such as Kolen–Pollack).
+        """
+        if self.mode == "infer" or not (self.learned or self.learned_bias):
+            return
+        self.phase(phase, doc="apply the rule's updates" if self.mode == "train"
+                   else "write the rule's gradient estimates (not applied)")
+        opt = "sgd" if plain_sgd else self.params["optimizer"]
+        momentum = 0.0 if plain_sgd else self.params["momentum"]
+        for name, terms in [*self.learned.items(), *self.learned_bias.items()]:
+            param = self.public[name]
+            shape = self.buffers[param].shape
+            lr, wd = self.lr_of[name], self.params["weight_decay"]
+            fused = self.mode == "train" and opt == "sgd" and momentum == 0.0
+            if fused:
+                self._accumulate(phase, name, terms, param, scale=-lr, first_beta=1.0 - lr * wd)
+                continue
+            grad = self.add_buffer(f"{param}.grad", shape, "temp")
+            if self.mode == "probe":
+                self._accumulate(phase, name, terms, grad, scale=1.0, first_beta=0.0)
+            elif opt == "sgd":
+                velocity = self.add_buffer(f"{param}.velocity", shape, "state")
+                self._accumulate(phase, name, terms, velocity, scale=1.0, first_beta=momentum)
+                self.emit(phase, ops.SgdStep(param, velocity, lr, 1.0 - lr * wd))
+            else:
+                self._accumulate(phase, name, terms, grad, scale=1.0, first_beta=0.0)
+                m = self.add_buffer(f"{param}.adam_m", shape, "state")
+                v = self.add_buffer(f"{param}.adam_v", shape, "state")
+                count = self.add_buffer(f"{param}.adam_t", (), "state")
+                self.emit(phase, ops.AdamStep(param, grad, m, v, count, lr, self.params["adam_beta1"],
+                                              self.params["adam_beta2"], self.params["adam_eps"], wd))
+
+    def _accumulate(self, phase: str, name: str, terms: list[Any], out: str, *, scale: float,
+                    first_beta: float) -> None:
+        for index, term in enumerate(terms):
+            beta = first_beta if index == 0 else 1.0
+            if len(term) == 3:
+                a, b, sign = term
+                self.emit(phase, ops.OuterUpdate(a, b, out, alpha=scale * sign, beta=beta))
+            else:
+                a, sign = term
+                self.emit(phase, ops.ColSumUpdate(a, out, alpha=scale * sign, beta=beta))
+
+    # -- result --------------------------------------------------------------------------------
+
+    def loss_params(self) -> dict[str, str]:
+        """Public names of the parameters the loss depends on (forward weights and biases)."""
+        names = [p.name for p in self.graph.projections() if p.type != "feedback"]
+        names += [n for n in self.public if n.endswith(".bias")]
+        return {n: self.public[n] for n in names}
+
+    def finish(self, name: str) -> Program:
+        """Order every phase, validate, and return the program."""
+        phases = tuple(
+            Phase(name=phase, ops=order_ops(phase_ops), repeat=self.phase_info[phase][0],
+                  doc=self.phase_info[phase][1])
+            for phase, phase_ops in self.phase_ops.items() if phase_ops
+        )
+        grads = {}
+        if self.mode == "probe":
+            grads = {n: f"{self.public[n]}.grad" for n in [*self.learned, *self.learned_bias]}
+        program = Program(name=name, rule=self.rule, mode=self.mode, dtype=self.dtype,
+                          buffers=dict(self.buffers), phases=phases, params=dict(self.public),
+                          grads=grads, lrs=dict(self.lr_of), loss_params=tuple(self.loss_params()),
+                          inputs=tuple(b for b, buf in self.buffers.items() if buf.kind == "input"),
+                          output=self.rate(self.graph.output), loss="loss.value")
+        program.validate()
+        return program
+
+
+def default_init_feedback(scale: float) -> InitSpec:
+    """The init of feedback projections a rule creates: ``U[-scale, scale]`` (Lillicrap's B)."""
+    return InitSpec(scheme="uniform", scale=scale)

@@ -1,0 +1,182 @@
+"""The Python API: :func:`load` a spec into a :class:`Model` that predicts, probes and learns.
+
+Stages of building a model:
+
+1. look the rule up and let it add any feedback projections its options create;
+2. build and check the graph (a DAG unless the rule is energy-based);
+3. compile the train program (the infer, probe and reference programs on first use);
+4. pick the backend and allocate the parameters, each drawn from the run seed and its name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from circuits.backends import get_backend
+from circuits.compile import compile_circuit
+from circuits.errors import DataError
+from circuits.graph import CircuitGraph, build_graph
+from circuits.ir import Program
+from circuits.rules import RuleRegistry, default_registry
+from circuits.simulate import Executable, Simulator
+from circuits.spec import CircuitSpec, load_spec
+
+__all__ = ["Model", "load", "angle_degrees"]
+
+
+def angle_degrees(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two arrays seen as vectors, in degrees (90 when either is zero)."""
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    if norm == 0.0:
+        return 90.0
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / norm, -1.0, 1.0))))
+
+
+class Model:
+    """A compiled circuit with its parameters, on one backend.
+
+    Parameters
+    ----------
+    spec
+        A resolved spec (see :func:`load` to read one from a file).
+    registry
+        Where rules are looked up (default: every built-in rule and plug-in).
+    backend
+        Overrides ``spec.run.backend``.
+    """
+
+    def __init__(self, spec: CircuitSpec, *, registry: RuleRegistry | None = None,
+                 backend: str | None = None) -> None:
+        self.registry = registry or default_registry()
+        self.rule = self.registry.get(spec.rule.name)
+        self.spec = self.rule.augment(spec)
+        self.graph: CircuitGraph = build_graph(self.spec, require_dag=not self.rule.signature.energy_based)
+        self.program: Program = compile_circuit(self.graph, self.rule, mode="train")
+        self.backend = get_backend(backend or self.spec.run.backend, self.spec.run.seed)
+        self.sim = Simulator(self.backend, self.spec.run.dtype)
+        self._programs: dict[str, Program] = {"train": self.program}
+        for buf in self.program.buffers.values():
+            if buf.persistent:
+                self.sim.persistent(buf)
+
+    # -- programs --------------------------------------------------------------------------------
+
+    def compiled(self, mode: str) -> Program:
+        """The program of ``mode``: ``train``, ``infer``, ``probe`` or ``reference``."""
+        if mode not in self._programs:
+            if mode == "reference":
+                reference = self.registry.get(self.rule.reference)
+                self._programs[mode] = compile_circuit(self.graph, reference, mode="probe")
+            else:
+                self._programs[mode] = compile_circuit(self.graph, self.rule, mode=mode)
+        return self._programs[mode]
+
+    def _bind(self, exe: Executable, x: np.ndarray, y: np.ndarray | None) -> None:
+        x = np.asarray(x)
+        widths = [self.graph.population(p).size for p in self.graph.inputs]
+        if x.ndim != 2 or x.shape[1] != sum(widths):
+            raise DataError(f"inputs must have shape (batch, {sum(widths)}) for input populations "
+                            f"{', '.join(self.graph.inputs)} (got {x.shape})")
+        start = 0
+        for pop, width in zip(self.graph.inputs, widths):
+            exe.arrays[f"{pop}.rate"][...] = self.backend.from_numpy(x[:, start:start + width])
+            start += width
+        if y is None:
+            return
+        out = self.graph.output
+        if self.spec.task.loss == "cross_entropy":
+            labels = np.asarray(y)
+            if labels.shape != (x.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= \
+                    self.graph.population(out).size:
+                raise DataError(f"labels must be integers in [0, {self.graph.population(out).size}) "
+                                f"with shape ({x.shape[0]},) (got shape {labels.shape})")
+            exe.arrays[f"{out}.labels"][...] = self.backend.from_numpy(labels.astype(np.int64))
+        else:
+            target = np.asarray(y)
+            if target.shape != (x.shape[0], self.graph.population(out).size):
+                raise DataError(f"targets must have shape ({x.shape[0]}, {self.graph.population(out).size}) "
+                                f"(got {target.shape})")
+            exe.arrays[f"{out}.target"][...] = self.backend.from_numpy(target)
+
+    def run(self, mode: str, x: np.ndarray, y: np.ndarray | None = None,
+            phases: Sequence[str] | None = None) -> Executable:
+        """Bind a batch and run ``mode``'s program (or some of its phases)."""
+        exe = self.sim.executable(self.compiled(mode), len(x))
+        self._bind(exe, x, y)
+        exe.run(phases)
+        return exe
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Parameter name → live array (``"A->B"`` weights ``(size_A, size_B)``, ``"B.bias"``)."""
+        return {name: self.sim.store[buf] for name, buf in self.program.params.items()}
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite parameters in place from host arrays of the same shapes."""
+        for name, value in values.items():
+            target = self.params[name]
+            if tuple(np.shape(value)) != tuple(target.shape):
+                raise DataError(f"parameter '{name}' has shape {tuple(target.shape)} (got {np.shape(value)})")
+            target[...] = self.backend.from_numpy(np.asarray(value))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The output population's activity for a batch of inputs (host array)."""
+        chunks = []
+        for start in range(0, len(x), self.spec.run.eval_batch_size):
+            part = x[start:start + self.spec.run.eval_batch_size]
+            exe = self.run("infer", part, phases=("forward",))
+            chunks.append(np.array(self.backend.to_numpy(exe.arrays[self.program.output])))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.graph.population(self.graph.output).size))
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy (NaN for regression) over a data set, without learning."""
+        total, correct = 0.0, 0
+        for start in range(0, len(x), self.spec.run.eval_batch_size):
+            xs, ys = x[start:start + self.spec.run.eval_batch_size], y[start:start + len(x)]
+            ys = y[start:start + len(xs)]
+            exe = self.run("infer", xs, ys)
+            total += float(exe.arrays["loss.value"]) * len(xs)
+            if self.spec.task.loss == "cross_entropy":
+                out = self.backend.to_numpy(exe.arrays[self.program.output])
+                correct += int(np.sum(np.argmax(out, axis=1) == ys))
+        accuracy = correct / len(x) if self.spec.task.loss == "cross_entropy" else float("nan")
+        return total / max(len(x), 1), accuracy
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One learning step on a batch; returns the batch loss before the update."""
+        exe = self.run("train", x, y)
+        return float(exe.arrays["loss.value"])
+
+    def deltas(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The changes the rule would make under plain SGD on this batch (``−lr ·`` estimate), not applied."""
+        program = self.compiled("probe")
+        exe = self.run("probe", x, y)
+        return {name: -program.lrs[name] * np.array(self.backend.to_numpy(exe.arrays[buf]))
+                for name, buf in program.grads.items()}
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The exact gradient of the batch loss for every parameter the loss depends on."""
+        program = self.compiled("reference")
+        exe = self.run("reference", x, y)
+        return {name: np.array(self.backend.to_numpy(exe.arrays[program.grads[name]]))
+                for name in program.loss_params if name in program.grads}
+
+    def alignment(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Angle in degrees between the rule's change and ``−gradient``, per loss parameter."""
+        deltas, grads = self.deltas(x, y), self.gradients(x, y)
+        return {name: angle_degrees(deltas[name], -grads[name]) for name in grads if name in deltas}
+
+
+def load(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Sequence[str] | None = None,
+         *, registry: RuleRegistry | None = None, backend: str | None = None) -> Model:
+    """Read a spec file and build its :class:`Model`."""
+    registry = registry or default_registry()
+    spec = load_spec(path, overrides, rules=registry.signatures())
+    return Model(spec, registry=registry, backend=backend)

@@ -1,0 +1,60 @@
+"""Learning rules, looked up by name in an explicit registry.
+
+:func:`default_registry` fills a fresh :class:`RuleRegistry` by explicit lines, then adds
+rules that installed plug-ins declare in the ``circuits.rules`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from circuits.errors import CompileError, did_you_mean
+from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
+from circuits.rules.backprop import Backprop
+from circuits.rules.base import Rule
+from circuits.schema import RuleSignature
+
+__all__ = ["Rule", "RuleRegistry", "default_registry"]
+
+
+class RuleRegistry:
+    """Rule name → rule. Registering a name twice raises ``ValueError``."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, Rule] = {}
+
+    def register(self, rule: Rule) -> None:
+        """Add ``rule`` under its signature's name."""
+        name = rule.signature.name
+        if name in self._rules:
+            raise ValueError(f"a rule named '{name}' is already registered")
+        self._rules[name] = rule
+
+    def get(self, name: str) -> Rule:
+        """The rule called ``name``."""
+        if name not in self._rules:
+            raise CompileError(f"unknown rule '{name}'; registered rules are "
+                               f"{', '.join(sorted(self._rules))}{did_you_mean(name, self._rules)}")
+        return self._rules[name]
+
+    def names(self) -> tuple[str, ...]:
+        """Registered names in registration order."""
+        return tuple(self._rules)
+
+    def signatures(self) -> dict[str, RuleSignature]:
+        """Name → signature, what :func:`circuits.spec.load_spec` checks ``[rule]`` against."""
+        return {name: rule.signature for name, rule in self._rules.items()}
+
+
+def default_registry(*, plugins: bool = True) -> RuleRegistry:
+    """A registry holding every built-in rule (and plug-in rules when ``plugins``)."""
+    registry = RuleRegistry()
+    registry.register(Backprop())
+    registry.register(FeedbackAlignment())
+    registry.register(DirectFeedbackAlignment())
+    registry.register(KolenPollack())
+    registry.register(WeightMirror())
+    if plugins:
+        for entry in entry_points(group="circuits.rules"):
+            registry.register(entry.load()())
+    return registry

@@ -1,0 +1,95 @@
+"""The rule base class and the steps that every feed-forward rule shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from circuits.compile import Builder, Carrier
+from circuits.errors import CompileError
+from circuits.graph import CircuitGraph
+from circuits.schema import RuleSignature
+from circuits.spec import CircuitSpec, InitSpec, ProjectionSpec
+
+__all__ = ["Rule", "emit_feedforward", "find_feedback", "add_feedback"]
+
+
+class Rule:
+    """A learning rule: a signature, a graph check, and the ops it emits.
+
+    Subclasses set :attr:`signature` and implement :meth:`emit`. ``reference`` names the
+    rule whose probe gives the exact gradient of the same model (backprop for every
+    feed-forward circuit).
+    """
+
+    signature: RuleSignature
+    reference: str = "backprop"
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return self.signature.name
+
+    def augment(self, spec: CircuitSpec) -> CircuitSpec:
+        """Return ``spec`` with any projections a rule option creates (default: unchanged)."""
+        return spec
+
+    def check(self, graph: CircuitGraph) -> None:
+        """Raise :class:`CompileError` when the graph lacks a pathway this rule needs."""
+        if graph.projections("lateral"):
+            name = graph.projections("lateral")[0].name
+            raise CompileError(f"{graph.spec.source}: projection '{name}': rule '{self.name}' runs a "
+                               "single feed-forward pass and has no use for lateral projections; "
+                               "remove it or choose an energy-based rule")
+
+    def emit(self, builder: Builder) -> None:
+        """Emit the rule's phases through ``builder``."""
+        raise NotImplementedError
+
+
+def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None:
+    """Forward pass, loss, error signals by ``carriers``, local updates of every plastic weight.
+
+    Each plastic forward projection A→B learns ``A.rate.T @ B.delta`` and each bias
+    ``Σ_batch B.delta``: the rules of the backprop and feedback-alignment family differ only
+    in how ``delta`` reaches the hidden populations.
+    """
+    b.lower_forward()
+    b.lower_loss()
+    if b.mode == "infer":
+        return
+    b.lower_backward(carriers)
+    for proj in b.graph.projections("forward"):
+        if proj.plastic:
+            b.learn(proj.name, b.rate(proj.source), b.delta(proj.target))
+    for pop in b.graph.populations:
+        if b.graph.population(pop).role != "input":
+            b.learn_bias(pop, b.delta(pop))
+
+
+def find_feedback(graph: CircuitGraph, source: str, target: str) -> ProjectionSpec | None:
+    """The feedback projection from ``source`` to ``target``, if the spec has one."""
+    for proj in graph.projections("feedback"):
+        if proj.source == source and proj.target == target:
+            return proj
+    return None
+
+
+def add_feedback(spec: CircuitSpec, pairs: Sequence[tuple[str, str]], *, scale: float,
+                 plastic: bool) -> CircuitSpec:
+    """Add ``U[-scale, scale]`` feedback projections for the ``(source, target)`` pairs lacking one."""
+    existing = {(p.source, p.target) for p in spec.projections if p.type == "feedback"}
+    taken = {p.name for p in spec.projections}
+    extra = []
+    for source, target in pairs:
+        if (source, target) in existing:
+            continue
+        name = f"{source}->{target}"
+        if name in taken:
+            name = f"{source}->{target}.feedback"
+        extra.append(ProjectionSpec(source=source, target=target, type="feedback", name=name,
+                                    init=InitSpec(scheme="uniform", scale=scale), bias=False,
+                                    plastic=plastic))
+        existing.add((source, target))
+    return attrs.evolve(spec, projections=spec.projections + tuple(extra)) if extra else spec

@@ -1,0 +1,98 @@
+"""The simulator: buffers allocated once, ops turned into step closures, phases run in order.
+
+Persistent buffers (parameters, optimizer state) live in one store shared by every program
+of a model, so a train program and its probe and infer programs see the same weights.
+Per-batch buffers are allocated per (program, batch size) in an :class:`Executable`, built
+on first use and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from circuits.backends import Backend, stream_seed
+from circuits.errors import CompileError
+from circuits.initializers import init_weight
+from circuits.ir import Buffer, Program
+from circuits.spec import InitSpec
+
+__all__ = ["Simulator", "Executable"]
+
+
+class Executable:
+    """One program at one batch size: arrays plus the step closures of each phase."""
+
+    def __init__(self, program: Program, batch: int, arrays: dict[str, Any], backend: Backend) -> None:
+        self.program = program
+        self.batch = batch
+        self.arrays = arrays
+        self.phases = [(phase.name, phase.repeat, [backend.step(op, arrays) for op in phase.ops])
+                       for phase in program.phases]
+
+    def run(self, phases: Iterable[str] | None = None) -> None:
+        """Run the named phases (all, in program order, when ``None``)."""
+        wanted = None if phases is None else set(phases)
+        for name, repeat, steps in self.phases:
+            if wanted is not None and name not in wanted:
+                continue
+            for _ in range(repeat):
+                for step in steps:
+                    step()
+
+
+class Simulator:
+    """Allocates buffers on a backend and runs programs.
+
+    Parameters
+    ----------
+    backend
+        Where arrays live and which kernels run.
+    dtype
+        ``float32`` or ``float64``.
+    """
+
+    def __init__(self, backend: Backend, dtype: str) -> None:
+        self.backend = backend
+        self.dtype = dtype
+        self.store: dict[str, Any] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._executables: dict[tuple[str, int], Executable] = {}
+
+    def _dtype(self, buf: Buffer) -> str:
+        return "int64" if buf.dtype == "int64" else self.dtype
+
+    def persistent(self, buf: Buffer) -> Any:
+        """The store's array for a persistent buffer, allocated and initialised on first use."""
+        shape = buf.concrete_shape(1)
+        if buf.name in self.store:
+            if self._shapes[buf.name] != shape:
+                raise CompileError(f"buffer '{buf.name}' has shape {shape} here but "
+                                   f"{self._shapes[buf.name]} in another program")
+            return self.store[buf.name]
+        if isinstance(buf.init, InitSpec):
+            rng = np.random.default_rng(stream_seed(self.backend.seed, f"init:{buf.name}"))
+            host = init_weight(buf.init, shape, rng)
+            array = self.backend.from_numpy(host, dtype=self._dtype(buf))
+        else:
+            array = self.backend.empty(shape, self._dtype(buf))
+            if buf.init == "ones":
+                array += 1
+        self.store[buf.name] = array
+        self._shapes[buf.name] = shape
+        return array
+
+    def executable(self, program: Program, batch: int) -> Executable:
+        """The executable of ``program`` at ``batch`` (built once, then cached)."""
+        key = (program.name + "/" + program.rule, batch)
+        if key not in self._executables:
+            arrays = {}
+            for name, buf in program.buffers.items():
+                if buf.persistent:
+                    arrays[name] = self.persistent(buf)
+                else:
+                    arrays[name] = self.backend.empty(buf.concrete_shape(batch), self._dtype(buf))
+            self._executables[key] = Executable(program, batch, arrays, self.backend)
+        return self._executables[key]

@@ -1,0 +1,502 @@
+"""The circuit spec: TOML text → frozen, fully resolved :class:`CircuitSpec`.
+
+Stages of :func:`parse_spec`:
+
+1. parse TOML (syntax errors carry line and column);
+2. expand ``chain = [...]`` shorthands into one projection per link;
+3. apply ``--set key=value`` overrides to the raw tables, so they are checked like the file;
+4. read every table key by key (unknown keys, wrong types, ranges, NaN/inf, names);
+5. fill defaults, including the rule's declared parameters.
+
+The result is *resolved*: :func:`dump_spec` writes every value, so
+``parse_spec(dump_spec(s), rules=...) == s``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from circuits.data import DATASETS
+from circuits.errors import SpecError, did_you_mean
+from circuits.schema import Param, RuleSignature, TableReader, check_params, describe_value
+
+__all__ = [
+    "ACTIVATIONS", "ROLES", "PROJECTION_TYPES", "INIT_SCHEMES", "LOSSES",
+    "InitSpec", "PopulationSpec", "ProjectionSpec", "RuleSpec", "TaskSpec", "RunSpec",
+    "CircuitSpec", "load_spec", "parse_spec", "dump_spec", "parse_overrides",
+]
+
+ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "hard_sigmoid", "softmax")
+ROLES = ("input", "hidden", "output")
+PROJECTION_TYPES = ("forward", "feedback", "lateral")
+INIT_SCHEMES = ("xavier", "glorot", "xavier_normal", "glorot_normal", "he", "he_uniform",
+                "uniform", "normal", "orthogonal", "zeros")
+LOSSES = ("mse", "cross_entropy")
+NOISE_TYPES = ("gaussian", "poisson")
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+@attrs.frozen
+class InitSpec:
+    """How a weight matrix is drawn: a scheme and its one optional parameter."""
+
+    scheme: str = "xavier"
+    std: float | None = None      # normal
+    scale: float | None = None    # uniform: U[-scale, scale]
+    gain: float = 1.0             # multiplies xavier/he/orthogonal
+
+
+@attrs.frozen
+class PopulationSpec:
+    """A population of neurons.
+
+    ``step`` is the Euler step ε (= dt/τ) of leaky-integrator dynamics and ``noise`` the
+    standard deviation of the state noise (or the rate scale of Poisson spikes); both are
+    used only by rules with dynamics. ``dropout`` is the probability of silencing a unit
+    during training.
+    """
+
+    name: str
+    size: int
+    role: str = "hidden"
+    activation: str = "relu"
+    dropout: float = 0.0
+    step: float = 0.5
+    noise: float = 0.0
+    noise_type: str = "gaussian"
+
+
+@attrs.frozen
+class ProjectionSpec:
+    """A projection from population ``source`` to ``target``.
+
+    A forward weight has shape ``(source.size, target.size)``: the target's pre-activation
+    is the sum of ``source_rate @ weight`` over its forward projections, plus its bias.
+    ``bias`` gives the target population a bias (it has one if any forward projection into
+    it asks). ``lr`` overrides the rule's learning rate for this projection.
+    """
+
+    source: str
+    target: str
+    type: str = "forward"
+    name: str = ""
+    init: InitSpec = InitSpec()
+    bias: bool = True
+    plastic: bool = True
+    lr: float | None = None
+
+
+@attrs.frozen
+class RuleSpec:
+    """The learning rule by name, with every declared parameter resolved."""
+
+    name: str
+    params: dict[str, Any] = attrs.field(factory=dict, hash=False)
+
+
+@attrs.frozen
+class TaskSpec:
+    """The data set, loss and training schedule."""
+
+    dataset: str = "digits"
+    loss: str = "cross_entropy"
+    epochs: int = 20
+    batch_size: int = 32
+    normalize: str = "standard"
+    data_dir: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    options: dict[str, Any] = attrs.field(factory=dict, hash=False)
+
+
+@attrs.frozen
+class RunSpec:
+    """Seed, backend, dtype, output folder and what to record."""
+
+    seed: int = 0
+    backend: str = "numpy"
+    dtype: str = "float32"
+    out: str | None = None
+    align_every: int = 0
+    eval_batch_size: int = 1000
+
+
+@attrs.frozen
+class CircuitSpec:
+    """A whole, resolved circuit spec. ``source`` is where it was read from (not compared)."""
+
+    name: str
+    doc: str
+    populations: tuple[PopulationSpec, ...]
+    projections: tuple[ProjectionSpec, ...]
+    rule: RuleSpec
+    task: TaskSpec
+    run: RunSpec
+    source: str = attrs.field(default="<spec>", eq=False)
+
+    def population(self, name: str) -> PopulationSpec:
+        """The population called ``name`` (KeyError if absent)."""
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Sequence[str] | None = None,
+              *, rules: Mapping[str, RuleSignature]) -> CircuitSpec:
+    """Read a spec file. See :func:`parse_spec`; ``path`` names the file in every error."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such file") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{source}: not a UTF-8 text file (is it a TOML spec?)") from None
+    except OSError as exc:
+        raise SpecError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    return parse_spec(text, source=source, overrides=overrides, rules=rules)
+
+
+def parse_spec(text: str, *, source: str = "<spec>",
+               overrides: Mapping[str, Any] | Sequence[str] | None = None,
+               rules: Mapping[str, RuleSignature]) -> CircuitSpec:
+    """Parse spec text into a resolved :class:`CircuitSpec`.
+
+    Parameters
+    ----------
+    text
+        TOML text.
+    source
+        Name shown at the front of every error (usually the file path).
+    overrides
+        ``{"rule.lr": 0.01}`` or ``["rule.lr=0.01"]``; values given as strings are read as
+        TOML values when they parse as one, else kept as strings.
+    rules
+        Rule name → signature, used to check ``[rule]`` and fill its defaults.
+
+    Raises
+    ------
+    SpecError
+        Naming the file, the key path, what is allowed and what was given.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: TOML syntax error: {exc}") from None
+    raw["projections"] = _expand_projections(raw.get("projections", []), source)
+    for key, value in parse_overrides(overrides).items():
+        _apply_override(raw, key, value, source)
+    return _read_spec(raw, source, rules)
+
+
+def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """Turn ``["a.b=1"]`` or ``{"a.b": 1}`` into ``{"a.b": 1}`` with TOML-typed values."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides:
+            key, sep, value = str(item).partition("=")
+            if not sep or not key.strip():
+                raise SpecError(f"--set {item}: must look like key=value, e.g. rule.lr=0.01")
+            items.append((key.strip(), value.strip()))
+    parsed: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, str):
+            try:
+                value = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                pass
+        parsed[key] = value
+    return parsed
+
+
+def _expand_projections(entries: object, source: str) -> list[Any]:
+    """Replace each ``{chain = [a, b, c], ...}`` entry by ``a→b`` and ``b→c`` entries."""
+    if not isinstance(entries, list):
+        raise SpecError(f"{source}: projections: must be an array of tables ([[projections]]) "
+                        f"(got {describe_value(entries)})")
+    expanded: list[Any] = []
+    for index, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and "chain" in entry):
+            expanded.append(entry)
+            continue
+        chain = entry["chain"]
+        where = f"{source}: projections[{index}].chain"
+        if not isinstance(chain, list) or len(chain) < 2 or not all(isinstance(n, str) for n in chain):
+            raise SpecError(f"{where}: must be an array of at least two population names "
+                            f"(got {describe_value(chain)})")
+        for key in ("from", "to", "name"):
+            if key in entry:
+                raise SpecError(f"{where}: a chain entry cannot also set '{key}'; "
+                                "write a separate [[projections]] table for it")
+        rest = {k: v for k, v in entry.items() if k != "chain"}
+        expanded.extend({"from": a, "to": b, **rest} for a, b in zip(chain, chain[1:]))
+    return expanded
+
+
+def _projection_name(entry: Mapping[str, Any]) -> str:
+    if isinstance(entry.get("name"), str) and entry["name"]:
+        return entry["name"]
+    return f"{entry.get('from')}->{entry.get('to')}"
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set ``raw[a][b][c] = value`` for ``key = "a.b.c"``; projections are addressed by name."""
+    where = f"{source}: --set {key}"
+    parts = key.split(".")
+    if len(parts) < 2:
+        raise SpecError(f"{where}: must name a table and a key, e.g. rule.lr or populations.h1.size")
+    if parts[0] == "projections":
+        names = [_projection_name(p) for p in raw["projections"] if isinstance(p, dict)]
+        if len(parts) != 3 or parts[1] not in names:
+            raise SpecError(f"{where}: must be projections.<name>.<key> with a projection name "
+                            f"among {', '.join(names)}{did_you_mean(parts[1], names)}")
+        raw["projections"][names.index(parts[1])][parts[2]] = value
+        return
+    table = raw
+    for depth, part in enumerate(parts[:-1]):
+        nxt = table.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise SpecError(f"{where}: '{'.'.join(parts[:depth + 1])}' is not a table")
+        table = nxt
+    table[parts[-1]] = value
+
+
+def _check_name(reader: TableReader, key: str, name: object) -> str:
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS or name[0].isdigit():
+        raise reader.error("names are letters, digits and underscores, not starting with a digit "
+                           f"(got {describe_value(name)})", key=key)
+    return name
+
+
+def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignature]) -> CircuitSpec:
+    top = TableReader(raw, "", source)
+    circuit = TableReader(top.raw("circuit", {}), "circuit", source)
+    name = circuit.get(Param("name", "", "the circuit's name"), required=True)
+    _check_name(circuit, "name", name.replace("-", "_"))
+    doc = circuit.get(Param("doc", "", "one line saying what the circuit is"))
+    circuit.finish(["name", "doc"])
+    if "populations" not in raw:
+        raise SpecError(f"{source}: populations: is required; add a [populations] table, e.g. "
+                        "x = { size = 64, role = \"input\" }")
+    populations = _read_populations(TableReader(top.raw("populations"), "populations", source))
+    projections = _read_projections(top.raw("projections", []), populations, source)
+    rule = _read_rule(TableReader(top.raw("rule", {}), "rule", source), rules)
+    task = _read_task(TableReader(top.raw("task", {}), "task", source))
+    run = _read_run(TableReader(top.raw("run", {}), "run", source))
+    top.finish(["circuit", "populations", "projections", "rule", "task", "run"])
+    return CircuitSpec(name=name, doc=doc, populations=populations, projections=projections,
+                       rule=rule, task=task, run=run, source=source)
+
+
+_POP_PARAMS = {
+    "size": Param("size", 1, "number of neurons", minimum=1),
+    "role": Param("role", "hidden", "what the population does", choices=ROLES),
+    "activation": Param("activation", "relu", "rate function", choices=ACTIVATIONS),
+    "dropout": Param("dropout", 0.0, "probability of silencing a unit in training",
+                     minimum=0.0, maximum=0.95),
+    "step": Param("step", 0.5, "Euler step ε of the leaky-integrator dynamics",
+                  minimum=0.0, maximum=1.0, open_minimum=True),
+    "noise": Param("noise", 0.0, "state noise (std, or Poisson rate scale)", minimum=0.0),
+    "noise_type": Param("noise_type", "gaussian", "kind of state noise", choices=NOISE_TYPES),
+}
+
+
+def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
+    if not table.table:
+        raise table.error("must declare at least one population", key=None)
+    pops = []
+    for name in table.table:
+        _check_name(table, name, name)
+        reader = TableReader(table.raw(name), f"populations.{name}", table.source)
+        size = reader.get(_POP_PARAMS["size"], required=True)
+        role = reader.get(_POP_PARAMS["role"])
+        default_act = "relu" if role == "hidden" else "linear"
+        activation = reader.get(attrs.evolve(_POP_PARAMS["activation"], default=default_act))
+        if activation == "softmax" and role != "output":
+            raise reader.error("softmax is allowed only on an output population "
+                               f"(got 'softmax' on a {role} population)", key="activation")
+        values = {key: reader.get(param) for key, param in _POP_PARAMS.items()
+                  if key not in ("size", "role", "activation")}
+        reader.finish(list(_POP_PARAMS))
+        pops.append(PopulationSpec(name=name, size=size, role=role, activation=activation, **values))
+    return tuple(pops)
+
+
+_PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr")
+
+
+def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
+                      source: str) -> tuple[ProjectionSpec, ...]:
+    names = [p.name for p in pops]
+    result: list[ProjectionSpec] = []
+    taken: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        reader = TableReader(entry, f"projections[{index}]", source)
+        ends = []
+        for key in ("from", "to"):
+            end = reader.raw(key)
+            if end is None:
+                raise reader.error(f"is required; name a population among {', '.join(names)}", key=key)
+            if end not in names:
+                raise reader.error(f"must name a population among {', '.join(names)} "
+                                   f"(got {describe_value(end)}{did_you_mean(end, names)})", key=key)
+            ends.append(end)
+        kind = reader.get(Param("type", "forward", "projection type", choices=PROJECTION_TYPES))
+        name = reader.get(Param("name", f"{ends[0]}->{ends[1]}", "projection name"))
+        if name in taken:
+            raise reader.error(f"projection name '{name}' is already used by projections[{taken[name]}]; "
+                               "give one of them a distinct name = \"...\"", key="name")
+        taken[name] = index
+        init = _read_init(reader)
+        bias = reader.get(Param("bias", kind == "forward", "give the target population a bias"))
+        plastic = reader.get(Param("plastic", kind != "feedback", "whether the rule may change it"))
+        lr = reader.optional("lr", float, "this projection's learning rate",
+                             check=lambda v: v > 0, allowed="must be a number > 0")
+        reader.finish(list(_PROJ_KEYS))
+        result.append(ProjectionSpec(source=ends[0], target=ends[1], type=kind, name=name,
+                                     init=init, bias=bias, plastic=plastic, lr=lr))
+    return tuple(result)
+
+
+def _read_init(reader: TableReader) -> InitSpec:
+    value = reader.raw("init", "xavier")
+    scheme_param = Param("scheme", "xavier", "weight initialisation", choices=INIT_SCHEMES)
+    if isinstance(value, str):
+        value = {"scheme": value}
+    sub = TableReader(value, reader.where("init"), reader.source)
+    scheme = sub.get(scheme_param)
+    std = sub.optional("std", float, "standard deviation of normal init", check=lambda v: v >= 0,
+                       allowed="must be a number >= 0")
+    scale = sub.optional("scale", float, "half-width of uniform init", check=lambda v: v >= 0,
+                         allowed="must be a number >= 0")
+    gain = sub.get(Param("gain", 1.0, "multiplies xavier, he and orthogonal init", minimum=0.0))
+    sub.finish(["scheme", "std", "scale", "gain"])
+    if scheme == "normal" and std is None:
+        std = 0.01
+    if scheme == "uniform" and scale is None:
+        scale = 0.05
+    if std is not None and scheme != "normal":
+        raise sub.error(f"std applies to scheme 'normal' only (scheme is '{scheme}')", key="std")
+    if scale is not None and scheme != "uniform":
+        raise sub.error(f"scale applies to scheme 'uniform' only (scheme is '{scheme}')", key="scale")
+    return InitSpec(scheme=scheme, std=std, scale=scale, gain=gain)
+
+
+def _read_rule(reader: TableReader, rules: Mapping[str, RuleSignature]) -> RuleSpec:
+    names = sorted(rules)
+    name = reader.get(Param("name", "backprop", "learning rule", choices=tuple(names)))
+    params = check_params(reader, [Param("name", "", "learning rule"), *rules[name].params])
+    del params["name"]
+    return RuleSpec(name=name, params=params)
+
+
+def _read_task(reader: TableReader) -> TaskSpec:
+    dataset = reader.get(Param("dataset", "digits", "data set", choices=DATASETS.names()))
+    loss = reader.get(Param("loss", "cross_entropy", "loss function", choices=LOSSES))
+    epochs = reader.get(Param("epochs", 20, "passes over the training set", minimum=0))
+    batch = reader.get(Param("batch_size", 32, "examples per learning step", minimum=1))
+    normalize = reader.get(Param("normalize", "standard", "input normalisation",
+                                 choices=("standard", "unit", "none")))
+    data_dir = reader.optional("data_dir", str, "folder holding the data files")
+    n_train = reader.optional("n_train", int, "use the first n training examples",
+                              check=lambda v: v >= 1, allowed="must be an integer >= 1")
+    n_test = reader.optional("n_test", int, "use the first n test examples",
+                             check=lambda v: v >= 1, allowed="must be an integer >= 1")
+    options_reader = TableReader(reader.raw("options", {}), reader.where("options"), reader.source)
+    allowed = DATASETS.info(dataset).options
+    options = {}
+    for key, default in allowed.items():
+        kind = type(default)
+        param = Param(key, default, f"option of data set '{dataset}'", kind=kind,
+                      minimum=0 if kind in (int, float) else None)
+        options[key] = options_reader.get(param)
+    options_reader.finish(list(allowed))
+    reader.finish(["dataset", "loss", "epochs", "batch_size", "normalize", "data_dir",
+                   "n_train", "n_test", "options"])
+    return TaskSpec(dataset=dataset, loss=loss, epochs=epochs, batch_size=batch, normalize=normalize,
+                    data_dir=data_dir, n_train=n_train, n_test=n_test, options=options)
+
+
+def _read_run(reader: TableReader) -> RunSpec:
+    values = check_params(reader, [
+        Param("seed", 0, "random seed of the whole run", minimum=0),
+        Param("backend", "numpy", "array backend", choices=("numpy", "cupy")),
+        Param("dtype", "float32", "floating-point precision", choices=("float32", "float64")),
+        Param("out", None, "run folder", kind=str),
+        Param("align_every", 0, "record alignment with backprop every N steps (0: never)", minimum=0),
+        Param("eval_batch_size", 1000, "batch size for evaluation", minimum=1),
+    ])
+    return RunSpec(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError("NaN/inf cannot be written to a spec")
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key and set(key) <= _NAME_CHARS | {"-"} else _toml_value(key)
+
+
+def _table(name: str, items: Mapping[str, Any]) -> list[str]:
+    lines = [f"[{name}]"]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in items.items() if v is not None]
+    return lines + [""]
+
+
+def dump_spec(spec: CircuitSpec) -> str:
+    """Write ``spec`` as TOML with every default filled in (the resolved spec)."""
+    lines = _table("circuit", {"name": spec.name, "doc": spec.doc})
+    lines.append("[populations]")
+    for pop in spec.populations:
+        fields = attrs.asdict(pop)
+        del fields["name"]
+        lines.append(f"{_toml_key(pop.name)} = {_toml_value(fields)}")
+    lines.append("")
+    for proj in spec.projections:
+        init = {k: v for k, v in attrs.asdict(proj.init).items() if v is not None}
+        entry = {"from": proj.source, "to": proj.target, "type": proj.type, "name": proj.name,
+                 "init": init, "bias": proj.bias, "plastic": proj.plastic, "lr": proj.lr}
+        lines += _table("[projections]", entry)
+    lines += _table("rule", {"name": spec.rule.name, **spec.rule.params})
+    task = attrs.asdict(spec.task)
+    options = task.pop("options")
+    lines += _table("task", task)
+    if options:
+        lines += _table("task.options", options)
+    lines += _table("run", attrs.asdict(spec.run))
+    return "\n".join(lines)

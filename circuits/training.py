@@ -1,0 +1,136 @@
+"""The training loop: seeded batches, per-epoch evaluation, alignment records, NaN guard.
+
+:func:`fit` is a generator of :class:`EpochRecord`, so a caller (the CLI, a notebook, a
+test) decides what to do with each epoch as it ends, and everything already yielded stays
+valid when a later epoch fails or the user presses Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import attrs
+import numpy as np
+
+from circuits.data import DATASETS, Dataset, iterate_batches
+from circuits.errors import DataError, SimulationError
+from circuits.model import Model
+
+__all__ = ["EpochRecord", "AlignmentRecord", "load_data", "fit"]
+
+
+@attrs.frozen
+class AlignmentRecord:
+    """Angles (degrees) between the rule's change and −gradient at one training step."""
+
+    step: int
+    epoch: int
+    angles: dict[str, float] = attrs.field(hash=False)
+
+
+@attrs.frozen
+class EpochRecord:
+    """What one epoch measured."""
+
+    epoch: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    examples: int
+    alignment: tuple[AlignmentRecord, ...] = ()
+
+    def mean_alignment(self) -> dict[str, float]:
+        """Per-parameter mean angle over the epoch's alignment records."""
+        if not self.alignment:
+            return {}
+        names = self.alignment[0].angles
+        return {n: float(np.mean([r.angles[n] for r in self.alignment])) for n in names}
+
+
+def load_data(model: Model, *, download: bool = True) -> Dataset:
+    """Load the spec's data set and check that it fits the circuit's input and output sizes.
+
+    Raises
+    ------
+    DataError
+        When the data set cannot be read, or its feature or class count does not match.
+    """
+    task = model.spec.task
+    data = DATASETS.load(task.dataset, seed=model.spec.run.seed, data_dir=task.data_dir,
+                         n_train=task.n_train, n_test=task.n_test, normalize=task.normalize,
+                         options=task.options, download=download)
+    widths = {p: model.graph.population(p).size for p in model.graph.inputs}
+    if sum(widths.values()) != data.n_features:
+        listing = " + ".join(f"{p} {w}" for p, w in widths.items())
+        raise DataError(f"{model.spec.source}: data set '{task.dataset}' has {data.n_features} features "
+                        f"but the input populations take {listing} = {sum(widths.values())}; "
+                        "make the input sizes add up to the feature count")
+    out = model.graph.output
+    size = model.graph.population(out).size
+    if data.n_outputs != size:
+        what = "classes" if data.task == "classification" else "target values"
+        raise DataError(f"{model.spec.source}: data set '{task.dataset}' has {data.n_outputs} {what} "
+                        f"but output population '{out}' has size {size}; set populations.{out}.size = "
+                        f"{data.n_outputs}")
+    if (data.task == "classification") != (task.loss == "cross_entropy"):
+        want = "cross_entropy" if data.task == "classification" else "mse"
+        raise DataError(f"{model.spec.source}: data set '{task.dataset}' is a {data.task} task; "
+                        f"set task.loss = \"{want}\"")
+    return data
+
+
+def fit(model: Model, data: Dataset, *, epochs: int | None = None,
+        on_batch: Callable[[int, int, float], None] | None = None) -> Iterator[EpochRecord]:
+    """Train ``model`` on ``data``, yielding one record per epoch.
+
+    Parameters
+    ----------
+    model
+        The model; its parameters are updated in place.
+    data
+        Training and test sets (see :func:`load_data`).
+    epochs
+        Defaults to the spec's ``task.epochs``.
+    on_batch
+        Called with ``(epoch, batch index, batch loss)`` after every step.
+
+    Raises
+    ------
+    SimulationError
+        When the loss becomes NaN or infinite (naming the epoch and batch).
+    """
+    spec = model.spec
+    epochs = spec.task.epochs if epochs is None else epochs
+    dtype = np.dtype(spec.run.dtype)
+    x_train = np.ascontiguousarray(data.x_train, dtype=dtype)
+    x_test = np.ascontiguousarray(data.x_test, dtype=dtype)
+    y_train, y_test = data.y_train, data.y_test
+    if data.task == "regression":
+        y_train, y_test = y_train.astype(dtype), y_test.astype(dtype)
+    rng = np.random.default_rng([spec.run.seed, 1])
+    every = spec.run.align_every
+    step = 0
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        losses, aligned = [], []
+        for index, batch in enumerate(iterate_batches(data.n_train, spec.task.batch_size, rng)):
+            xb, yb = x_train[batch], y_train[batch]
+            if every and step % every == 0:
+                aligned.append(AlignmentRecord(step, epoch, model.alignment(xb, yb)))
+            loss = model.step(xb, yb)
+            if not math.isfinite(loss):
+                raise SimulationError(f"loss became {loss} at epoch {epoch}, batch {index + 1}; "
+                                      "lower rule.lr or check the init scale (everything up to the "
+                                      "previous epoch is kept)")
+            losses.append(loss)
+            step += 1
+            if on_batch is not None:
+                on_batch(epoch, index, loss)
+        seconds = time.perf_counter() - start
+        test_loss, test_accuracy = model.evaluate(x_test, y_test)
+        yield EpochRecord(epoch=epoch, train_loss=float(np.mean(losses)), test_loss=test_loss,
+                          test_accuracy=test_accuracy, seconds=seconds, examples=data.n_train,
+                          alignment=tuple(aligned))

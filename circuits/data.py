@@ -4,7 +4,7 @@ A data set is loaded by name through a :class:`DatasetRegistry`; the default one
 :data:`DATASETS`, is filled by the ``register`` lines at the bottom of this module.
 :meth:`DatasetRegistry.load` runs in three stages:
 
-1. the loader draws or reads the full train/test split from ``np.random.default_rng(seed)``;
+1. the loader draws or reads the full train/test split, seeded by ``default_rng(seed)``;
 2. ``n_train`` / ``n_test`` keep the first examples of each split;
 3. inputs become float64 and are normalized with statistics of the kept training split only.
 """
@@ -20,64 +20,40 @@ import pathlib
 import types
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 import numpy as np
 
 from circuits.errors import DataError, did_you_mean
 
-__all__ = [
-    "DATASETS",
-    "Dataset",
-    "DatasetInfo",
-    "DatasetRegistry",
-    "data_home",
-    "iterate_batches",
-    "load_dataset",
-    "read_idx",
-]
+__all__ = ["DATASETS", "Dataset", "DatasetInfo", "DatasetRegistry", "data_home",
+           "iterate_batches", "load_dataset", "read_idx"]
 
 TASKS = ("classification", "regression")
 NORMALIZATIONS = ("standard", "unit", "none")
-# "standard" divides by max(std, _STD_FLOOR * RMS of all feature stds): a pixel that is constant on
-# the training split then maps test values to a bounded range instead of dividing by ~0.
+# "standard" divides by max(std, _STD_FLOOR * RMS of the feature stds), so a pixel that is
+# constant on the training split keeps its test values bounded instead of dividing by ~0.
 _STD_FLOOR = 1e-2
 
-_IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 _IDX_SHAPES = ((60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
-# Published MD5s of the gzip files (the ones torchvision checks).
+# Published MD5s of the four gzip files, in the order of _IDX_FILES.
 _IDX_MD5 = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    },
+    "mnist": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+              "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+    "fashion-mnist": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+                      "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
 }
 _IDX_MIRRORS = {
-    "mnist": (
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ),
-    "fashion-mnist": (
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
-    ),
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/",
+              "http://yann.lecun.com/exdb/mnist/"),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                      "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"),
 }
-# IDX type byte -> big-endian numpy dtype (the IDX format's own table).
+# IDX type byte -> big-endian numpy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -102,13 +78,13 @@ class Dataset:
     def __attrs_post_init__(self) -> None:
         y_ndim = 1 if self.task == "classification" else 2
         want = "(n,)" if y_ndim == 1 else f"(n, {self.n_outputs})"
-        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+        width = self.x_train.shape[-1]
+        splits = (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test))
+        for split, x, y in splits:
             bad_y = y.ndim != y_ndim or (y_ndim == 2 and y.shape[1] != self.n_outputs)
-            if x.ndim != 2 or len(x) != len(y) or bad_y or x.shape[1] != self.x_train.shape[1]:
-                raise DataError(
-                    f"data set '{self.name}': {split} split has x {x.shape} and y {y.shape}; "
-                    f"expected x (n, {self.x_train.shape[-1]}) and y {want}"
-                )
+            if x.ndim != 2 or x.shape[1] != width or len(x) != len(y) or bad_y:
+                raise DataError(f"data set '{self.name}': {split} split has x {x.shape} and "
+                                f"y {y.shape}; expected x (n, {width}) and y {want}")
 
     @property
     def n_features(self) -> int:
@@ -130,35 +106,26 @@ class Dataset:
 class DatasetInfo:
     """What the spec layer needs to know about a data set without loading it.
 
-    Parameters
-    ----------
-    name, task, doc
-        Registry name, ``"classification"`` or ``"regression"``, and a one-line description.
-    options
-        Option name -> default value; a given value must have the default's type (an int is
-        accepted for a float option).
-    n_features, n_outputs
-        Known sizes, or ``None`` where they depend on options.
-    pixel_max
-        Largest possible input value, divided out by ``normalize="unit"``; ``None`` (synthetic
-        sets) leaves values unchanged.
+    ``options`` maps each option to its default, whose type a given value must have (an int
+    is accepted for a float). ``n_features`` / ``n_outputs`` are ``None`` where they depend on
+    options. ``pixel_max`` is what ``normalize="unit"`` divides by; ``None`` (synthetic sets)
+    leaves values unchanged.
     """
 
     name: str
     task: str = attrs.field(validator=attrs.validators.in_(TASKS))
     doc: str
     options: Mapping[str, object] = attrs.field(
-        factory=dict, converter=lambda m: types.MappingProxyType(dict(m))
-    )
+        factory=dict, converter=lambda m: types.MappingProxyType(dict(m)))
     n_features: int | None = None
     n_outputs: int | None = None
     pixel_max: float | None = None
 
 
 class DatasetRegistry:
-    """Data sets by name: each is a :class:`DatasetInfo` plus a loader.
+    """Data sets by name: each a :class:`DatasetInfo` plus a loader.
 
-    A loader is called as ``loader(seed=..., data_dir=Path | None, download=bool, **options)``
+    A loader is called as ``loader(seed=int, data_dir=Path | None, download=bool, **options)``
     with every option of its info filled in, and returns the full, unnormalized
     :class:`Dataset`; loaders that read no files ignore ``data_dir`` and ``download``.
     """
@@ -173,71 +140,56 @@ class DatasetRegistry:
         self._entries[info.name] = (info, loader)
 
     def names(self) -> tuple[str, ...]:
-        """Registered names, sorted."""
+        """The registered names, sorted."""
         return tuple(sorted(self._entries))
 
     def info(self, name: str) -> DatasetInfo:
         """The info of ``name``; raises :class:`DataError` naming the allowed names if unknown."""
         if name not in self._entries:
-            raise DataError(
-                f"unknown data set '{name}': must be one of {', '.join(self.names())}"
-                f"{did_you_mean(name, self.names())}"
-            )
+            raise DataError(f"unknown data set '{name}': must be one of "
+                            f"{', '.join(self.names())}{did_you_mean(name, self.names())}")
         return self._entries[name][0]
 
-    def load(
-        self,
-        name: str,
-        *,
-        seed: int,
-        data_dir: str | os.PathLike[str] | None = None,
-        n_train: int | None = None,
-        n_test: int | None = None,
-        normalize: str = "standard",
-        options: Mapping[str, object] | None = None,
-        download: bool = True,
-    ) -> Dataset:
+    def load(self, name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
+             n_train: int | None = None, n_test: int | None = None, normalize: str = "standard",
+             options: Mapping[str, object] | None = None, download: bool = True) -> Dataset:
         """Load, subset and normalize the data set ``name``.
 
         Parameters
         ----------
-        name
-            A registered name (see :meth:`names`).
-        seed
-            Seed of ``np.random.default_rng`` for synthetic draws and shuffled splits.
-        data_dir
-            Folder with the data files (file-backed sets only); see the ``mnist`` loader.
+        name, seed
+            A registered name; the seed of ``np.random.default_rng`` for draws and splits.
+        data_dir, download
+            Folder of the data files (file-backed sets, see ``_load_idx_set``); whether
+            missing files may be fetched into :func:`data_home`.
         n_train, n_test
             Keep only the first examples of each split; ``None`` keeps all.
         normalize
-            ``"standard"`` (train mean/std per feature), ``"unit"`` (divide by the largest
-            pixel value) or ``"none"``.
+            ``"standard"`` (training mean and std per feature), ``"unit"`` (divide by
+            ``info.pixel_max``) or ``"none"``.
         options
-            Per-data-set options; see ``info(name).options`` for names and defaults.
-        download
-            Whether missing files may be fetched into :func:`data_home`.
+            Options of the data set; ``info(name).options`` lists them with their defaults.
 
         Returns
         -------
         Dataset
-            Inputs float64, C-contiguous and read-only.
+            Inputs float64 and C-contiguous; all arrays read-only.
 
         Raises
         ------
         DataError
-            Unknown name, option, option type or normalization; a bad size or seed; more
+            Unknown name, option or normalization; a bad option value, size or seed; more
             examples asked for than exist; files missing, corrupt or not downloadable.
         """
         info = self.info(name)
         if normalize not in NORMALIZATIONS:
-            raise DataError(
-                f"data set '{name}': normalize must be one of {', '.join(NORMALIZATIONS)} "
-                f"(got '{normalize}'{did_you_mean(normalize, NORMALIZATIONS)})"
-            )
+            raise DataError(f"data set '{name}': normalize must be one of "
+                            f"{', '.join(NORMALIZATIONS)} (got '{normalize}'"
+                            f"{did_you_mean(normalize, NORMALIZATIONS)})")
         _require(_is_int(seed) and seed >= 0, name, f"seed must be an int >= 0 (got {seed!r})")
         resolved = _resolve_options(info, options or {})
-        path = None if data_dir is None else pathlib.Path(data_dir).expanduser()
-        raw = self._entries[name][1](seed=seed, data_dir=path, download=download, **resolved)
+        folder = None if data_dir is None else pathlib.Path(data_dir).expanduser()
+        raw = self._entries[name][1](seed=seed, data_dir=folder, download=download, **resolved)
         x_train, y_train = _keep_first(name, "n_train", n_train, raw.x_train, raw.y_train)
         x_test, y_test = _keep_first(name, "n_test", n_test, raw.x_test, raw.y_test)
         x_train, x_test = _normalize(x_train, x_test, normalize, info.pixel_max)
@@ -258,15 +210,13 @@ def _is_int(value: object) -> bool:
 
 
 def _resolve_options(info: DatasetInfo, given: Mapping[str, object]) -> dict[str, object]:
-    """Defaults of ``info.options`` overridden by ``given``, each checked against its default's type."""
+    """The defaults of ``info.options`` overridden by ``given``, each of its default's type."""
     resolved = dict(info.options)
     for key, value in given.items():
         if key not in info.options:
-            allowed = ", ".join(info.options) or "none"
-            raise DataError(
-                f"data set '{info.name}': unknown option '{key}': allowed options are "
-                f"{allowed}{did_you_mean(key, info.options)}"
-            )
+            raise DataError(f"data set '{info.name}': unknown option '{key}': allowed options "
+                            f"are {', '.join(info.options) or 'none'}"
+                            f"{did_you_mean(key, info.options)}")
         default = info.options[key]
         if isinstance(default, bool):
             ok = isinstance(value, (bool, np.bool_))
@@ -277,17 +227,14 @@ def _resolve_options(info: DatasetInfo, given: Mapping[str, object]) -> dict[str
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            raise DataError(
-                f"data set '{info.name}': option '{key}' must be {type(default).__name__} "
-                f"(got {value!r})"
-            )
+            raise DataError(f"data set '{info.name}': option '{key}' must be "
+                            f"{type(default).__name__} (got {value!r})")
         resolved[key] = type(default)(value)
     return resolved
 
 
-def _keep_first(
-    name: str, label: str, count: int | None, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _keep_first(name: str, label: str, count: int | None, x: np.ndarray,
+                y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if count is None:
         return x, y
     _require(_is_int(count) and count >= 1, name, f"{label} must be an int >= 1 (got {count!r})")
@@ -295,15 +242,13 @@ def _keep_first(
     return x[:count], y[:count]
 
 
-def _normalize(
-    x_train: np.ndarray, x_test: np.ndarray, method: str, pixel_max: float | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _normalize(x_train: np.ndarray, x_test: np.ndarray, method: str,
+               pixel_max: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Float64 copies of both splits, normalized by ``method`` with training statistics."""
     train = np.array(x_train, dtype=np.float64, order="C")
     test = np.array(x_test, dtype=np.float64, order="C")
     if method == "standard":
-        mean = train.mean(axis=0)
-        std = train.std(axis=0)
+        mean, std = train.mean(axis=0), train.std(axis=0)
         rms = float(np.sqrt(np.mean(std**2)))
         np.maximum(std, _STD_FLOOR * rms if rms > 0.0 else 1.0, out=std)
         for x in (train, test):
@@ -315,31 +260,21 @@ def _normalize(
     return train, test
 
 
-def load_dataset(
-    name: str,
-    *,
-    seed: int,
-    data_dir: str | os.PathLike[str] | None = None,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    normalize: str = "standard",
-    options: Mapping[str, object] | None = None,
-    download: bool = True,
-) -> Dataset:
+def load_dataset(name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
+                 n_train: int | None = None, n_test: int | None = None,
+                 normalize: str = "standard", options: Mapping[str, object] | None = None,
+                 download: bool = True) -> Dataset:
     """Shorthand for ``DATASETS.load(...)``; see :meth:`DatasetRegistry.load`."""
-    return DATASETS.load(
-        name, seed=seed, data_dir=data_dir, n_train=n_train, n_test=n_test,
-        normalize=normalize, options=options, download=download,
-    )
+    return DATASETS.load(name, seed=seed, data_dir=data_dir, n_train=n_train, n_test=n_test,
+                         normalize=normalize, options=options, download=download)
 
 
-def iterate_batches(
-    n: int, batch_size: int, rng: np.random.Generator, *, shuffle: bool = True
-) -> Iterator[np.ndarray]:
+def iterate_batches(n: int, batch_size: int, rng: np.random.Generator, *,
+                    shuffle: bool = True) -> Iterator[np.ndarray]:
     """Yield int64 index arrays that cover ``range(n)`` once, ``batch_size`` at a time.
 
     The last batch may be smaller. With ``shuffle`` the order is ``rng.permutation(n)``;
-    without it ``rng`` is not touched.
+    without it, ``rng`` is left untouched.
 
     Raises
     ------
@@ -347,23 +282,24 @@ def iterate_batches(
         If ``n < 0`` or ``batch_size < 1``.
     """
     if n < 0 or batch_size < 1:
-        raise DataError(f"iterate_batches: need n >= 0 and batch_size >= 1 (got n={n}, batch_size={batch_size})")
+        raise DataError("iterate_batches: need n >= 0 and batch_size >= 1 "
+                        f"(got n={n}, batch_size={batch_size})")
     order = rng.permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+        yield order[start:start + batch_size]
 
 
 def data_home() -> pathlib.Path:
     """The download cache: ``$CIRCUITS_CACHE`` if set, else ``~/.cache/circuits``."""
     cache = os.environ.get("CIRCUITS_CACHE")
-    return pathlib.Path(cache).expanduser() if cache else pathlib.Path.home() / ".cache" / "circuits"
+    return pathlib.Path(cache).expanduser() if cache else pathlib.Path.home() / ".cache/circuits"
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file, gzip-compressed or plain, as an array of shape ``(n, *dims)``.
 
-    Magic 2051 (uint8, 3 dims) gives images ``(n, rows, cols)``, 2049 (uint8, 1 dim) labels
-    ``(n,)``; the other IDX element types come back in native byte order.
+    Magic 2051 gives uint8 images ``(n, rows, cols)``, 2049 uint8 labels ``(n,)``; the other
+    IDX element types come back in native byte order.
 
     Raises
     ------
@@ -375,43 +311,41 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         blob = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read IDX file ({exc.strerror or exc})") from None
-    return _parse_idx(_gunzip(blob, path), path)
+    return _parse_idx(blob, path)
 
 
-def _gunzip(blob: bytes, path: pathlib.Path) -> bytes:
-    if blob[:2] != b"\x1f\x8b":
-        return blob
-    try:
-        return gzip.decompress(blob)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({exc}); replace or delete the file") from None
-
-
-def _parse_idx(data: bytes, path: pathlib.Path) -> np.ndarray:
-    magic = int.from_bytes(data[:4], "big")
-    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in _IDX_DTYPES or data[3] == 0:
-        raise DataError(f"{path}: not an IDX file (magic number {magic}; expected e.g. 2051 for images, 2049 for labels)")
-    ndim, header = data[3], 4 + 4 * data[3]
-    if len(data) < header:
-        raise DataError(f"{path}: IDX header truncated ({len(data)} bytes, header needs {header})")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
+def _parse_idx(blob: bytes, path: pathlib.Path) -> np.ndarray:
+    """Decompress ``blob`` if it is gzip, then check the IDX header and view the payload."""
+    if blob[:2] == b"\x1f\x8b":
+        try:
+            blob = gzip.decompress(blob)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt or truncated gzip data ({exc}); "
+                            "replace or delete the file") from None
+    if len(blob) < 4 or blob[:2] != b"\0\0" or blob[2] not in _IDX_DTYPES or blob[3] == 0:
+        raise DataError(f"{path}: not an IDX file (magic number {int.from_bytes(blob[:4], 'big')}"
+                        "; expected e.g. 2051 for images, 2049 for labels)")
+    ndim, header = blob[3], 4 + 4 * blob[3]
+    if len(blob) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(blob)} of {header} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(blob, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[blob[2]])
     size = header + math.prod(dims) * dtype.itemsize
-    if len(data) != size:
-        raise DataError(
-            f"{path}: IDX file truncated or padded: the header promises shape {dims} "
-            f"({size} bytes) but the data holds {len(data)} bytes; replace or delete the file"
-        )
-    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+    if len(blob) != size:
+        raise DataError(f"{path}: IDX file truncated or padded: its header promises shape "
+                        f"{dims} ({size} bytes) but it holds {len(blob)} bytes; replace it")
+    array = np.frombuffer(blob, dtype, offset=header).reshape(dims)
+    return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _load_idx_set(name: str, *, seed: int, data_dir: pathlib.Path | None, download: bool) -> Dataset:
-    """Read the official 60k/10k split of ``name`` (in file order; ``seed`` is unused).
+def _load_idx_set(name: str, *, seed: int, data_dir: pathlib.Path | None,
+                  download: bool) -> Dataset:
+    """Read the official 60k/10k split of ``name`` in file order (``seed`` is unused).
 
     1. Folder: ``data_dir/<name>/`` or ``data_dir`` itself; else ``$CIRCUITS_DATA/<name>/``;
        else ``data_home()/<name>/``, the only folder that missing files are downloaded into.
-    2. Each file is ``<file>.gz`` (MD5-checked) or the uncompressed ``<file>`` (not checked).
-    3. Shapes are checked against the official split; images are flattened to 784 features.
+    2. Each file is ``<file>.gz`` (MD5-checked) or the uncompressed ``<file>`` (unchecked).
+    3. Shapes must be the official ones; images are flattened to 784 features.
     """
     if data_dir is not None:
         folder = data_dir / name if (data_dir / name).is_dir() else data_dir
@@ -420,49 +354,43 @@ def _load_idx_set(name: str, *, seed: int, data_dir: pathlib.Path | None, downlo
         folder = pathlib.Path(os.environ["CIRCUITS_DATA"]).expanduser() / name
         where = f"{folder} ($CIRCUITS_DATA/{name})"
     else:
-        folder = data_home() / name
-        where = ""
+        folder, where = data_home() / name, ""
+    fix = f"set task.data_dir or $CIRCUITS_DATA to a folder holding the four {name} IDX files"
     arrays = []
-    for filename, shape in zip(_IDX_FILES, _IDX_SHAPES):
+    for filename, shape, md5 in zip(_IDX_FILES, _IDX_SHAPES, _IDX_MD5[name]):
         path = next((p for p in (folder / filename, folder / filename[:-3]) if p.is_file()), None)
         if path is None and where:
-            raise DataError(
-                f"{name}: {filename} not found in {where}; point task.data_dir or "
-                f"$CIRCUITS_DATA at a folder holding the four {name} IDX files"
-            )
+            raise DataError(f"{name}: {filename} not found in {where}; {fix}")
         if path is None and not download:
-            raise DataError(
-                f"{name}: {filename} not found in {folder} and downloads are disabled; set "
-                f"task.data_dir or $CIRCUITS_DATA to a folder holding the four {name} IDX files"
-            )
-        path = path or _download(name, filename, folder, _IDX_MIRRORS[name])
+            raise DataError(f"{name}: {filename} not found in {folder} and downloads are "
+                            f"disabled; {fix}")
+        path = path or _download(name, filename, md5, folder)
         blob = path.read_bytes()
-        if path.suffix == ".gz":
-            _check_md5(name, filename, blob, path)
-        array = _parse_idx(_gunzip(blob, path), path)
+        digest = _md5(blob) if path.suffix == ".gz" else md5  # plain files: no published sums
+        if digest != md5:
+            other = [n for n, sums in _IDX_MD5.items() if digest in sums]
+            raise DataError(f"{path}: MD5 {digest} does not match the published {md5} of "
+                            f"{name}" + (f" (it is a {other[0]} file)" if other else "")
+                            + "; replace it with the official file or delete it")
+        array = _parse_idx(blob, path)
         if array.shape != shape or array.dtype != np.uint8:
-            raise DataError(f"{path}: expected uint8 {shape} for {name}, got {array.dtype} {array.shape}")
+            raise DataError(f"{path}: expected uint8 {shape} for {name}, "
+                            f"got {array.dtype} {array.shape}")
         arrays.append(array)
     x_train, y_train, x_test, y_test = arrays
-    return Dataset(name, "classification", x_train.reshape(-1, 784), y_train, x_test.reshape(-1, 784), y_test, 10)
+    return Dataset(name, "classification", x_train.reshape(-1, 784), y_train,
+                   x_test.reshape(-1, 784), y_test, 10)
 
 
-def _check_md5(name: str, filename: str, blob: bytes, path: pathlib.Path) -> None:
-    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
-    if digest == _IDX_MD5[name][filename]:
-        return
-    other = [n for n, table in _IDX_MD5.items() if table.get(filename) == digest]
-    note = f" (it is the {other[0]} file)" if other else ""
-    raise DataError(
-        f"{path}: MD5 {digest} does not match the published {_IDX_MD5[name][filename]} of "
-        f"{name}{note}; replace it with the official file, or delete it to download it again"
-    )
+def _md5(blob: bytes) -> str:
+    return hashlib.md5(blob, usedforsecurity=False).hexdigest()
 
 
-def _download(name: str, filename: str, folder: pathlib.Path, mirrors: Sequence[str]) -> pathlib.Path:
-    """Fetch ``filename`` from the first mirror that serves it with the published MD5."""
+def _download(name: str, filename: str, md5: str, folder: pathlib.Path,
+              mirrors: tuple[str, ...] | None = None) -> pathlib.Path:
+    """Fetch ``filename`` into ``folder`` from the first mirror that serves the published MD5."""
     failures = []
-    for base in mirrors:
+    for base in mirrors or _IDX_MIRRORS[name]:
         url = base + filename
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
@@ -470,29 +398,29 @@ def _download(name: str, filename: str, folder: pathlib.Path, mirrors: Sequence[
         except OSError as exc:  # URLError, HTTPError and timeouts are all OSErrors
             failures.append(f"{url}: {exc}")
             continue
-        digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
-        if digest != _IDX_MD5[name][filename]:
-            failures.append(f"{url}: MD5 {digest}, expected {_IDX_MD5[name][filename]}")
+        digest = _md5(blob)
+        if digest != md5:
+            failures.append(f"{url}: MD5 {digest}, expected {md5}")
             continue
         target, part = folder / filename, folder / f".{filename}.{os.getpid()}.part"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             part.write_bytes(blob)
-            os.replace(part, target)  # atomic, so a concurrent reader never sees half a file
+            os.replace(part, target)  # atomic: a concurrent reader never sees half a file
         except OSError as exc:
-            raise DataError(f"{name}: cannot write {target} ({exc}); set $CIRCUITS_CACHE to a writable folder") from None
+            raise DataError(f"{name}: cannot write {target} ({exc}); "
+                            "set $CIRCUITS_CACHE to a writable folder") from None
         return target
-    raise DataError(
-        f"{name}: {filename} is missing from {folder} and could not be downloaded "
-        f"({'; '.join(failures)}); download the four {name} IDX files yourself and set "
-        f"task.data_dir or $CIRCUITS_DATA to their folder"
-    )
+    raise DataError(f"{name}: {filename} is missing from {folder} and could not be downloaded "
+                    f"({'; '.join(failures)}); download the four {name} IDX files yourself "
+                    "and set task.data_dir or $CIRCUITS_DATA to their folder")
 
 
 def _load_digits(*, seed: int, test_fraction: float, **_location: object) -> Dataset:
     """scikit-learn's 8x8 digits, split per class: ``round(test_fraction * count)`` to test."""
-    _require(0.0 < test_fraction < 1.0, "digits", f"option 'test_fraction' must be in (0, 1) (got {test_fraction})")
-    from sklearn.datasets import load_digits  # imported here: scikit-learn is slow to import
+    _require(0.0 < test_fraction < 1.0, "digits",
+             f"option 'test_fraction' must be in (0, 1) (got {test_fraction})")
+    from sklearn.datasets import load_digits  # here, not at the top: sklearn is slow to import
 
     bunch = load_digits()
     x, y = np.asarray(bunch.data), np.asarray(bunch.target, dtype=np.int64)
@@ -507,16 +435,17 @@ def _load_digits(*, seed: int, test_fraction: float, **_location: object) -> Dat
     return Dataset("digits", "classification", x[train], y[train], x[test], y[test], 10)
 
 
-def _check_sizes(name: str, **sizes: int) -> None:
+def _check_sizes(name: str, **sizes: int | None) -> None:
     for key, value in sizes.items():
         least = 4 if key == "n" else 1  # n // 4 test examples must not be empty
-        _require(value >= least, name, f"option '{key}' must be >= {least} (got {value})")
+        _require(value is None or value >= least, name,
+                 f"option '{key}' must be >= {least} (got {value})")
 
 
 def _load_xor(*, seed: int, n: int, noise: float, **_location: object) -> Dataset:
-    """Implements ``x = s + noise·ε``, ``y = [s₀ ≠ s₁]`` for corners ``s ∈ {±1}²``, ``ε ~ N(0, I)``.
+    """Implements ``x = s + noise·ε``, ``y = [s₀ ≠ s₁]`` for corners ``s ∈ {±1}²``, ε ~ N(0, I).
 
-    Draws from ``default_rng(seed)``: train (``n``) then test (``n // 4``), each corners then ε.
+    Draws from ``default_rng(seed)``: train (``n``) then test (``n // 4``), each s then ε.
     """
     _check_sizes("xor", n=n)
     _require(noise >= 0.0, "xor", f"option 'noise' must be >= 0 (got {noise})")
@@ -532,38 +461,33 @@ def _load_xor(*, seed: int, n: int, noise: float, **_location: object) -> Datase
 
 
 def _load_parity(*, seed: int, n: int, bits: int, **_location: object) -> Dataset:
-    """Implements ``y = (number of +1 entries of x) mod 2`` for ``x`` uniform on ``{±1}^bits``.
+    """Implements ``y = (number of +1 entries of x) mod 2``, ``x`` uniform on ``{±1}^bits``.
 
     Sampled with replacement from ``default_rng(seed)``: ``n`` train, then ``n // 4`` test.
     """
     _check_sizes("parity", n=n, bits=bits)
     rng = np.random.default_rng(seed)
-    x_train, x_test = (rng.choice(np.array([-1.0, 1.0]), size=(count, bits)) for count in (n, n // 4))
+    x_train, x_test = (rng.choice(np.array([-1.0, 1.0]), size=(m, bits)) for m in (n, n // 4))
     y_train, y_test = (((x > 0).sum(axis=1) % 2).astype(np.int64) for x in (x_train, x_test))
     return Dataset("parity", "classification", x_train, y_train, x_test, y_test, 2)
 
 
-def _load_teacher(
-    name: str, *, seed: int, n: int, n_in: int, n_out: int, noise: float, n_hidden: int | None = None,
-    **_location: object,
-) -> Dataset:
-    """Implements ``y = x @ T + noise·ε``, or ``y = tanh(x @ T₁) @ T₂ + noise·ε`` with ``n_hidden``.
+def _load_teacher(name: str, *, seed: int, n: int, n_in: int, n_out: int, noise: float,
+                  n_hidden: int | None = None, **_location: object) -> Dataset:
+    """Implements ``y = x @ T + noise·ε``, or ``tanh(x @ T₁) @ T₂ + noise·ε`` given ``n_hidden``.
 
     Draws from ``default_rng(seed)``: ``T ~ N(0, 1/n_in)`` (or ``T₁ ~ N(0, 1/n_in)`` then
     ``T₂ ~ N(0, 1/n_hidden)``); then train, then test, each ``x ~ N(0, I)`` then ``ε ~ N(0, I)``.
     """
-    _check_sizes(name, n=n, n_in=n_in, n_out=n_out, **({} if n_hidden is None else {"n_hidden": n_hidden}))
+    _check_sizes(name, n=n, n_in=n_in, n_out=n_out, n_hidden=n_hidden)
     _require(noise >= 0.0, name, f"option 'noise' must be >= 0 (got {noise})")
     rng = np.random.default_rng(seed)
-    if n_hidden is None:
-        teacher = rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, n_out))
-    else:
-        t1 = rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, n_hidden))
-        t2 = rng.normal(0.0, 1.0 / np.sqrt(n_hidden), (n_hidden, n_out))
+    widths = [n_in, n_out] if n_hidden is None else [n_in, n_hidden, n_out]
+    teacher = [rng.normal(0.0, 1.0 / np.sqrt(a), (a, b)) for a, b in zip(widths, widths[1:])]
 
     def draw(count: int) -> tuple[np.ndarray, np.ndarray]:
         x = rng.standard_normal((count, n_in))
-        y = x @ teacher if n_hidden is None else np.tanh(x @ t1) @ t2
+        y = x @ teacher[0] if n_hidden is None else np.tanh(x @ teacher[0]) @ teacher[1]
         return x, y + noise * rng.standard_normal((count, n_out))
 
     (x_train, y_train), (x_test, y_test) = draw(n), draw(n // 4)
@@ -571,38 +495,27 @@ def _load_teacher(
 
 
 DATASETS = DatasetRegistry()
-DATASETS.register(
-    DatasetInfo("digits", "classification", "scikit-learn's 8x8 handwritten digits, 1797 images, stratified split",
-                {"test_fraction": 0.2}, n_features=64, n_outputs=10, pixel_max=16.0),
-    _load_digits,
-)
-DATASETS.register(
-    DatasetInfo("mnist", "classification", "MNIST handwritten digits, 28x28, official 60k/10k split",
-                {}, n_features=784, n_outputs=10, pixel_max=255.0),
-    functools.partial(_load_idx_set, "mnist"),
-)
-DATASETS.register(
-    DatasetInfo("fashion-mnist", "classification", "Zalando's Fashion-MNIST, 28x28, official 60k/10k split",
-                {}, n_features=784, n_outputs=10, pixel_max=255.0),
-    functools.partial(_load_idx_set, "fashion-mnist"),
-)
-DATASETS.register(
-    DatasetInfo("xor", "classification", "noisy corners of [-1, 1]^2 labelled by the xor of their signs",
-                {"n": 1000, "noise": 0.1}, n_features=2, n_outputs=2),
-    _load_xor,
-)
-DATASETS.register(
-    DatasetInfo("parity", "classification", "parity of the +1 entries of a random ±1 vector",
-                {"n": 1000, "bits": 4}, n_outputs=2),
-    _load_parity,
-)
-DATASETS.register(
-    DatasetInfo("teacher_linear", "regression", "targets of a random linear teacher x @ T",
-                {"n": 1000, "n_in": 10, "n_out": 5, "noise": 0.0}),
-    functools.partial(_load_teacher, "teacher_linear"),
-)
-DATASETS.register(
-    DatasetInfo("teacher_nonlinear", "regression", "targets of a random tanh teacher tanh(x @ T1) @ T2",
-                {"n": 1000, "n_in": 10, "n_hidden": 20, "n_out": 5, "noise": 0.0}),
-    functools.partial(_load_teacher, "teacher_nonlinear"),
-)
+DATASETS.register(DatasetInfo(
+    "digits", "classification", "scikit-learn's 8x8 digits (1797 images), stratified split",
+    {"test_fraction": 0.2}, n_features=64, n_outputs=10, pixel_max=16.0), _load_digits)
+DATASETS.register(DatasetInfo(
+    "mnist", "classification", "MNIST handwritten digits, 28x28, official 60k/10k split",
+    {}, n_features=784, n_outputs=10, pixel_max=255.0), functools.partial(_load_idx_set, "mnist"))
+DATASETS.register(DatasetInfo(
+    "fashion-mnist", "classification", "Zalando's Fashion-MNIST, 28x28, official 60k/10k split",
+    {}, n_features=784, n_outputs=10, pixel_max=255.0),
+    functools.partial(_load_idx_set, "fashion-mnist"))
+DATASETS.register(DatasetInfo(
+    "xor", "classification", "noisy corners (±1, ±1) labelled by the xor of their signs",
+    {"n": 1000, "noise": 0.1}, n_features=2, n_outputs=2), _load_xor)
+DATASETS.register(DatasetInfo(
+    "parity", "classification", "parity of the number of +1 entries of a random ±1 vector",
+    {"n": 1000, "bits": 4}, n_outputs=2), _load_parity)
+DATASETS.register(DatasetInfo(
+    "teacher_linear", "regression", "targets of a random linear teacher, x @ T",
+    {"n": 1000, "n_in": 10, "n_out": 5, "noise": 0.0}),
+    functools.partial(_load_teacher, "teacher_linear"))
+DATASETS.register(DatasetInfo(
+    "teacher_nonlinear", "regression", "targets of a random tanh teacher, tanh(x @ T1) @ T2",
+    {"n": 1000, "n_in": 10, "n_hidden": 20, "n_out": 5, "noise": 0.0}),
+    functools.partial(_load_teacher, "teacher_nonlinear"))

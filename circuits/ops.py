@@ -17,7 +17,7 @@ from circuits.ir import Op, access
 __all__ = [
     "MatMul", "OuterUpdate", "ColSumUpdate", "AddBias", "Activate", "ActivationDeriv",
     "Multiply", "Dropout", "GaussianNoise", "SoftmaxCrossEntropy", "MeanSquaredError",
-    "Copy", "SgdStep", "MomentumStep", "AdamStep",
+    "Accumulate", "Copy", "SgdStep", "MomentumStep", "AdamStep",
 ]
 
 Shapes = Mapping[str, tuple[int | str, ...]]
@@ -259,6 +259,23 @@ class MeanSquaredError(Op):
 
     def check(self, shapes: Shapes) -> None:
         _same(self, shapes, self.out, self.target, self.grad)
+
+
+@attrs.frozen
+class Accumulate(Op):
+    """Implements ``out += a``."""
+
+    a: str
+    out: str
+
+    def access(self) -> dict[str, tuple[str, ...]]:
+        return access(updates=(self.out,), reads=(self.a,))
+
+    def math(self) -> str:
+        return f"{self.out} += {self.a}"
+
+    def check(self, shapes: Shapes) -> None:
+        _same(self, shapes, self.a, self.out)
 
 
 @attrs.frozen

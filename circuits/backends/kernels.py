@@ -127,6 +127,12 @@ def multiply(op: ops.Multiply, arrays: dict[str, Any], ctx: KernelContext) -> St
     return step
 
 
+def accumulate(op: ops.Accumulate, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp = ctx.xp
+    a, out = arrays[op.a], arrays[op.out]
+    return lambda: xp.add(out, a, out=out)
+
+
 def copy(op: ops.Copy, arrays: dict[str, Any], ctx: KernelContext) -> Step:
     a, out = arrays[op.a], arrays[op.out]
     return lambda: ctx.xp.copyto(out, a)
@@ -317,6 +323,7 @@ def default_kernels() -> KernelTable:
     table.register(ops.ColSumUpdate, colsum_update)
     table.register(ops.AddBias, add_bias)
     table.register(ops.Multiply, multiply)
+    table.register(ops.Accumulate, accumulate)
     table.register(ops.Copy, copy)
     table.register(ops.Activate, activate)
     table.register(ops.ActivationDeriv, activation_deriv)

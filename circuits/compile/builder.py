@@ -4,6 +4,12 @@ Buffers are named ``<owner>.<role>``: ``h1.pre`` (pre-activation), ``h1.rate`` (
 ``h1.grad`` (∂loss/∂rate, or the rule's stand-in for it), ``h1.delta`` (∂loss/∂pre, or the
 rule's stand-in), ``x->h1.weight``, ``h1.bias``. A linear population's rate *is* its
 pre-activation buffer and its delta *is* its grad buffer, so no copies are made for them.
+
+Lateral projections of a population onto itself add one step of within-population
+interaction after the feed-forward drive: ``rate0 = f(pre)``, ``pre2 = pre + rate0 @ L``,
+``rate = f(pre2)``. The step is differentiated exactly (``L`` is local to the population):
+``delta2 = grad ⊙ f'(pre2)``, ``delta = (delta2 @ L.T) ⊙ f'(pre) + delta2``, and ``L``
+learns ``rate0.T @ delta2``.
 """
 
 from __future__ import annotations
@@ -74,19 +80,39 @@ class Builder:
         """Buffer of ``pop``'s pre-activation."""
         return f"{pop}.pre"
 
+    def lateral(self, pop: str) -> tuple[ProjectionSpec, ...]:
+        """The lateral projections of ``pop`` onto itself."""
+        return self.graph.incoming(pop, "lateral")
+
+    def settled(self, pop: str) -> str:
+        """Buffer of ``pop``'s pre-activation after the lateral step (``pre`` when it has none)."""
+        return f"{pop}.pre2" if self.lateral(pop) else self.pre(pop)
+
+    def rate0(self, pop: str) -> str:
+        """Buffer of ``pop``'s feed-forward activity, before the lateral step."""
+        if not self.lateral(pop):
+            return self.rate(pop)
+        return self.pre(pop) if self.linear(pop) else f"{pop}.rate0"
+
     def rate(self, pop: str) -> str:
         """Buffer of ``pop``'s activity (the pre-activation itself for linear and input units)."""
         if self.graph.population(pop).role == "input":
             return f"{pop}.rate"
-        return self.pre(pop) if self.linear(pop) else f"{pop}.rate"
+        return self.settled(pop) if self.linear(pop) else f"{pop}.rate"
 
     def grad(self, pop: str) -> str:
         """Buffer of the error signal arriving at ``pop``'s activity."""
         return f"{pop}.grad"
 
+    def delta2(self, pop: str) -> str:
+        """Buffer of the error signal at ``pop``'s settled pre-activation (after the lateral step)."""
+        if not self.lateral(pop):
+            return self.delta(pop)
+        return self.grad(pop) if self.linear(pop) else f"{pop}.delta2"
+
     def delta(self, pop: str) -> str:
-        """Buffer of the error signal at ``pop``'s pre-activation."""
-        return self.grad(pop) if self.linear(pop) else f"{pop}.delta"
+        """Buffer of the error signal at ``pop``'s feed-forward pre-activation."""
+        return self.grad(pop) if self.linear(pop) and not self.lateral(pop) else f"{pop}.delta"
 
     @staticmethod
     def weight(proj: ProjectionSpec | str) -> str:
@@ -156,9 +182,16 @@ class Builder:
                                             accumulate=index > 0))
             if self.graph.has_bias(pop):
                 self.emit(phase, ops.AddBias(self.bias(pop), self.pre(pop)))
+            fn = self.graph.population(pop).activation
+            if self.lateral(pop):
+                if not self.linear(pop):
+                    self.emit(phase, ops.Activate(fn, self.pre(pop), self.activity(self.rate0(pop), pop)))
+                self.emit(phase, ops.Copy(self.pre(pop), self.activity(self.settled(pop), pop)))
+                for proj in self.lateral(pop):
+                    self.emit(phase, ops.MatMul(self.rate0(pop), self.weight(proj), self.settled(pop),
+                                                accumulate=True))
             if not self.linear(pop):
-                fn = self.graph.population(pop).activation
-                self.emit(phase, ops.Activate(fn, self.pre(pop), self.activity(self.rate(pop), pop)))
+                self.emit(phase, ops.Activate(fn, self.settled(pop), self.activity(self.rate(pop), pop)))
             if pop != self.graph.output:
                 self._dropout(phase, pop)
 
@@ -176,8 +209,10 @@ class Builder:
         loss = self.graph.spec.task.loss
         if loss == "cross_entropy":
             self.add_buffer(f"{out}.labels", (BATCH,), "input", dtype="int64", doc="class labels")
-            self.emit(phase, ops.SoftmaxCrossEntropy(self.pre(out), f"{out}.labels",
-                                                     self.activity(self.delta(out), out), "loss.value"))
+            # Softmax + cross-entropy gives ∂loss/∂logits directly: the output's (settled) delta.
+            self.emit(phase, ops.SoftmaxCrossEntropy(self.settled(out), f"{out}.labels",
+                                                     self.activity(self.delta2(out), out), "loss.value"))
+            self._lateral_deriv(phase, out)
         else:
             self.add_buffer(f"{out}.target", (BATCH, self.size(out)), "input", doc="regression targets")
             self.emit(phase, ops.MeanSquaredError(self.rate(out), f"{out}.target",
@@ -185,12 +220,29 @@ class Builder:
             self._deriv(phase, out)
 
     def _deriv(self, phase: str, pop: str) -> None:
-        if not self.linear(pop):
-            fn = self.graph.population(pop).activation
-            self.emit(phase, ops.ActivationDeriv(fn, self.pre(pop), self.rate(pop), self.grad(pop),
-                                                 self.activity(self.delta(pop), pop)))
+        """``delta = grad ⊙ f'`` (through the lateral step, if any), after the dropout mask."""
         if self.graph.population(pop).dropout > 0 and self.mode == "train" and pop != self.graph.output:
-            self.emit(phase, ops.Multiply(f"{pop}.mask", self.delta(pop)))
+            self.emit(phase, ops.Multiply(f"{pop}.mask", self.grad(pop)))
+        fn = self.graph.population(pop).activation
+        if not self.linear(pop):
+            self.emit(phase, ops.ActivationDeriv(fn, self.settled(pop), self.rate(pop), self.grad(pop),
+                                                 self.activity(self.delta2(pop), pop)))
+        self._lateral_deriv(phase, pop)
+
+    def _lateral_deriv(self, phase: str, pop: str) -> None:
+        if not self.lateral(pop):
+            return
+        grad0 = self.activity(f"{pop}.grad0", pop)
+        for index, proj in enumerate(self.lateral(pop)):
+            self.emit(phase, ops.MatMul(self.delta2(pop), self.weight(proj), grad0, transpose_b=True,
+                                        accumulate=index > 0))
+        fn = self.graph.population(pop).activation
+        if self.linear(pop):
+            self.emit(phase, ops.Copy(grad0, self.activity(self.delta(pop), pop)))
+        else:
+            self.emit(phase, ops.ActivationDeriv(fn, self.pre(pop), self.rate0(pop), grad0,
+                                                 self.activity(self.delta(pop), pop)))
+        self.emit(phase, ops.Accumulate(self.delta2(pop), self.delta(pop)))
 
     def lower_backward(self, carriers: dict[str, Sequence[Carrier]], phase: str = "backward") -> None:
         """Send error signals down: ``pop.grad = Σ source.delta @ M``, ``pop.delta = grad ⊙ f'``.

@@ -37,11 +37,12 @@ class Rule:
 
     def check(self, graph: CircuitGraph) -> None:
         """Raise :class:`CompileError` when the graph lacks a pathway this rule needs."""
-        if graph.projections("lateral"):
-            name = graph.projections("lateral")[0].name
-            raise CompileError(f"{graph.spec.source}: projection '{name}': rule '{self.name}' runs a "
-                               "single feed-forward pass and has no use for lateral projections; "
-                               "remove it or choose an energy-based rule")
+        for proj in graph.projections("lateral"):
+            if proj.source != proj.target:
+                raise CompileError(
+                    f"{graph.spec.source}: projection '{proj.name}': rule '{self.name}' runs one "
+                    "feed-forward pass, where a lateral projection can only connect a population to "
+                    "itself; connect it within one population or choose an energy-based rule")
 
     def emit(self, builder: Builder) -> None:
         """Emit the rule's phases through ``builder``."""
@@ -51,8 +52,8 @@ class Rule:
 def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None:
     """Forward pass, loss, error signals by ``carriers``, local updates of every plastic weight.
 
-    Each plastic forward projection A→B learns ``A.rate.T @ B.delta`` and each bias
-    ``Σ_batch B.delta``: the rules of the backprop and feedback-alignment family differ only
+    Each plastic forward projection A→B learns ``A.rate.T @ B.delta``, each lateral
+    projection of B ``B.rate0.T @ B.delta2`` and each bias ``Σ_batch B.delta``: the rules of the backprop and feedback-alignment family differ only
     in how ``delta`` reaches the hidden populations.
     """
     b.lower_forward()
@@ -63,6 +64,9 @@ def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None
     for proj in b.graph.projections("forward"):
         if proj.plastic:
             b.learn(proj.name, b.rate(proj.source), b.delta(proj.target))
+    for proj in b.graph.projections("lateral"):
+        if proj.plastic:
+            b.learn(proj.name, b.rate0(proj.target), b.delta2(proj.target))
     for pop in b.graph.populations:
         if b.graph.population(pop).role != "input":
             b.learn_bias(pop, b.delta(pop))

@@ -8,6 +8,7 @@ fails while training (NaN, full disk) exits 1 after writing what it finished; Ct
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from circuits import render
+from circuits.claims import default_claims, verify as verify_claims
 from circuits.compile import MODES, compile_circuit
 from circuits.errors import CircuitsError, SimulationError
 from circuits.graph import build_graph
@@ -148,6 +150,42 @@ def rules() -> None:
         for param in sig.params:
             click.echo(f"  {param.name} = {param.default!r}  ({param.doc}; {param.allowed()})")
         click.echo("")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_set_option
+@click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON instead of a table.")
+@guarded
+def verify(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Measure every claim about SPEC's rule on SPEC's circuit; exit 1 if one fails."""
+    registry = default_registry()
+    resolved = _load(spec, overrides, registry)
+    build_graph(resolved, require_dag=not registry.get(resolved.rule.name).signature.energy_based)
+    outcomes = verify_claims(resolved, registry)
+    if as_json:
+        click.echo(json.dumps([{"claim": o.claim, "status": o.status, "measured": o.measured,
+                                "expected": o.expected, "reason": o.reason} for o in outcomes], indent=2))
+    else:
+        table = Table(title=f"claims of {resolved.rule.name} on {resolved.name}")
+        for column in ("claim", "measured", "expected", "verdict"):
+            table.add_column(column, overflow="fold")
+        for o in outcomes:
+            verdict = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}[o.status]
+            table.add_row(o.claim, o.describe_measured() or o.reason, o.expected, verdict)
+        Console(width=160).print(table)
+    failed = [o.claim for o in outcomes if o.status == "fail"]
+    if failed:
+        _fail(f"{len(failed)} claim(s) failed on {spec}: {', '.join(failed)}", 1)
+
+
+@main.command()
+def claims() -> None:
+    """List the catalogue of claims: name, rules, statement and source."""
+    for claim in default_claims().all():
+        click.echo(f"{claim.name}  [{', '.join(claim.rules)}]")
+        click.echo(f"  {claim.statement}")
+        click.echo(f"  source: {claim.source}\n")
 
 
 @main.command()

@@ -1,0 +1,115 @@
+"""Claims about exact gradients: the reference itself, tied feedback, the output layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuits.claims.base import Claim, Outcome, always, random_batch, relative_error, variant
+from circuits.model import Model
+from circuits.rules import RuleRegistry
+from circuits.spec import CircuitSpec
+
+__all__ = ["REFERENCE_IS_EXACT", "TIED_FEEDBACK_IS_BACKPROP", "OUTPUT_LAYER_IS_BACKPROP"]
+
+PER_EDGE_FEEDBACK = ("feedback_alignment", "kolen_pollack", "weight_mirror")
+FA_FAMILY = ("feedback_alignment", "direct_feedback_alignment", "kolen_pollack", "weight_mirror")
+
+
+def _reference_is_exact(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    model = Model(variant(spec, plain_sgd=False), registry=registry)
+    x, y = random_batch(model, 4, rng)
+    grads = model.gradients(x, y)
+    step = 1e-5
+    fd, exact = [], []
+    for name, grad in grads.items():
+        param = model.params[name]
+        for _ in range(6):
+            index = tuple(int(rng.integers(0, n)) for n in param.shape)
+            old = float(param[index])
+            param[index] = old + step
+            up = model.evaluate(x, y)[0]
+            param[index] = old - step
+            down = model.evaluate(x, y)[0]
+            param[index] = old
+            fd.append((up - down) / (2 * step))
+            exact.append(float(grad[index]))
+    error = relative_error(np.array(exact), np.array(fd))
+    tolerance = 1e-5
+    return Outcome(REFERENCE_IS_EXACT.name, "pass" if error < tolerance else "fail",
+                   {"relative_error": error, "coordinates": float(len(fd))},
+                   expected=f"relative error < {tolerance:g} (central differences, h = {step:g}, float64)")
+
+
+REFERENCE_IS_EXACT = Claim(
+    name="reference_gradient_is_exact",
+    rules=("*",),
+    statement="The gradient that every rule is compared against (Model.gradients, backprop on the "
+              "same circuit) equals central finite differences of the loss: error O(h²).",
+    source="rules.md §3 A.1",
+    precondition=always,
+    measure=_reference_is_exact,
+)
+
+
+def _tie_feedback(model: Model) -> None:
+    """Set every feedback projection C→h to the transpose of the forward projection h→C."""
+    graph = model.graph
+    for proj in graph.projections("feedback"):
+        forward = [p for p in graph.projections("forward") if p.source == proj.target and p.target == proj.source]
+        if forward:
+            model.set_params({proj.name: np.array(model.params[forward[0].name]).T})
+
+
+def _has_per_edge_feedback(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    return None if spec.rule.name in PER_EDGE_FEEDBACK else "needs a feedback projection per forward projection"
+
+
+def _tied_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    model = Model(variant(spec), registry=registry)
+    _tie_feedback(model)
+    x, y = random_batch(model, 8, rng)
+    deltas, grads = model.deltas(x, y), model.gradients(x, y)
+    lrs = model.compiled("probe").lrs
+    errors = {name: relative_error(deltas[name], -lrs[name] * grads[name]) for name in grads if name in deltas}
+    worst = max(errors.values())
+    tolerance = 1e-10
+    return Outcome(TIED_FEEDBACK_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
+                   {"max_relative_error": worst, "parameters": float(len(errors))},
+                   expected=f"relative error < {tolerance:g} for every parameter (float64)")
+
+
+TIED_FEEDBACK_IS_BACKPROP = Claim(
+    name="tied_feedback_is_backprop",
+    rules=PER_EDGE_FEEDBACK,
+    statement="With every feedback matrix set to the transpose of its forward weight, the rule's "
+              "update is exactly backprop's.",
+    source="Lillicrap et al. 2016 (FA replaces Wᵀ by B); rules.md §2.2",
+    precondition=_has_per_edge_feedback,
+    measure=_tied_is_backprop,
+)
+
+
+def _output_layer_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    model = Model(variant(spec), registry=registry)
+    x, y = random_batch(model, 8, rng)
+    deltas, grads = model.deltas(x, y), model.gradients(x, y)
+    lrs = model.compiled("probe").lrs
+    out = model.graph.output
+    names = [p.name for p in model.graph.incoming(out) if p.name in deltas]
+    names += [n for n in (f"{out}.bias",) if n in deltas]
+    worst = max(relative_error(deltas[n], -lrs[n] * grads[n]) for n in names)
+    tolerance = 1e-10
+    return Outcome(OUTPUT_LAYER_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
+                   {"max_relative_error": worst, "parameters": float(len(names))},
+                   expected=f"relative error < {tolerance:g} for the output's weights and bias")
+
+
+OUTPUT_LAYER_IS_BACKPROP = Claim(
+    name="output_layer_is_backprop",
+    rules=FA_FAMILY,
+    statement="The output population's weights and bias get exactly backprop's update: only "
+              "hidden populations receive a substitute error signal.",
+    source="Lillicrap et al. 2016; Nøkland 2016; rules.md §2.2–2.3",
+    precondition=always,
+    measure=_output_layer_is_backprop,
+)

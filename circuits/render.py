@@ -1,0 +1,574 @@
+"""Pictures of a circuit and of its training: diagrams and learning curves.
+
+Stages of :func:`render_graph` for a picture (``.svg``, ``.png``, ``.pdf``):
+
+1. :func:`layout` puts every population on a layer by its forward depth (inputs at the bottom,
+   the output at the top), orders each layer by the barycentre of its neighbours to reduce
+   crossings, sizes the boxes to their labels and routes every projection as a cubic Bézier
+   curve that bends around the boxes it would otherwise cross;
+2. the figure is drawn in inch coordinates (one axes filling the figure, so arrows meet box
+   edges exactly) with a legend and a title;
+3. it is saved with fixed metadata and SVG hash salt, so one graph always gives the same bytes.
+
+``.dot`` (Graphviz) and ``.mmd`` (Mermaid) diagrams are written as text without matplotlib.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import attrs
+import matplotlib
+import networkx as nx
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyBboxPatch, Patch, Polygon
+from matplotlib.textpath import TextToPath
+
+from circuits.errors import SpecError
+from circuits.graph import CircuitGraph
+from circuits.spec import PopulationSpec, ProjectionSpec
+
+__all__ = ["ROLE_COLORS", "EDGE_COLORS", "Layout", "layout", "render_graph", "plot_curves",
+           "plot_alignment"]
+
+#: Role → (fill, outline) of population boxes.
+ROLE_COLORS = {"input": ("#dce8f4", "#4a78a8"), "hidden": ("#eceff1", "#6b7b86"),
+               "output": ("#f8e3c8", "#c47f2c")}
+#: Projection type → line colour.
+EDGE_COLORS = {"forward": "#37474f", "feedback": "#a23b72", "lateral": "#2a7f8f"}
+_DASHES = {"forward": "-", "feedback": (0, (4.0, 2.4)), "lateral": (0, (1.0, 1.6))}
+_BULGE_SIDE = {"forward": -1.0, "feedback": 1.0, "lateral": 1.0}   # left, right, right
+_MIN_BULGE = {"forward": 0.0, "feedback": 0.45, "lateral": 0.0}
+
+_FONT = "DejaVu Sans"    # ships with matplotlib, so text is measured the same everywhere
+_NAME_PT, _DETAIL_PT, _TITLE_PT, _DOC_PT, _LEGEND_PT = 10.0, 8.0, 11.0, 8.5, 8.0
+_BOX_H, _BOX_PAD, _LAYER_DY, _SLOT_GAP, _MARGIN = 0.56, 0.3, 1.3, 0.7, 0.3   # inches
+_LINE_W = {True: 1.5, False: 0.9}   # plastic, fixed
+_HEAD = 0.1                         # arrowhead length, inches
+_RC = {"svg.hashsalt": "circuits", "svg.fonttype": "none", "pdf.fonttype": 42,
+       "font.family": _FONT, "font.size": 9.0}
+_METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}, ".png": {"Software": None}}
+_PICTURES = (".svg", ".png", ".pdf")
+_T = np.linspace(0.0, 1.0, 61)[:, None]
+_TEXT = TextToPath()
+
+
+@attrs.frozen
+class Layout:
+    """Where everything goes in a circuit diagram; all lengths in inches from the lower left.
+
+    ``positions`` maps population → box centre, ``routes`` maps projection name → the four
+    control points of its cubic Bézier curve (box edge to box edge).
+    """
+
+    positions: dict[str, tuple[float, float]] = attrs.field(hash=False)
+    routes: dict[str, np.ndarray] = attrs.field(hash=False, eq=False)
+    box: tuple[float, float]
+    size: tuple[float, float]
+    title: tuple[str, ...]
+    doc: tuple[str, ...]
+    legend_at: tuple[float, float]
+
+    def contains_box(self, name: str) -> bool:
+        """Whether the box of population ``name`` lies wholly inside the figure."""
+        (x, y), (w, h) = self.positions[name], self.box
+        return 0 <= x - w / 2 and x + w / 2 <= self.size[0] and 0 <= y - h / 2 and y + h / 2 <= self.size[1]
+
+
+def _text_width(text: str, points: float, weight: str = "normal") -> float:
+    prop = FontProperties(family=_FONT, size=points, weight=weight)
+    return _TEXT.get_text_width_height_descent(text, prop, ismath=False)[0] / 72.0
+
+
+def _wrap(text: str, points: float, width: float, weight: str = "normal") -> tuple[str, ...]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _text_width(f"{lines[-1]} {word}", points, weight) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return tuple(lines)
+
+
+def _detail(pop: PopulationSpec) -> str:
+    drop = f" · dropout {pop.dropout:g}" if pop.dropout else ""
+    return f"{pop.size} · {pop.activation}{drop}"
+
+
+def _depths(graph: CircuitGraph) -> dict[str, int]:
+    """Forward depth; in a cyclic (energy-based) circuit, of the graph without its back edges."""
+    forward = graph.forward_graph()
+    if nx.is_directed_acyclic_graph(forward):
+        return graph.depth()
+    index = {name: i for i, name in enumerate(graph.populations)}
+    dist = nx.multi_source_dijkstra_path_length(forward, set(graph.inputs))
+    rank = {n: (dist.get(n, 0), index[n]) for n in forward}
+    dag = nx.DiGraph([(u, v) for u, v in forward.edges if rank[u] < rank[v]])
+    dag.add_nodes_from(forward)
+    depth: dict[str, int] = {}
+    for name in nx.lexicographical_topological_sort(dag, key=index.get):
+        depth[name] = 1 + max((depth[p] for p in dag.predecessors(name)), default=-1)
+    top = max((d for n, d in depth.items() if n != graph.output), default=0)
+    depth[graph.output] = max(depth[graph.output], top + 1)
+    return depth
+
+
+def _crossings(order: list[list[str]], depth: Mapping[str, int], edges: list[tuple[str, str]]) -> int:
+    slot = {n: i - (len(layer) - 1) / 2 for layer in order for i, n in enumerate(layer)}
+    segs = [((slot[u], depth[u]), (slot[v], depth[v])) for u, v in edges]
+
+    def side(a, b, c) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    count = 0
+    for i, (a, b) in enumerate(segs):
+        for c, d in segs[i + 1:]:
+            if len({a, b, c, d}) == 4 and side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0:
+                count += 1
+    return count
+
+
+def _order_layers(graph: CircuitGraph, depth: Mapping[str, int]) -> list[list[str]]:
+    """Layers, inputs first, each ordered by barycentre sweeps; inputs keep the spec's order."""
+    count = max(depth.values()) + 1
+    order = [[n for n in graph.populations if depth[n] == k] for k in range(count)]
+    edges = [(p.source, p.target) for p in graph.projections("forward") if depth[p.source] != depth[p.target]]
+    below = {n: [u if depth[u] < depth[v] else v for u, v in edges if n in (u, v) and max(depth[u], depth[v]) == depth[n]]
+             for n in depth}
+    above = {n: [v if depth[u] < depth[v] else u for u, v in edges if n in (u, v) and min(depth[u], depth[v]) == depth[n]]
+             for n in depth}
+    best, best_cost = [list(layer) for layer in order], _crossings(order, depth, edges)
+    for _ in range(4):
+        for layers, neighbours in ((range(1, count), below), (range(count - 2, 0, -1), above)):
+            for k in layers:
+                slot = {n: i - (len(layer) - 1) / 2 for layer in order for i, n in enumerate(layer)}
+                key = {n: (float(np.mean([slot[m] for m in neighbours[n]])) if neighbours[n] else slot[n], i)
+                       for i, n in enumerate(order[k])}
+                order[k].sort(key=key.get)
+            cost = _crossings(order, depth, edges)
+            if cost < best_cost:
+                best, best_cost = [list(layer) for layer in order], cost
+    return best
+
+
+def _curve(p0: np.ndarray, p3: np.ndarray, bulge: float) -> np.ndarray:
+    """Control points of a cubic from ``p0`` to ``p3`` bent sideways by ``bulge`` (up if level)."""
+    offset = np.array([0.0, bulge]) if abs(p3[1] - p0[1]) < 1e-9 else np.array([bulge, 0.0])
+    return np.array([p0, p0 + (p3 - p0) / 3 + offset, p0 + 2 * (p3 - p0) / 3 + offset, p3])
+
+
+def _points(c: np.ndarray, t: np.ndarray = _T) -> np.ndarray:
+    return (1 - t) ** 3 * c[0] + 3 * (1 - t) ** 2 * t * c[1] + 3 * (1 - t) * t ** 2 * c[2] + t ** 3 * c[3]
+
+
+def _self_loop(centre: np.ndarray, box: tuple[float, float]) -> np.ndarray:
+    x, y = centre[0] + box[0] / 2, centre[1]
+    return np.array([[x, y + 0.1], [x + 0.5, y + 0.38], [x + 0.5, y - 0.38], [x, y - 0.1]])
+
+
+def _spread(wanted: Sequence[float], gap: float, limit: float) -> list[float]:
+    """Offsets in order, at least ``gap`` apart, in ``[-limit, limit]``, nearest ``wanted``.
+
+    Least squares under the ordering constraint is isotonic regression of ``wanted[i] - i·gap``
+    (pool adjacent violators).
+    """
+    if len(wanted) > 1:
+        gap = min(gap, 2 * limit / (len(wanted) - 1))
+    blocks: list[list[float]] = []
+    for i, want in enumerate(wanted):
+        blocks.append([want - i * gap, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    fitted = [total / count for total, count in blocks for _ in range(int(count))]
+    offsets = [q + i * gap for i, q in enumerate(fitted)]
+    shift = max(0.0, -limit - offsets[0]) - max(0.0, offsets[-1] - limit)
+    return [x + shift for x in offsets]
+
+
+def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], box: tuple[float, float]) -> dict[str, np.ndarray]:
+    """Bend each projection as little as possible so that it misses other boxes and twins."""
+    w, h = box
+    pad = 0.1
+    bulges: dict[str, float] = {}
+    used: dict[frozenset[str], list[float]] = {}
+    for proj in graph.projections():
+        if proj.source == proj.target:
+            continue
+        p0, p3 = centres[proj.source], centres[proj.target]
+        others = np.array([c for n, c in centres.items() if n not in (proj.source, proj.target)]).reshape(-1, 2)
+        side, least = _BULGE_SIDE[proj.type], _MIN_BULGE[proj.type]
+        twins = used.setdefault(frozenset((proj.source, proj.target)), [])
+        options = [d for d in np.round(np.arange(-60, 61) * 0.1, 2)
+                   if abs(d) >= least and all(abs(d - t) >= 0.35 for t in twins)]
+        options.sort(key=lambda d: (abs(d) + (0.8 if d * side < 0 else 0.0), -d * side))
+        for d in options:
+            pts = _points(_curve(p0, p3, d))[:, None, :]
+            if not np.any(np.all(np.abs(pts - others[None]) < (w / 2 + pad, h / 2 + pad), axis=2)):
+                break
+        bulges[proj.name] = float(d)
+        twins.append(float(d))
+    # ports: spread the ends that share one side of a box, ordered by where each curve heads
+    ends: dict[tuple[str, str], list[tuple[float, int, str, int]]] = {}
+    for index, proj in enumerate(graph.projections()):
+        if proj.name not in bulges:
+            continue
+        p0, p3 = centres[proj.source], centres[proj.target]
+        c = _curve(p0, p3, bulges[proj.name])
+        level = abs(p3[1] - p0[1]) < 1e-9
+        for end, name, this, other, aim in ((0, proj.source, p0, p3, c[1]), (3, proj.target, p3, p0, c[2])):
+            face = "top" if level or other[1] > this[1] else "bottom"
+            ends.setdefault((name, face), []).append((float(aim[0]), index, proj.name, end))
+    anchors: dict[tuple[str, int], np.ndarray] = {}
+    for (name, face), items in ends.items():
+        items.sort()
+        limit = w / 2 - 0.15
+        wanted = [min(max(0.5 * (aim - centres[name][0]), -limit), limit) for aim, *_ in items]
+        dy = h / 2 if face == "top" else -h / 2
+        for (_, _, proj_name, end), dx in zip(items, _spread(wanted, 0.24, limit)):
+            anchors[proj_name, end] = centres[name] + (dx, dy)
+    routes = {}
+    for proj in graph.projections():
+        if proj.source == proj.target:
+            routes[proj.name] = _self_loop(centres[proj.source], box)
+        else:
+            routes[proj.name] = _curve(anchors[proj.name, 0], anchors[proj.name, 3], bulges[proj.name])
+    return routes
+
+
+def _legend_entries(graph: CircuitGraph) -> list[tuple[str, object]]:
+    kinds = {p.type for p in graph.projections()}
+    fixed = any(not p.plastic for p in graph.projections())
+    entries: list[tuple[str, object]] = []
+    for role in ("input", "hidden", "output"):
+        if any(p.role == role for p in graph.populations.values()):
+            fill, edge = ROLE_COLORS[role]
+            entries.append((f"{role} population", Patch(facecolor=fill, edgecolor=edge, linewidth=1.0)))
+    names = {"forward": "forward", "feedback": "feedback", "lateral": "lateral (recurrent)"}
+    for kind in ("forward", "feedback", "lateral"):
+        if kind in kinds:
+            entries.append((names[kind], Line2D([], [], color=EDGE_COLORS[kind], lw=_LINE_W[True],
+                                                linestyle=_DASHES[kind])))
+    if fixed or "feedback" in kinds:
+        entries.append(("plastic (learned)", Line2D([], [], color="#555555", lw=_LINE_W[True])))
+        entries.append(("fixed (not learned)", Line2D([], [], color="#555555", lw=_LINE_W[False], marker="o",
+                                                      markersize=4.5, markerfacecolor="white")))
+    return entries
+
+
+def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[str] = ()) -> Layout:
+    """Place the boxes, route the projections and size the figure of ``graph``'s diagram.
+
+    Parameters
+    ----------
+    graph
+        The circuit.
+    title, phases
+        As for :func:`render_graph`; they take room at the top of the figure.
+
+    Returns
+    -------
+    Layout
+        Box centres and curves in inches; inputs lowest, the output highest.
+    """
+    depth = _depths(graph)
+    order = _order_layers(graph, depth)
+    pops = graph.populations.values()
+    w = max([0.95] + [max(_text_width(p.name, _NAME_PT, "bold"), _text_width(_detail(p), _DETAIL_PT)) + _BOX_PAD
+                      for p in pops])
+    box = (w, _BOX_H)
+    centres = {n: np.array([(i - (len(layer) - 1) / 2) * (w + _SLOT_GAP), k * _LAYER_DY])
+               for k, layer in enumerate(order) for i, n in enumerate(layer)}
+    routes = _route(graph, centres, box)
+    pts = np.concatenate([np.array([c - (w / 2, _BOX_H / 2), c + (w / 2, _BOX_H / 2)]) for c in centres.values()]
+                         + [_points(c) for c in routes.values()])
+    low, high = pts.min(axis=0), pts.max(axis=0)
+    entries = _legend_entries(graph)
+    legend_w = max(_text_width(label, _LEGEND_PT) for label, _ in entries) + 0.75
+    legend_h = 0.21 * len(entries) + 0.2
+    width = max(6.0, (high - low)[0] + legend_w + 3 * _MARGIN)
+    title_lines = _wrap(_head(graph, title, phases), _TITLE_PT, width - 2 * _MARGIN, "bold")
+    doc_lines = _wrap(graph.spec.doc, _DOC_PT, width - 2 * _MARGIN)
+    top = 0.25 * len(title_lines) + 0.2 * len(doc_lines) + 0.25
+    body = max((high - low)[1], legend_h)
+    height = top + body + 2 * _MARGIN
+    area = width - legend_w - 2 * _MARGIN
+    shift = np.array([_MARGIN + (area - (high - low)[0]) / 2, _MARGIN + (body - (high - low)[1]) / 2]) - low
+    return Layout(positions={n: (float(c[0] + shift[0]), float(c[1] + shift[1])) for n, c in centres.items()},
+                  routes={n: c + shift for n, c in routes.items()}, box=box, size=(width, height),
+                  title=title_lines, doc=doc_lines,
+                  legend_at=(width - legend_w - _MARGIN / 2, height - top - _MARGIN))
+
+
+def _draw_projection(ax, proj: ProjectionSpec, c: np.ndarray) -> None:
+    color, lw = EDGE_COLORS[proj.type], _LINE_W[proj.plastic]
+    pts = _points(c, np.linspace(0.0, 1.0, 121)[:, None])
+    keep = np.linalg.norm(pts - c[3], axis=1) >= _HEAD * 0.8
+    keep[0] = True
+    ax.add_line(Line2D(pts[keep, 0], pts[keep, 1], color=color, lw=lw, linestyle=_DASHES[proj.type],
+                       solid_capstyle="butt", dash_capstyle="butt", zorder=2))
+    tangent = c[3] - c[2] if np.linalg.norm(c[3] - c[2]) > 1e-9 else c[3] - c[0]
+    u = tangent / np.linalg.norm(tangent)
+    n = np.array([-u[1], u[0]])
+    size = 1.0 if proj.plastic else 0.8
+    base = c[3] - u * _HEAD * size
+    ax.add_patch(Polygon([c[3], base + n * 0.04 * size, base - n * 0.04 * size], closed=True,
+                         facecolor=color, edgecolor=color, lw=0.5, zorder=4))
+    if not proj.plastic:
+        mid = _points(c, np.array([[0.5]]))[0]
+        ax.plot([mid[0]], [mid[1]], marker="o", markersize=4.5, color=color, markerfacecolor="white",
+                markeredgewidth=1.0, zorder=4)
+
+
+def _diagram(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> Figure:
+    lay = layout(graph, title=title, phases=phases)
+    width, height = lay.size
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    y = height - _MARGIN - 0.1
+    for line in lay.title:
+        ax.text(_MARGIN, y, line, fontsize=_TITLE_PT, fontweight="bold", va="center", ha="left")
+        y -= 0.25
+    for line in lay.doc:
+        ax.text(_MARGIN, y + 0.03, line, fontsize=_DOC_PT, color="#555555", va="center", ha="left")
+        y -= 0.2
+    w, h = lay.box
+    r = 0.08
+    for name, (x, yc) in lay.positions.items():
+        pop = graph.population(name)
+        fill, edge = ROLE_COLORS[pop.role]
+        ax.add_patch(FancyBboxPatch((x - w / 2 + r, yc - h / 2 + r), w - 2 * r, h - 2 * r,
+                                    boxstyle=f"round,pad={r}", facecolor=fill, edgecolor=edge, lw=1.2, zorder=3))
+        ax.text(x, yc + 0.1, name, fontsize=_NAME_PT, fontweight="bold", ha="center", va="center", zorder=5)
+        ax.text(x, yc - 0.12, _detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center",
+                zorder=5)
+    for proj in graph.projections():
+        _draw_projection(ax, proj, lay.routes[proj.name])
+    entries = _legend_entries(graph)
+    ax.legend([h for _, h in entries], [label for label, _ in entries], loc="upper left",
+              bbox_to_anchor=lay.legend_at, bbox_transform=ax.transData, frameon=False,
+              fontsize=_LEGEND_PT, handlelength=2.6, numpoints=1, borderaxespad=0.0)
+    return fig
+
+
+def _suffix(path: Path, allowed: Sequence[str], what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        given = f"unknown {what} format '{suffix}'" if suffix else f"no {what} format (the name has no suffix)"
+        choices = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+        raise SpecError(f"{path}: {given}; use {choices}")
+    return suffix
+
+
+def _save(fig: Figure, path: Path, suffix: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=suffix[1:], metadata=_METADATA[suffix], dpi=200)
+    return path
+
+
+def render_graph(graph: CircuitGraph, path: str | Path, *, title: str | None = None,
+                 phases: Sequence[str] = ()) -> Path:
+    """Draw ``graph`` to ``path``; the suffix picks the format.
+
+    Parameters
+    ----------
+    graph
+        The circuit.
+    path
+        ``.svg``, ``.png`` or ``.pdf`` (a figure), ``.dot`` (Graphviz) or ``.mmd`` (Mermaid).
+    title
+        First line of the title; default ``"<circuit> · <rule> · phases: ..."``.
+    phases
+        The rule's phase names, shown in the default title.
+
+    Returns
+    -------
+    Path
+        The file written; the same graph always gives the same bytes.
+
+    Raises
+    ------
+    SpecError
+        When the suffix names no known format.
+    """
+    path = Path(path)
+    suffix = _suffix(path, (*_PICTURES, ".dot", ".mmd"), "diagram")
+    if suffix in (".dot", ".mmd"):
+        text = (to_dot if suffix == ".dot" else to_mermaid)(graph, title=title, phases=phases)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+    with matplotlib.rc_context(_RC):
+        return _save(_diagram(graph, title, phases), path, suffix)
+
+
+def _head(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:
+    return title or " · ".join([graph.spec.name, graph.spec.rule.name]
+                               + ([f"phases: {', '.join(phases)}"] if phases else []))
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[str] = ()) -> str:
+    """Graphviz text: inputs at the bottom, feedback dashed, lateral dotted, fixed ones thin."""
+    label = _head(graph, title, phases) + (f"\n{graph.spec.doc}" if graph.spec.doc else "")
+    lines = [f"digraph {_quote(graph.spec.name)} {{", "  rankdir=BT;", f"  label={_quote(label)};",
+             "  labelloc=t;", '  fontname="Helvetica";',
+             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+             '  edge [fontname="Helvetica", fontsize=9];']
+    for name, pop in graph.populations.items():
+        fill, edge = ROLE_COLORS[pop.role]
+        lines.append(f"  {_quote(name)} [label={_quote(name + chr(10) + _detail(pop))}, "
+                     f'fillcolor="{fill}", color="{edge}"];')
+    depth = _depths(graph)
+    for k in range(max(depth.values()) + 1):
+        same = "; ".join(_quote(n) for n in graph.populations if depth[n] == k)
+        lines.append(f"  {{ rank=same; {same}; }}")
+    for proj in graph.projections():
+        attrs_ = [f'color="{EDGE_COLORS[proj.type]}"', f"tooltip={_quote(proj.name)}"]
+        if proj.type == "feedback":
+            attrs_ += ["style=dashed", "constraint=false"]
+        elif proj.type == "lateral":
+            attrs_ += ["style=dotted", "constraint=false"]
+        if not proj.plastic:
+            attrs_ += ["penwidth=0.7", "arrowhead=empty", 'label="fixed"']
+        lines.append(f"  {_quote(proj.source)} -> {_quote(proj.target)} [{', '.join(attrs_)}];")
+    return "\n".join(lines + ["}", ""])
+
+
+_MERMAID_WORDS = {"end", "graph", "subgraph", "flowchart", "style", "class", "classdef", "click",
+                  "linkstyle", "direction", "default"}
+
+
+def to_mermaid(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[str] = ()) -> str:
+    """Mermaid flowchart text: ``-->`` forward, ``-.->`` feedback, ``==>`` lateral."""
+    ids = {n: f"pop_{n}" if n.lower() in _MERMAID_WORDS else n for n in graph.populations}
+    lines = ["---", f"title: {_quote(_head(graph, title, phases))}", "---", "flowchart BT"]
+    if graph.spec.doc:
+        lines.append(f"  %% {graph.spec.doc}")
+    for name, pop in graph.populations.items():
+        lines.append(f'  {ids[name]}["{name}<br/>{_detail(pop)}"]:::{pop.role}')
+    arrows = {"forward": "-->", "feedback": "-.->", "lateral": "==>"}
+    styles = []
+    for index, proj in enumerate(graph.projections()):
+        label = [proj.type] if proj.type != "forward" else []
+        label += [] if proj.plastic else ["fixed"]
+        text = f"|{', '.join(label)}|" if label else ""
+        lines.append(f"  {ids[proj.source]} {arrows[proj.type]}{text} {ids[proj.target]}")
+        styles.append(f"  linkStyle {index} stroke:{EDGE_COLORS[proj.type]}")
+    for role, (fill, edge) in ROLE_COLORS.items():
+        lines.append(f"  classDef {role} fill:{fill},stroke:{edge}")
+    return "\n".join(lines + styles + [""])
+
+
+def _finite(values: Sequence[float]) -> bool:
+    return any(math.isfinite(v) for v in values)
+
+
+def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title: str) -> Path:
+    """Learning curves from ``metrics.csv`` rows: loss, test accuracy and alignment angles.
+
+    Parameters
+    ----------
+    rows
+        One mapping per epoch with ``epoch``, ``train_loss``, ``test_loss``, ``test_accuracy``
+        (a fraction) and optional ``align.<param>`` angles in degrees; missing values are NaN.
+    path
+        ``.png``, ``.svg`` or ``.pdf``.
+    title
+        Shown above the panels.
+
+    Raises
+    ------
+    SpecError
+        When the suffix names no known format.
+    """
+    path = Path(path)
+    suffix = _suffix(path, _PICTURES, "plot")
+
+    def column(key: str) -> list[float]:
+        return [float(row.get(key, math.nan)) for row in rows]
+    epochs = column("epoch")
+    accuracy = column("test_accuracy")
+    aligned = sorted({k for row in rows for k in row if k.startswith("align.")})
+    panels = ["loss"] + (["accuracy"] if _finite(accuracy) else []) + (["align"] if aligned else [])
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(3.6 * len(panels), 3.2), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig.suptitle(title, fontsize=_TITLE_PT, fontweight="bold")
+        for ax, panel in zip(axes, panels):
+            ax.set_xlabel("epoch")
+            ax.spines[["top", "right"]].set_visible(False)
+            if panel == "loss":
+                ax.plot(epochs, column("train_loss"), color=EDGE_COLORS["forward"], lw=1.5, label="train")
+                ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5,
+                        linestyle="--", label="test")
+                ax.set_ylabel("loss")
+                ax.legend(frameon=False, fontsize=_LEGEND_PT)
+                if not rows:
+                    ax.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes)
+            elif panel == "accuracy":
+                scale = 100.0 if max(a for a in accuracy if math.isfinite(a)) <= 1.0 else 1.0
+                ax.plot(epochs, [a * scale for a in accuracy], color=ROLE_COLORS["input"][1], lw=1.5)
+                ax.set_ylabel("test accuracy (%)")
+            else:
+                _angle_axes(ax, epochs, {k[len("align."):]: column(k) for k in aligned})
+        return _save(fig, path, suffix)
+
+
+def _angle_axes(ax, steps: Sequence[float], angles: Mapping[str, Sequence[float]]) -> None:
+    peak = max([90.0] + [a for values in angles.values() for a in values if math.isfinite(a)])
+    ax.axhline(90.0, color="#999999", lw=1.0, linestyle="--", zorder=1)
+    for name, values in angles.items():
+        ax.plot(steps, values, lw=1.4, label=name)
+    ax.set_ylim(0.0, peak + 5.0)
+    ax.set_yticks(np.arange(0.0, peak + 1.0, 15.0))
+    ax.set_ylabel("angle to backprop update (°)")
+    if angles:
+        ax.legend(frameon=False, fontsize=_LEGEND_PT)
+
+
+def plot_alignment(records: Sequence[tuple[int, Mapping[str, float]]], path: str | Path, *,
+                   title: str) -> Path:
+    """Angle between each parameter's update and backprop's, against the training step.
+
+    Parameters
+    ----------
+    records
+        ``(step, {parameter: angle in degrees})`` pairs in step order.
+    path
+        ``.png``, ``.svg`` or ``.pdf``.
+    title
+        Shown above the plot.
+
+    Raises
+    ------
+    SpecError
+        When the suffix names no known format.
+    """
+    path = Path(path)
+    suffix = _suffix(path, _PICTURES, "plot")
+    names = sorted({name for _, angles in records for name in angles})
+    steps = [float(step) for step, _ in records]
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        ax.set_title(title, fontsize=_TITLE_PT, fontweight="bold")
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.set_xlabel("training step")
+        _angle_axes(ax, steps, {n: [float(a.get(n, math.nan)) for _, a in records] for n in names})
+        return _save(fig, path, suffix)

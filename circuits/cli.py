@@ -30,7 +30,7 @@ from circuits.model import Model
 from circuits.results import RunFolder, read_metrics, summarize
 from circuits.rules import RuleRegistry, default_registry
 from circuits.spec import CircuitSpec, load_spec
-from circuits.training import EpochRecord, fit, load_data
+from circuits.training import EpochRecord, check_data_fit, fit, load_data
 
 __all__ = ["main"]
 
@@ -96,6 +96,7 @@ def check(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             rule = registry.get(spec.rule.name)
             graph = build_graph(spec, require_dag=not rule.signature.energy_based)
             program = compile_circuit(graph, rule)
+            check_data_fit(spec, graph)
         except CircuitsError as exc:
             failed += 1
             click.echo(f"error: {exc}", err=True)

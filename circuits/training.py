@@ -16,9 +16,11 @@ import numpy as np
 
 from circuits.data import DATASETS, Dataset, iterate_batches
 from circuits.errors import DataError, SimulationError
+from circuits.graph import CircuitGraph
 from circuits.model import Model
+from circuits.spec import CircuitSpec
 
-__all__ = ["EpochRecord", "AlignmentRecord", "load_data", "fit"]
+__all__ = ["EpochRecord", "AlignmentRecord", "check_data_fit", "load_data", "fit"]
 
 
 @attrs.frozen
@@ -50,6 +52,40 @@ class EpochRecord:
         return {n: float(np.mean([r.angles[n] for r in self.alignment])) for n in names}
 
 
+def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | None = None,
+                   n_outputs: int | None = None, task: str | None = None) -> None:
+    """Check the circuit's input and output sizes against its data set.
+
+    Sizes not given are taken from the data set's registry entry when it knows them without
+    loading anything (digits, MNIST), so ``circuits check`` catches a mismatch early.
+
+    Raises
+    ------
+    DataError
+        Naming the population and the size to set.
+    """
+    info = DATASETS.info(spec.task.dataset)
+    n_features = n_features if n_features is not None else info.n_features
+    n_outputs = n_outputs if n_outputs is not None else info.n_outputs
+    task = task or info.task
+    widths = {p: graph.population(p).size for p in graph.inputs}
+    if n_features is not None and sum(widths.values()) != n_features:
+        listing = " + ".join(f"{p} {w}" for p, w in widths.items())
+        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' has {n_features} features "
+                        f"but the input populations take {listing} = {sum(widths.values())}; "
+                        "make the input sizes add up to the feature count")
+    size = graph.population(graph.output).size
+    if n_outputs is not None and n_outputs != size:
+        what = "classes" if task == "classification" else "target values"
+        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' has {n_outputs} {what} "
+                        f"but output population '{graph.output}' has size {size}; set "
+                        f"populations.{graph.output}.size = {n_outputs}")
+    if (task == "classification") != (spec.task.loss == "cross_entropy"):
+        want = "cross_entropy" if task == "classification" else "mse"
+        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' is a {task} task; "
+                        f"set task.loss = \"{want}\"")
+
+
 def load_data(model: Model, *, download: bool = True) -> Dataset:
     """Load the spec's data set and check that it fits the circuit's input and output sizes.
 
@@ -62,23 +98,8 @@ def load_data(model: Model, *, download: bool = True) -> Dataset:
     data = DATASETS.load(task.dataset, seed=model.spec.run.seed, data_dir=task.data_dir,
                          n_train=task.n_train, n_test=task.n_test, normalize=task.normalize,
                          options=task.options, download=download)
-    widths = {p: model.graph.population(p).size for p in model.graph.inputs}
-    if sum(widths.values()) != data.n_features:
-        listing = " + ".join(f"{p} {w}" for p, w in widths.items())
-        raise DataError(f"{model.spec.source}: data set '{task.dataset}' has {data.n_features} features "
-                        f"but the input populations take {listing} = {sum(widths.values())}; "
-                        "make the input sizes add up to the feature count")
-    out = model.graph.output
-    size = model.graph.population(out).size
-    if data.n_outputs != size:
-        what = "classes" if data.task == "classification" else "target values"
-        raise DataError(f"{model.spec.source}: data set '{task.dataset}' has {data.n_outputs} {what} "
-                        f"but output population '{out}' has size {size}; set populations.{out}.size = "
-                        f"{data.n_outputs}")
-    if (data.task == "classification") != (task.loss == "cross_entropy"):
-        want = "cross_entropy" if data.task == "classification" else "mse"
-        raise DataError(f"{model.spec.source}: data set '{task.dataset}' is a {data.task} task; "
-                        f"set task.loss = \"{want}\"")
+    check_data_fit(model.spec, model.graph, n_features=data.n_features, n_outputs=data.n_outputs,
+                   task=data.task)
     return data
 
 

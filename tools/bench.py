@@ -1,0 +1,693 @@
+"""Benchmark: circuits against a PyTorch CPU implementation of the same circuit (not a test).
+
+MNIST 784-800-800-10 ReLU, batch 100, plain SGD lr 0.1, float32, one epoch (600 steps) of
+training per run. Both sides start from the same initial parameters (circuits draws them,
+the reference copies them), see the same batches in the same order, and compute the same
+update; circuits and the reference run alternately, ``--repeats`` times each, and the median
+seconds per epoch are compared. circuits' achieved GFLOP/s (GEMM FLOPs of an epoch / median
+seconds) is reported as a fraction of the machine's measured NumPy float32 GEMM peak.
+
+Targets (DESIGN.md, "Performance"): circuits at most 0.9x the reference's time and at least
+70 % of the square-GEMM peak, for every case.
+
+Usage::
+
+    python tools/bench.py                       # every case, 3 repeats of a full epoch
+    python tools/bench.py --case fa --repeats 5
+    python tools/bench.py --quick               # smoke test: 100 steps, 1 repeat
+    python tools/bench.py --json bench.json     # also save the final JSON line
+    python tools/bench.py --profile             # add a per-op time table of circuits' step
+
+Cases live in :data:`CASES`: each names a circuits runner and a reference runner built
+from one shared :class:`Workload`, and lists the GEMMs of one training step, from which
+the FLOP count and the GEMM-only floor are derived. Timings are wall-clock and include
+everything a training step does (binding the batch, elementwise ops, the loss), but not
+data loading or batch slicing, which are done once up front for both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+# Targets of the issue: circuits' time / reference time, and fraction of the GEMM peak.
+TARGET_RATIO = 0.9
+TARGET_PEAK_FRACTION = 0.70
+
+SIZES = (784, 800, 800, 10)
+LAYERS = (("x", "h1"), ("h1", "h2"), ("h2", "y"))
+BATCH = 100
+LR = 0.1
+FA_FEEDBACK_SCALE = 0.05  # U[-0.05, 0.05] fixed feedback: stable FA at lr 0.1
+
+SPEC_TEMPLATE = """
+[circuit]
+name = "bench-mnist-{rule}"
+doc = "MNIST 784-800-800-10 ReLU, plain SGD (tools/bench.py)"
+
+[populations]
+x = {{ size = 784, role = "input" }}
+h1 = {{ size = 800, activation = "relu" }}
+h2 = {{ size = 800, activation = "relu" }}
+y = {{ size = 10, role = "output", activation = "linear" }}
+
+[[projections]]
+chain = ["x", "h1", "h2", "y"]
+init = "he"
+
+[rule]
+name = "{rule}"
+lr = {lr}
+momentum = 0.0
+{extra}
+
+[task]
+dataset = "mnist"
+loss = "cross_entropy"
+batch_size = {batch}
+
+[run]
+seed = {seed}
+dtype = "float32"
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared workload
+
+
+@dataclass
+class Workload:
+    """The data and batches both sides train on (built once, outside every timing)."""
+
+    x_test: np.ndarray
+    y_test: np.ndarray
+    batches: list[tuple[np.ndarray, np.ndarray]]
+    seed: int
+    batch: int = BATCH
+    lr: float = LR
+
+    @property
+    def steps(self) -> int:
+        return len(self.batches)
+
+
+def load_workload(data_dir: str, seed: int, steps: int) -> Workload:
+    """MNIST (standardised with training statistics) cut into ``steps`` seeded batches of 100."""
+    from circuits.data import load_dataset
+
+    data = load_dataset("mnist", seed=seed, data_dir=data_dir, normalize="standard", download=False)
+    x_train = np.ascontiguousarray(data.x_train, dtype=np.float32)
+    order = np.random.default_rng([seed, 1]).permutation(data.n_train)
+    if steps * BATCH > data.n_train:
+        raise SystemExit(f"--steps {steps} needs {steps * BATCH} examples; MNIST has {data.n_train}")
+    batches = []
+    for step in range(steps):
+        index = order[step * BATCH:(step + 1) * BATCH]
+        batches.append((np.ascontiguousarray(x_train[index]), np.ascontiguousarray(data.y_train[index])))
+    return Workload(x_test=np.ascontiguousarray(data.x_test, dtype=np.float32),
+                    y_test=np.asarray(data.y_test), batches=batches, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runners
+
+
+class Runner(Protocol):
+    """One implementation of a case: trains on the workload's batches from a fixed init."""
+
+    label: str
+
+    def reset(self) -> None:
+        """Put the initial parameters back (every timed epoch starts from the same point)."""
+
+    def train(self, batches: Sequence[tuple[Any, Any]]) -> None:
+        """One learning step per batch (the timed part)."""
+
+    def accuracy(self) -> float:
+        """Test accuracy of the current parameters."""
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Current parameters as host arrays, in circuits' names and layouts."""
+
+
+class CircuitsRunner:
+    """A :class:`circuits.Model` stepped through its public ``Model.step`` (as ``circuits.fit`` does).
+
+    With ``api="executable"`` the batch is copied straight into the train executable's input
+    arrays and the executable is run, skipping ``Model.step``'s lookups and checks.
+    """
+
+    label = "circuits"
+
+    def __init__(self, spec_text: str, work: Workload, *, api: str = "step") -> None:
+        import circuits
+        from circuits.spec import parse_spec
+
+        registry = circuits.default_registry()
+        spec = parse_spec(spec_text, source="tools/bench.py", rules=registry.signatures())
+        self.model = circuits.Model(spec, registry=registry)
+        self.work = work
+        self.api = api
+        self.initial = {name: np.array(value, copy=True) for name, value in self.model.params.items()}
+
+    def reset(self) -> None:
+        self.model.set_params(self.initial)
+
+    def train(self, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        if self.api == "step":
+            step = self.model.step
+            for xb, yb in batches:
+                step(xb, yb)
+            return
+        model = self.model
+        exe = model.sim.executable(model.program, self.work.batch)
+        x_in = exe.arrays[f"{model.graph.inputs[0]}.rate"]
+        y_in = exe.arrays[f"{model.graph.output}.labels"]
+        run, copyto = exe.run, np.copyto
+        for xb, yb in batches:
+            copyto(x_in, xb)
+            copyto(y_in, yb)
+            run()
+
+    def accuracy(self) -> float:
+        return self.model.evaluate(self.work.x_test, self.work.y_test)[1]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: np.array(value) for name, value in self.model.params.items()}
+
+
+def _torch_batches(work: Workload) -> list[tuple[Any, Any]]:
+    import torch
+
+    return [(torch.from_numpy(xb), torch.from_numpy(yb)) for xb, yb in work.batches]
+
+
+class TorchMLP:
+    """PyTorch reference: ``nn.Sequential`` of Linear/ReLU, mean cross-entropy, ``optim.SGD``.
+
+    ``feedback`` (feedback alignment) swaps each hidden layer's Linear for
+    :func:`feedback_linear`, whose backward sends the error down through a fixed matrix.
+    """
+
+    def __init__(self, initial: dict[str, np.ndarray], work: Workload, *, feedback: bool) -> None:
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.work = work
+        self.initial = initial
+        self.feedback = feedback
+        self.label = "pytorch"
+        if feedback:
+            self.net: Any = FeedbackMLP(initial)
+        else:
+            self.net = nn.Sequential(nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 800), nn.ReLU(),
+                                     nn.Linear(800, 10))
+        self.linears = [m for m in self.net.modules() if hasattr(m, "weight")]
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=work.lr, momentum=0.0)
+        self.loss = nn.CrossEntropyLoss()
+        self.batches = _torch_batches(work)
+        self.reset()
+
+    def reset(self) -> None:
+        torch = self.torch
+        with torch.no_grad():
+            for layer, (source, target) in zip(self.linears, LAYERS):
+                layer.weight.copy_(torch.from_numpy(self.initial[f"{source}->{target}"].T))
+                layer.bias.copy_(torch.from_numpy(self.initial[f"{target}.bias"]))
+
+    def train(self, batches: Sequence[tuple[Any, Any]]) -> None:
+        net, optimizer, loss_fn = self.net, self.optimizer, self.loss
+        for xb, yb in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(xb), yb)
+            loss.backward()
+            optimizer.step()
+
+    def accuracy(self) -> float:
+        torch = self.torch
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(self.work.x_test))
+            return float((logits.argmax(dim=1).numpy() == self.work.y_test).mean())
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        out = {}
+        for layer, (source, target) in zip(self.linears, LAYERS):
+            out[f"{source}->{target}"] = layer.weight.detach().numpy().T.copy()
+            out[f"{target}.bias"] = layer.bias.detach().numpy().copy()
+        return out
+
+
+def _feedback_function() -> Any:
+    """``torch.autograd.Function`` of a linear layer whose input gradient uses a fixed matrix."""
+    import torch
+
+    class FeedbackLinear(torch.autograd.Function):
+        """``y = x @ Wᵀ + b``; backward: ``dx = dy @ B`` (B fixed, shaped like W), ``dW = dyᵀ x``."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, weight: Any, bias: Any, feedback: Any) -> Any:
+            ctx.save_for_backward(x, feedback)
+            return torch.addmm(bias, x, weight.t())
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            x, feedback = ctx.saved_tensors
+            grad_x = grad.mm(feedback) if ctx.needs_input_grad[0] else None
+            grad_w = grad.t().mm(x) if ctx.needs_input_grad[1] else None
+            grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
+            return grad_x, grad_w, grad_b, None
+
+    return FeedbackLinear
+
+
+class FeedbackMLP:
+    """784-800-800-10 ReLU network trained by feedback alignment (the torch reference)."""
+
+    def __new__(cls, initial: dict[str, np.ndarray]) -> Any:
+        import torch
+        from torch import nn
+
+        function = _feedback_function()
+
+        class Layer(nn.Module):
+            def __init__(self, fan_in: int, fan_out: int, feedback: np.ndarray | None) -> None:
+                super().__init__()
+                self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+                self.bias = nn.Parameter(torch.empty(fan_out))
+                # B of the layer, shaped (fan_out, fan_in) like its weight; circuits names it
+                # "<target>-><source>" with shape (size of target, size of source): the same.
+                self.register_buffer("feedback", None if feedback is None else
+                                     torch.from_numpy(np.ascontiguousarray(feedback)))
+
+            def forward(self, x: Any) -> Any:
+                if self.feedback is None:  # first layer: no input gradient is needed
+                    return torch.addmm(self.bias, x, self.weight.t())
+                return function.apply(x, self.weight, self.bias, self.feedback)
+
+        layers = []
+        for index, (source, target) in enumerate(LAYERS):
+            feedback = None if index == 0 else initial[f"{target}->{source}"]
+            layers.append(Layer(SIZES[index], SIZES[index + 1], feedback))
+        return nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One matrix product ``(m, k) @ (k, n)`` of a training step."""
+
+    label: str
+    m: int
+    k: int
+    n: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n
+
+
+def mlp_gemms(batch: int) -> list[Gemm]:
+    """GEMMs of one backprop/FA step: forward, input gradients of h2 and h1, weight gradients."""
+    b = batch
+    return [
+        Gemm("fwd x@W1", b, 784, 800), Gemm("fwd h1@W2", b, 800, 800), Gemm("fwd h2@W3", b, 800, 10),
+        Gemm("bwd dy@W3ᵀ|B3", b, 10, 800), Gemm("bwd dh2@W2ᵀ|B2", b, 800, 800),
+        Gemm("dW1 xᵀ@d1", 784, b, 800), Gemm("dW2 h1ᵀ@d2", 800, b, 800), Gemm("dW3 h2ᵀ@dy", 800, b, 10),
+    ]
+
+
+MLP_FORMULA = ("per step 2·B·(784·800+800·800+800·10) forward + 2·B·(800·10+800·800) input "
+               "gradients of h2, h1 + 2·B·(784·800+800·800+800·10) weight gradients; B = 100 "
+               "(bias and elementwise work not counted)")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named benchmark: how to build the circuits and reference runners, and its GEMMs."""
+
+    name: str
+    title: str
+    build: Callable[[Workload], tuple[Runner, Runner]]
+    gemms: Callable[[int], list[Gemm]]
+    flop_formula: str
+    notes: str = ""
+
+
+def _mlp_case(rule: str, extra: str, feedback: bool, api: str) -> Callable[[Workload], tuple[Runner, Runner]]:
+    def build(work: Workload) -> tuple[Runner, Runner]:
+        text = SPEC_TEMPLATE.format(rule=rule, lr=work.lr, extra=extra, batch=work.batch, seed=work.seed)
+        ours = CircuitsRunner(text, work, api=api)
+        return ours, TorchMLP(ours.initial, work, feedback=feedback)
+    return build
+
+
+def make_cases(api: str) -> dict[str, Case]:
+    """The benchmark table (add a case here; ``--case NAME`` picks it)."""
+    return {
+        "bp": Case("bp", "backprop, MNIST 784-800-800-10 ReLU, SGD lr 0.1, batch 100",
+                   _mlp_case("backprop", "", False, api), mlp_gemms, MLP_FORMULA,
+                   "torch: nn.Sequential(Linear, ReLU, ...), CrossEntropyLoss, optim.SGD"),
+        "fa": Case("fa", "feedback alignment, MNIST 784-800-800-10 ReLU, SGD lr 0.1, batch 100",
+                   _mlp_case("feedback_alignment",
+                             f"auto_feedback = true\nfeedback_scale = {FA_FEEDBACK_SCALE}", True, api),
+                   mlp_gemms, MLP_FORMULA,
+                   f"fixed feedback U[±{FA_FEEDBACK_SCALE}]; torch: autograd.Function with dx = dy @ B"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def _median_seconds(fn: Callable[[], None], repeats: int, *, number: int = 1) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def gemm_peak(size: int, repeats: int) -> dict[str, float]:
+    """NumPy float32 GEMM GFLOP/s on ``size``² matrices (median of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    c = np.empty((size, size), dtype=np.float32)
+    seconds = _median_seconds(lambda: np.matmul(a, b, out=c), repeats)
+    return {"size": size, "seconds": seconds, "gflops": 2 * size**3 / seconds / 1e9}
+
+
+def gemm_shapes(gemms: list[Gemm], repeats: int) -> dict[str, Any]:
+    """NumPy float32 GEMM time of each of a step's shapes (median over ``repeats`` × 20 calls)."""
+    rng = np.random.default_rng(0)
+    rows, total = [], 0.0
+    for g in gemms:
+        a = rng.standard_normal((g.m, g.k), dtype=np.float32)
+        b = rng.standard_normal((g.k, g.n), dtype=np.float32)
+        c = np.empty((g.m, g.n), dtype=np.float32)
+        seconds = _median_seconds(lambda: np.matmul(a, b, out=c), repeats, number=20)
+        rows.append({"label": g.label, "shape": [g.m, g.k, g.n], "seconds": seconds,
+                     "gflops": g.flops / seconds / 1e9})
+        total += seconds
+    flops = sum(g.flops for g in gemms)
+    return {"per_shape": rows, "step_seconds": total, "gflops": flops / total / 1e9}
+
+
+def compare_updates(ours: Runner, ref: Runner, batches: Sequence[tuple[Any, Any]],
+                    ref_batches: Sequence[tuple[Any, Any]]) -> float:
+    """Largest ``max|Δ| / max|W|`` between the two sides' parameters after the same steps."""
+    ours.reset()
+    ref.reset()
+    ours.train(batches)
+    ref.train(ref_batches)
+    a, b = ours.parameters(), ref.parameters()
+    worst = 0.0
+    for name, value in b.items():
+        scale = float(np.max(np.abs(a[name]))) or 1.0
+        worst = max(worst, float(np.max(np.abs(a[name] - value))) / scale)
+    return worst
+
+
+def step_overhead(runner: CircuitsRunner, work: Workload, calls: int = 300) -> dict[str, float]:
+    """Per-step host work of ``Model.step`` beyond running the executable, in microseconds.
+
+    Times ``Model.step``'s lookup of the executable, its input binding (shape and label
+    checks, ``astype(int64)``, copies) and the ``float(loss)`` read-back, against binding by
+    two ``np.copyto`` calls into the executable's input arrays. Nothing is learned here.
+    """
+    model = runner.model
+    xb, yb = work.batches[0]
+    exe = model.sim.executable(model.program, work.batch)
+
+    def via_step() -> None:
+        e = model.sim.executable(model.compiled("train"), len(xb))
+        model._bind(e, xb, yb)
+        float(e.arrays["loss.value"])
+
+    x_in = exe.arrays[f"{model.graph.inputs[0]}.rate"]
+    y_in = exe.arrays[f"{model.graph.output}.labels"]
+
+    def direct() -> None:
+        np.copyto(x_in, xb)
+        np.copyto(y_in, yb)
+
+    step_us = _median_seconds(via_step, 5, number=calls) * 1e6
+    direct_us = _median_seconds(direct, 5, number=calls) * 1e6
+    return {"model_step_host_us": step_us, "direct_bind_us": direct_us,
+            "extra_us_per_step": step_us - direct_us,
+            "extra_ms_per_epoch": (step_us - direct_us) * work.steps / 1e3}
+
+
+def op_profile(runner: CircuitsRunner, work: Workload, steps: int = 50) -> list[dict[str, Any]]:
+    """Median wall time of every op of circuits' train step (runs ``steps`` steps op by op)."""
+    model = runner.model
+    exe = model.sim.executable(model.program, work.batch)
+    model._bind(exe, *work.batches[0])
+    ops_by_phase = {phase.name: phase.ops for phase in model.program.phases}
+    samples: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    for _ in range(steps):
+        for phase, repeat, closures in exe.phases:
+            for _ in range(repeat):
+                for index, closure in enumerate(closures):
+                    start = time.perf_counter()
+                    closure()
+                    samples[(phase, index)].append(time.perf_counter() - start)
+    rows = []
+    for (phase, index), times in samples.items():
+        op = ops_by_phase[phase][index]
+        fields = {k: v for k, v in vars(op).items() if isinstance(v, str)} if hasattr(op, "__dict__") else {}
+        if not fields and hasattr(op, "__attrs_attrs__"):
+            fields = {a.name: getattr(op, a.name) for a in op.__attrs_attrs__
+                      if isinstance(getattr(op, a.name), str)}
+        rows.append({"phase": phase, "op": type(op).__name__,
+                     "args": " ".join(str(v) for v in fields.values()),
+                     "ms": statistics.median(times) * 1e3})
+    return rows
+
+
+def machine_info() -> dict[str, Any]:
+    import os
+
+    info: dict[str, Any] = {"python": platform.python_version(), "numpy": np.__version__,
+                            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["thread_pools"] = [f"{p.get('internal_api')} {p.get('version')} ({p.get('prefix')}, "
+                                f"{p.get('num_threads')} threads, {p.get('architecture', '-')})"
+                                for p in threadpool_info()]
+    except ImportError:
+        pass
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Running and reporting
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    circuits_seconds: list[float] = field(default_factory=list)
+    reference_seconds: list[float] = field(default_factory=list)
+    circuits_accuracy: float = float("nan")
+    reference_accuracy: float = float("nan")
+    max_param_diff: float = float("nan")
+    overhead: dict[str, float] = field(default_factory=dict)
+    profile: list[dict[str, Any]] = field(default_factory=list)
+    shapes: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, steps: int, peak: float) -> dict[str, Any]:
+        ours, ref = statistics.median(self.circuits_seconds), statistics.median(self.reference_seconds)
+        flops = sum(g.flops for g in self.case.gemms(BATCH)) * steps
+        gflops = flops / ours / 1e9
+        ratio = ours / ref
+        fraction = gflops / peak
+        return {
+            "title": self.case.title, "steps": steps,
+            "circuits_seconds": self.circuits_seconds, "reference_seconds": self.reference_seconds,
+            "circuits_median_s": ours, "reference_median_s": ref, "ratio": ratio,
+            "gflop_per_epoch": flops / 1e9, "circuits_gflops": gflops,
+            "reference_gflops": flops / ref / 1e9, "peak_fraction": fraction,
+            "gemm_floor_s": self.shapes.get("step_seconds", float("nan")) * steps,
+            "circuits_accuracy": self.circuits_accuracy, "reference_accuracy": self.reference_accuracy,
+            "max_param_rel_diff": self.max_param_diff, "flop_formula": self.case.flop_formula,
+            "model_step_overhead": self.overhead,
+            "meets_ratio": ratio <= TARGET_RATIO, "meets_peak": fraction >= TARGET_PEAK_FRACTION,
+        }
+
+
+def run_case(case: Case, work: Workload, repeats: int, *, profile: bool, log: Callable[[str], None],
+             shape_repeats: int) -> CaseResult:
+    result = CaseResult(case)
+    ours, ref = case.build(work)
+    ref_batches = getattr(ref, "batches", work.batches)
+    # Warm-up doubling as a check that both sides compute the same update.
+    result.max_param_diff = compare_updates(ours, ref, work.batches[:3], ref_batches[:3])
+    log(f"[{case.name}] parameters after 3 identical steps differ by at most "
+        f"{result.max_param_diff:.2e} (relative to max |W|)")
+    for r in range(repeats):
+        for runner, batches, times in ((ours, work.batches, result.circuits_seconds),
+                                       (ref, ref_batches, result.reference_seconds)):
+            runner.reset()
+            gc.collect()
+            start = time.perf_counter()
+            runner.train(batches)
+            times.append(time.perf_counter() - start)
+            log(f"[{case.name}] repeat {r + 1}/{repeats}: {runner.label:8s} {times[-1]:7.3f} s")
+    result.circuits_accuracy = ours.accuracy()
+    result.reference_accuracy = ref.accuracy()
+    if isinstance(ours, CircuitsRunner):
+        result.overhead = step_overhead(ours, work)
+        if profile:
+            result.profile = op_profile(ours, work)
+    result.shapes = gemm_shapes(case.gemms(work.batch), shape_repeats)
+    return result
+
+
+def report(results: list[CaseResult], work: Workload, peak: dict[str, float], info: dict[str, Any],
+           args: argparse.Namespace) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"[bold]circuits vs PyTorch CPU[/bold] — {work.steps} steps of batch {work.batch} per "
+                  f"epoch, median of {args.repeats} alternating run(s) each, float32")
+    console.print(f"machine: {info.get('processor')} ({info.get('cpus')} CPUs), numpy {info['numpy']}, "
+                  f"torch {info.get('torch')} ({info.get('torch_threads')} threads)")
+    for pool in info.get("thread_pools", []):
+        console.print(f"  thread pool: {pool}")
+    console.print(f"NumPy float32 GEMM peak ({peak['size']}²): {peak['gflops']:.1f} GFLOP/s")
+
+    table = Table(title="seconds per epoch (median)")
+    for col in ("case", "circuits s", "torch s", "ratio", f"target ≤{TARGET_RATIO}",
+                "circuits GFLOP/s", "torch GFLOP/s", "% of peak", f"target ≥{TARGET_PEAK_FRACTION:.0%}",
+                "GEMM floor s", "acc circuits", "acc torch", "max Δparam"):
+        table.add_column(col, justify="right" if col != "case" else "left")
+    summaries = {}
+    for res in results:
+        s = res.summary(work.steps, peak["gflops"])
+        summaries[res.case.name] = s
+        ok = {True: "[green]yes[/green]", False: "[red]no[/red]"}
+        table.add_row(res.case.name, f"{s['circuits_median_s']:.3f}", f"{s['reference_median_s']:.3f}",
+                      f"{s['ratio']:.2f}", ok[s["meets_ratio"]], f"{s['circuits_gflops']:.1f}",
+                      f"{s['reference_gflops']:.1f}", f"{s['peak_fraction']:.0%}", ok[s["meets_peak"]],
+                      f"{s['gemm_floor_s']:.3f}", f"{s['circuits_accuracy']:.4f}",
+                      f"{s['reference_accuracy']:.4f}", f"{s['max_param_rel_diff']:.1e}")
+    console.print(table)
+    for res in results:
+        s = summaries[res.case.name]
+        console.print(f"[bold]{res.case.name}[/bold]: {res.case.title}; {res.case.notes}")
+        console.print(f"  runs circuits: {', '.join(f'{t:.3f}' for t in s['circuits_seconds'])} s; "
+                      f"torch: {', '.join(f'{t:.3f}' for t in s['reference_seconds'])} s")
+        console.print(f"  FLOPs: {s['gflop_per_epoch']:.1f} GFLOP per epoch = {res.case.flop_formula}")
+        shapes = ", ".join(f"{r['label']} {r['gflops']:.0f}" for r in res.shapes["per_shape"])
+        console.print(f"  NumPy GEMM GFLOP/s on this case's shapes: {shapes}; all together "
+                      f"{res.shapes['gflops']:.1f} GFLOP/s → GEMM-only floor {s['gemm_floor_s']:.3f} s/epoch")
+        o = res.overhead
+        if o:
+            console.print(f"  Model.step host overhead: {o['model_step_host_us']:.1f} µs/step vs "
+                          f"{o['direct_bind_us']:.1f} µs binding by np.copyto → "
+                          f"{o['extra_ms_per_epoch']:.1f} ms per epoch extra")
+        if res.profile:
+            prof = Table(title=f"{res.case.name}: circuits train step, median ms per op")
+            for col in ("phase", "op", "buffers", "ms"):
+                prof.add_column(col, justify="right" if col == "ms" else "left")
+            for row in res.profile:
+                prof.add_row(row["phase"], row["op"], row["args"], f"{row['ms']:.3f}")
+            prof.add_row("", "total", "", f"{sum(r['ms'] for r in res.profile):.3f}")
+            console.print(prof)
+    met = all(s["meets_ratio"] and s["meets_peak"] for s in summaries.values())
+    console.print(f"targets (ratio ≤ {TARGET_RATIO}, ≥ {TARGET_PEAK_FRACTION:.0%} of GEMM peak, every case): "
+                  + ("[green]met[/green]" if met else "[red]not met[/red]"))
+    return {"bench": "circuits-vs-pytorch", "steps": work.steps, "batch": work.batch,
+            "repeats": args.repeats, "quick": args.quick, "api": args.api, "machine": info,
+            "gemm_peak": peak, "targets": {"ratio_max": TARGET_RATIO, "peak_fraction_min": TARGET_PEAK_FRACTION},
+            "cases": summaries, "targets_met": met}
+
+
+def parse_args(argv: Sequence[str] | None, case_names: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", action="append", choices=list(case_names),
+                        help="case to run (repeatable; default: all)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed epochs per side (default 3)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps per epoch (default 600 = all of MNIST's 60k)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 100 steps, 1 repeat")
+    parser.add_argument("--seed", type=int, default=0, help="init and batch-order seed")
+    parser.add_argument("--data-dir", default="/work/shared/data", help="folder holding mnist/")
+    parser.add_argument("--gemm-size", type=int, default=2048, help="side of the square peak GEMM")
+    parser.add_argument("--api", choices=("step", "executable"), default="step",
+                        help="circuits entry point timed: Model.step (default) or the bound executable")
+    parser.add_argument("--profile", action="store_true", help="also print circuits' per-op times")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--json", metavar="PATH", help="also write the final JSON line to PATH")
+    args = parser.parse_args(argv)
+    args.steps = args.steps or (100 if args.quick else 600)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    if args.repeats < 1 or args.steps < 1:
+        parser.error("--repeats and --steps must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch is not installed: pip install 'circuits[bench]'", file=sys.stderr)
+        return 2
+    args = parse_args(argv, list(make_cases("step")))
+    cases = make_cases(args.api)
+    chosen = [cases[name] for name in dict.fromkeys(args.case or cases)]
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    info = machine_info()
+    log(f"loading MNIST from {args.data_dir} ...")
+    work = load_workload(args.data_dir, args.seed, args.steps)
+    peak_repeats = 3 if args.quick else 7
+    log(f"measuring the NumPy GEMM peak ({args.gemm_size}², median of {peak_repeats}) ...")
+    peak = gemm_peak(args.gemm_size, peak_repeats)
+    results = [run_case(case, work, args.repeats, profile=args.profile, log=log,
+                        shape_repeats=3 if args.quick else 5) for case in chosen]
+    # Measure the peak again after the cases and keep the better one (a busy machine only slows it).
+    again = gemm_peak(args.gemm_size, peak_repeats)
+    peak = max(peak, again, key=lambda p: p["gflops"])
+    summary = report(results, work, peak, info, args)
+    line = json.dumps(summary, default=float)
+    print(line)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    return 1 if args.check and not summary["targets_met"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,7 +52,7 @@ _BOX_H, _BOX_PAD, _LAYER_DY, _SLOT_GAP, _MARGIN = 0.56, 0.3, 1.3, 0.7, 0.3   # i
 _LINE_W = {True: 1.5, False: 0.9}   # plastic, fixed
 _HEAD = 0.1                         # arrowhead length, inches
 _RC = {"svg.hashsalt": "circuits", "svg.fonttype": "none", "pdf.fonttype": 42,
-       "font.family": _FONT, "font.size": 9.0}
+       "font.family": "sans-serif", "font.sans-serif": [_FONT], "font.size": 9.0}
 _METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}, ".png": {"Software": None}}
 _PICTURES = (".svg", ".png", ".pdf")
 _T = np.linspace(0.0, 1.0, 61)[:, None]
@@ -162,8 +162,18 @@ def _curve(p0: np.ndarray, p3: np.ndarray, bulge: float) -> np.ndarray:
     return np.array([p0, p0 + (p3 - p0) / 3 + offset, p0 + 2 * (p3 - p0) / 3 + offset, p3])
 
 
+def _lane(p0: np.ndarray, p3: np.ndarray, x: float, y0: float, y1: float) -> np.ndarray:
+    """Three cubics: ``p0`` swings to the vertical lane at ``x``, runs from ``y0`` to ``y1``, swings to ``p3``."""
+    a, b = np.array([x, y0]), np.array([x, y1])
+    k0, k1 = np.array([0.0, (y0 - p0[1]) / 2]), np.array([0.0, (p3[1] - y1) / 2])
+    return np.array([p0, p0 + k0, a - k0, a, a + (b - a) / 3, a + 2 * (b - a) / 3, b, b + k1, p3 - k1, p3])
+
+
 def _points(c: np.ndarray, t: np.ndarray = _T) -> np.ndarray:
-    return (1 - t) ** 3 * c[0] + 3 * (1 - t) ** 2 * t * c[1] + 3 * (1 - t) * t ** 2 * c[2] + t ** 3 * c[3]
+    """Points along a chain of cubics (control points ``3n + 1``)."""
+    segs = [c[i:i + 4] for i in range(0, len(c) - 1, 3)]
+    return np.concatenate([(1 - t) ** 3 * s[0] + 3 * (1 - t) ** 2 * t * s[1] + 3 * (1 - t) * t ** 2 * s[2]
+                           + t ** 3 * s[3] for s in segs])
 
 
 def _self_loop(centre: np.ndarray, box: tuple[float, float]) -> np.ndarray:
@@ -171,75 +181,99 @@ def _self_loop(centre: np.ndarray, box: tuple[float, float]) -> np.ndarray:
     return np.array([[x, y + 0.1], [x + 0.5, y + 0.38], [x + 0.5, y - 0.38], [x, y - 0.1]])
 
 
-def _spread(wanted: Sequence[float], gap: float, limit: float) -> list[float]:
+def _spread(wanted: Sequence[tuple[float, float]], gap: float, limit: float) -> list[float]:
     """Offsets in order, at least ``gap`` apart, in ``[-limit, limit]``, nearest ``wanted``.
 
-    Least squares under the ordering constraint is isotonic regression of ``wanted[i] - i·gap``
-    (pool adjacent violators).
+    ``wanted`` holds (offset, weight) pairs. Weighted least squares under the ordering
+    constraint is isotonic regression of ``wanted[i] - i·gap`` (pool adjacent violators).
     """
     if len(wanted) > 1:
         gap = min(gap, 2 * limit / (len(wanted) - 1))
-    blocks: list[list[float]] = []
-    for i, want in enumerate(wanted):
-        blocks.append([want - i * gap, 1.0])
+    blocks: list[list[float]] = []   # [weighted sum, weight, count]
+    for i, (want, weight) in enumerate(wanted):
+        blocks.append([(want - i * gap) * weight, weight, 1])
         while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, count = blocks.pop()
+            total, weight, count = blocks.pop()
             blocks[-1][0] += total
-            blocks[-1][1] += count
-    fitted = [total / count for total, count in blocks for _ in range(int(count))]
+            blocks[-1][1] += weight
+            blocks[-1][2] += count
+    fitted = [total / weight for total, weight, count in blocks for _ in range(int(count))]
     offsets = [q + i * gap for i, q in enumerate(fitted)]
     shift = max(0.0, -limit - offsets[0]) - max(0.0, offsets[-1] - limit)
     return [x + shift for x in offsets]
 
 
-def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], box: tuple[float, float]) -> dict[str, np.ndarray]:
-    """Bend each projection as little as possible so that it misses other boxes and twins."""
+def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], depth: Mapping[str, int],
+           box: tuple[float, float]) -> dict[str, np.ndarray]:
+    """Route every projection between box faces.
+
+    1. A projection between neighbouring layers is a cubic, bent as little as lets it miss
+       every box and every other projection between the same pair (feedback always bends);
+    2. a longer one is straight if that misses every box, else it runs along a vertical lane
+       clear of the layers it passes (forward lanes to the left, feedback to the right);
+    3. the ends that share a box face are spread apart in the order their curves head off.
+    """
     w, h = box
-    pad = 0.1
-    bulges: dict[str, float] = {}
+    pad = np.array([w / 2 + 0.1, h / 2 + 0.05])
+    ways: dict[str, tuple[str, float, float, float]] = {}
     used: dict[frozenset[str], list[float]] = {}
+    lanes: list[tuple[float, float, float]] = []
+    xs = np.array([c[0] for c in centres.values()])
     for proj in graph.projections():
-        if proj.source == proj.target:
+        s, t = proj.source, proj.target
+        if s == t:
             continue
-        p0, p3 = centres[proj.source], centres[proj.target]
-        others = np.array([c for n, c in centres.items() if n not in (proj.source, proj.target)]).reshape(-1, 2)
-        side, least = _BULGE_SIDE[proj.type], _MIN_BULGE[proj.type]
-        twins = used.setdefault(frozenset((proj.source, proj.target)), [])
-        options = [d for d in np.round(np.arange(-60, 61) * 0.1, 2)
-                   if abs(d) >= least and all(abs(d - t) >= 0.35 for t in twins)]
+        up = 1.0 if centres[t][1] >= centres[s][1] else -1.0
+        p0, p3 = centres[s] + (0, up * h / 2), centres[t] - (0, up * h / 2)
+        if depth[s] == depth[t]:
+            p3 = centres[t] + (0, h / 2)
+        others = np.array([c for n, c in centres.items() if n not in (s, t)]).reshape(-1, 2)
+        side, twins = _BULGE_SIDE[proj.type], used.setdefault(frozenset((s, t)), [])
+        span = abs(depth[s] - depth[t])
+        least = 0.35 if span == 0 else _MIN_BULGE[proj.type] if span == 1 else 0.0
+        options = [d for d in np.round(np.arange(-60, 61) * 0.1, 2) if abs(d) >= least and (span or d > 0)
+                   and all(abs(d - u) >= 0.35 for u in twins) and (span <= 1 or d == 0)]
         options.sort(key=lambda d: (abs(d) + (0.8 if d * side < 0 else 0.0), -d * side))
         for d in options:
             pts = _points(_curve(p0, p3, d))[:, None, :]
-            if not np.any(np.all(np.abs(pts - others[None]) < (w / 2 + pad, h / 2 + pad), axis=2)):
+            if not np.any(np.all(np.abs(pts - others[None]) < pad, axis=2)):
+                ways[proj.name] = ("arc", float(d), 0.0, 0.0)
+                twins.append(float(d))
                 break
-        bulges[proj.name] = float(d)
-        twins.append(float(d))
-    # ports: spread the ends that share one side of a box, ordered by where each curve heads
-    ends: dict[tuple[str, str], list[tuple[float, int, str, int]]] = {}
+        else:
+            mid = [c[1] for n, c in centres.items() if min(depth[s], depth[t]) < depth[n] < max(depth[s], depth[t])]
+            y0, y1 = (min(mid) - pad[1], max(mid) + pad[1])[::int(up)]
+            blocked = [c[0] for n, c in centres.items() if min(depth[s], depth[t]) < depth[n] < max(depth[s], depth[t])]
+            ideal = (p0[0] + p3[0]) / 2
+            grid = np.round(np.arange(xs.min() - w - 2.0, xs.max() + w + 2.0, 0.05), 2)
+            free = [x for x in grid if all(abs(x - b) >= pad[0] + 0.2 for b in blocked) and all(
+                abs(x - lx) >= 0.2 for lx, lo, hi in lanes if lo < max(y0, y1) and min(y0, y1) < hi)]
+            x = min(free, key=lambda x: (abs(x - ideal) + (0.8 if (x - ideal) * side < 0 else 0.0), x))
+            lanes.append((float(x), min(y0, y1), max(y0, y1)))
+            ways[proj.name] = ("lane", float(x), float(y0), float(y1))
+    build = {"arc": lambda p0, p3, way: _curve(p0, p3, way[1]),
+             "lane": lambda p0, p3, way: _lane(p0, p3, *way[1:])}
+    ends: dict[tuple[str, str], list[tuple[float, int, str, int, float]]] = {}
     for index, proj in enumerate(graph.projections()):
-        if proj.name not in bulges:
+        if proj.name not in ways:
             continue
-        p0, p3 = centres[proj.source], centres[proj.target]
-        c = _curve(p0, p3, bulges[proj.name])
-        level = abs(p3[1] - p0[1]) < 1e-9
-        for end, name, this, other, aim in ((0, proj.source, p0, p3, c[1]), (3, proj.target, p3, p0, c[2])):
+        way, ps, pt = ways[proj.name], centres[proj.source], centres[proj.target]
+        level = depth[proj.source] == depth[proj.target]
+        aims = (way[1], way[1]) if way[0] == "lane" else (_curve(ps, pt, way[1])[1][0], _curve(ps, pt, way[1])[2][0])
+        stiff = 5.0 if way == ("arc", 0.0, 0.0, 0.0) else 1.0   # straight edges keep their ports
+        for end, name, this, other, aim in ((0, proj.source, ps, pt, aims[0]), (3, proj.target, pt, ps, aims[1])):
             face = "top" if level or other[1] > this[1] else "bottom"
-            ends.setdefault((name, face), []).append((float(aim[0]), index, proj.name, end))
+            ends.setdefault((name, face), []).append((float(aim), index, proj.name, end, stiff))
     anchors: dict[tuple[str, int], np.ndarray] = {}
     for (name, face), items in ends.items():
         items.sort()
-        limit = w / 2 - 0.15
-        wanted = [min(max(0.5 * (aim - centres[name][0]), -limit), limit) for aim, *_ in items]
+        limit = w / 2 - 0.1
+        wanted = [(min(max(0.5 * (aim - centres[name][0]), -limit), limit), stiff) for aim, *_, stiff in items]
         dy = h / 2 if face == "top" else -h / 2
-        for (_, _, proj_name, end), dx in zip(items, _spread(wanted, 0.24, limit)):
+        for (_, _, proj_name, end, _), dx in zip(items, _spread(wanted, 0.2, limit)):
             anchors[proj_name, end] = centres[name] + (dx, dy)
-    routes = {}
-    for proj in graph.projections():
-        if proj.source == proj.target:
-            routes[proj.name] = _self_loop(centres[proj.source], box)
-        else:
-            routes[proj.name] = _curve(anchors[proj.name, 0], anchors[proj.name, 3], bulges[proj.name])
-    return routes
+    return {p.name: _self_loop(centres[p.source], box) if p.source == p.target else
+            build[ways[p.name][0]](anchors[p.name, 0], anchors[p.name, 3], ways[p.name]) for p in graph.projections()}
 
 
 def _legend_entries(graph: CircuitGraph) -> list[tuple[str, object]]:
@@ -285,7 +319,7 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
     box = (w, _BOX_H)
     centres = {n: np.array([(i - (len(layer) - 1) / 2) * (w + _SLOT_GAP), k * _LAYER_DY])
                for k, layer in enumerate(order) for i, n in enumerate(layer)}
-    routes = _route(graph, centres, box)
+    routes = _route(graph, centres, depth, box)
     pts = np.concatenate([np.array([c - (w / 2, _BOX_H / 2), c + (w / 2, _BOX_H / 2)]) for c in centres.values()]
                          + [_points(c) for c in routes.values()])
     low, high = pts.min(axis=0), pts.max(axis=0)
@@ -308,20 +342,20 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
 
 def _draw_projection(ax, proj: ProjectionSpec, c: np.ndarray) -> None:
     color, lw = EDGE_COLORS[proj.type], _LINE_W[proj.plastic]
-    pts = _points(c, np.linspace(0.0, 1.0, 121)[:, None])
-    keep = np.linalg.norm(pts - c[3], axis=1) >= _HEAD * 0.8
+    pts = _points(c, np.linspace(0.0, 1.0, 41)[:, None])
+    keep = np.linalg.norm(pts - c[-1], axis=1) >= _HEAD * 0.8
     keep[0] = True
     ax.add_line(Line2D(pts[keep, 0], pts[keep, 1], color=color, lw=lw, linestyle=_DASHES[proj.type],
                        solid_capstyle="butt", dash_capstyle="butt", zorder=2))
-    tangent = c[3] - c[2] if np.linalg.norm(c[3] - c[2]) > 1e-9 else c[3] - c[0]
+    tangent = c[-1] - c[-2] if np.linalg.norm(c[-1] - c[-2]) > 1e-9 else c[-1] - c[0]
     u = tangent / np.linalg.norm(tangent)
     n = np.array([-u[1], u[0]])
     size = 1.0 if proj.plastic else 0.8
-    base = c[3] - u * _HEAD * size
-    ax.add_patch(Polygon([c[3], base + n * 0.04 * size, base - n * 0.04 * size], closed=True,
+    base = c[-1] - u * _HEAD * size
+    ax.add_patch(Polygon([c[-1], base + n * 0.04 * size, base - n * 0.04 * size], closed=True,
                          facecolor=color, edgecolor=color, lw=0.5, zorder=4))
     if not proj.plastic:
-        mid = _points(c, np.array([[0.5]]))[0]
+        mid = pts[len(pts) // 2]
         ax.plot([mid[0]], [mid[1]], marker="o", markersize=4.5, color=color, markerfacecolor="white",
                 markeredgewidth=1.0, zorder=4)
 

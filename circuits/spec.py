@@ -193,7 +193,7 @@ def parse_spec(text: str, *, source: str = "<spec>",
     """
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer literal over Python's digit limit
         raise SpecError(f"{source}: TOML syntax error: {exc}") from None
     raw["projections"] = _expand_projections(raw.get("projections", []), source)
     for key, value in parse_overrides(overrides).items():
@@ -219,7 +219,7 @@ def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict
         if isinstance(value, str):
             try:
                 value = tomllib.loads(f"v = {value}")["v"]
-            except tomllib.TOMLDecodeError:
+            except ValueError:  # not a TOML value (TOMLDecodeError) or too many digits: keep the string
                 pass
         parsed[key] = value
     return parsed
@@ -266,7 +266,7 @@ def _apply_override(raw: dict[str, Any], key: str, value: Any, source: str) -> N
         if len(parts) != 3 or parts[1] not in names:
             raise SpecError(f"{where}: must be projections.<name>.<key> with a projection name "
                             f"among {', '.join(names)}{did_you_mean(parts[1], names)}")
-        raw["projections"][names.index(parts[1])][parts[2]] = value
+        [p for p in raw["projections"] if isinstance(p, dict)][names.index(parts[1])][parts[2]] = value
         return
     table = raw
     for depth, part in enumerate(parts[:-1]):

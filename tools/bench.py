@@ -211,7 +211,7 @@ class TorchMLP:
         self.feedback = feedback
         self.label = "pytorch"
         if feedback:
-            self.net: Any = FeedbackMLP(initial)
+            self.net: Any = feedback_mlp(initial)
         else:
             self.net = nn.Sequential(nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 800), nn.ReLU(),
                                      nn.Linear(800, 10))
@@ -273,35 +273,33 @@ def _feedback_function() -> Any:
     return FeedbackLinear
 
 
-class FeedbackMLP:
-    """784-800-800-10 ReLU network trained by feedback alignment (the torch reference)."""
+def feedback_mlp(initial: dict[str, np.ndarray]) -> Any:
+    """784-800-800-10 ReLU network trained by feedback alignment (the torch reference).
 
-    def __new__(cls, initial: dict[str, np.ndarray]) -> Any:
-        import torch
-        from torch import nn
+    Layer ``A→B`` has the fixed feedback ``initial["B->A"]``, which circuits stores with shape
+    ``(size of B, size of A)``: the layout of torch's ``(out, in)`` weight, used as it is.
+    """
+    import torch
+    from torch import nn
 
-        function = _feedback_function()
+    function = _feedback_function()
 
-        class Layer(nn.Module):
-            def __init__(self, fan_in: int, fan_out: int, feedback: np.ndarray | None) -> None:
-                super().__init__()
-                self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
-                self.bias = nn.Parameter(torch.empty(fan_out))
-                # B of the layer, shaped (fan_out, fan_in) like its weight; circuits names it
-                # "<target>-><source>" with shape (size of target, size of source): the same.
-                self.register_buffer("feedback", None if feedback is None else
-                                     torch.from_numpy(np.ascontiguousarray(feedback)))
+    class FeedbackLayer(nn.Module):
+        def __init__(self, fan_in: int, fan_out: int, feedback: np.ndarray | None) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+            self.bias = nn.Parameter(torch.empty(fan_out))
+            self.register_buffer("feedback", None if feedback is None else
+                                 torch.from_numpy(np.array(feedback, dtype=np.float32, order="C")))
 
-            def forward(self, x: Any) -> Any:
-                if self.feedback is None:  # first layer: no input gradient is needed
-                    return torch.addmm(self.bias, x, self.weight.t())
-                return function.apply(x, self.weight, self.bias, self.feedback)
+        def forward(self, x: Any) -> Any:
+            if self.feedback is None:  # first layer: its input needs no gradient
+                return torch.addmm(self.bias, x, self.weight.t())
+            return function.apply(x, self.weight, self.bias, self.feedback)
 
-        layers = []
-        for index, (source, target) in enumerate(LAYERS):
-            feedback = None if index == 0 else initial[f"{target}->{source}"]
-            layers.append(Layer(SIZES[index], SIZES[index + 1], feedback))
-        return nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
+    layers = [FeedbackLayer(SIZES[i], SIZES[i + 1], None if i == 0 else initial[f"{target}->{source}"])
+              for i, (source, target) in enumerate(LAYERS)]
+    return nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,12 +471,7 @@ def op_profile(runner: CircuitsRunner, work: Workload, steps: int = 50) -> list[
     rows = []
     for (phase, index), times in samples.items():
         op = ops_by_phase[phase][index]
-        fields = {k: v for k, v in vars(op).items() if isinstance(v, str)} if hasattr(op, "__dict__") else {}
-        if not fields and hasattr(op, "__attrs_attrs__"):
-            fields = {a.name: getattr(op, a.name) for a in op.__attrs_attrs__
-                      if isinstance(getattr(op, a.name), str)}
-        rows.append({"phase": phase, "op": type(op).__name__,
-                     "args": " ".join(str(v) for v in fields.values()),
+        rows.append({"phase": phase, "op": type(op).__name__, "math": op.math(),
                      "ms": statistics.median(times) * 1e3})
     return rows
 
@@ -616,10 +609,10 @@ def report(results: list[CaseResult], work: Workload, peak: dict[str, float], in
                           f"{o['extra_ms_per_epoch']:.1f} ms per epoch extra")
         if res.profile:
             prof = Table(title=f"{res.case.name}: circuits train step, median ms per op")
-            for col in ("phase", "op", "buffers", "ms"):
+            for col in ("phase", "op", "math", "ms"):
                 prof.add_column(col, justify="right" if col == "ms" else "left")
             for row in res.profile:
-                prof.add_row(row["phase"], row["op"], row["args"], f"{row['ms']:.3f}")
+                prof.add_row(row["phase"], row["op"], row["math"], f"{row['ms']:.3f}")
             prof.add_row("", "total", "", f"{sum(r['ms'] for r in res.profile):.3f}")
             console.print(prof)
     met = all(s["meets_ratio"] and s["meets_peak"] for s in summaries.values())

@@ -1,0 +1,252 @@
+"""The claims catalogue as property tests, and mutant rules that every claim must catch.
+
+Each claim is run on hypothesis-drawn circuits that meet its precondition. Each claim is
+also run against a deliberately broken version of its rule (registered under the real
+rule's name in a separate registry): a claim that passed a broken rule would be worthless.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import dag_circuits, dag_spec_text
+
+from circuits.claims import default_claims, verify
+from circuits.compile import Builder
+from circuits.rules import RuleRegistry
+from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
+from circuits.rules.backprop import Backprop
+from circuits.rules.base import emit_feedforward, find_feedback
+from circuits.spec import parse_spec
+
+CLAIMS = default_claims()
+
+
+def run_claim(name, spec, registry, seed=0):
+    rng = np.random.default_rng(seed)
+    return CLAIMS.get(name).run(spec, registry, rng)
+
+
+def dag_spec(registry, circuit, rule="backprop", extra=""):
+    text = dag_spec_text(circuit, rule=rule, dtype="float64", extra_rule=extra)
+    spec = parse_spec(text, source="drawn.toml", rules=registry.signatures())
+    return registry.get(rule).augment(spec)
+
+
+LAYERED = """
+[circuit]
+name = "layered"
+[populations]
+x = {{ size = 64, role = "input" }}
+h = {{ size = {hidden}, activation = "{act}" }}
+y = {{ size = 10, role = "output" }}
+[[projections]]
+chain = ["x", "h", "y"]
+[rule]
+name = "{rule}"
+lr = {lr}
+{extra}
+[task]
+dataset = "digits"
+batch_size = 32
+"""
+
+
+def layered(registry, rule, hidden=32, act="tanh", lr=0.05, extra=""):
+    if rule != "backprop":
+        extra = "auto_feedback = true\n" + extra
+    text = LAYERED.format(rule=rule, hidden=hidden, act=act, lr=lr, extra=extra)
+    spec = parse_spec(text, source="layered.toml", rules=registry.signatures())
+    return registry.get(rule).augment(spec)
+
+
+# -- the claims hold on drawn circuits -----------------------------------------------------------
+
+
+@given(circuit=dag_circuits())
+def test_backprop_equals_finite_differences(registry, circuit):
+    outcome = run_claim("reference_gradient_is_exact", dag_spec(registry, circuit), registry)
+    assert outcome.passed, outcome
+
+
+@given(circuit=dag_circuits())
+def test_fa_with_tied_feedback_is_backprop(registry, circuit):
+    spec = dag_spec(registry, circuit, "feedback_alignment", "auto_feedback = true")
+    outcome = run_claim("tied_feedback_is_backprop", spec, registry)
+    assert outcome.passed, outcome
+
+
+@given(circuit=dag_circuits(), rule=st.sampled_from(
+    ["feedback_alignment", "direct_feedback_alignment", "kolen_pollack", "weight_mirror"]))
+def test_output_layer_update_is_backprop(registry, circuit, rule):
+    spec = dag_spec(registry, circuit, rule, "auto_feedback = true")
+    outcome = run_claim("output_layer_is_backprop", spec, registry)
+    assert outcome.passed, outcome
+
+
+@settings(max_examples=10)
+@given(hidden=st.integers(2, 12), seed=st.integers(0, 2**16))
+def test_fa_conserved_quantity_drifts_at_second_order(registry, hidden, seed):
+    spec = layered(registry, "feedback_alignment", hidden=hidden)
+    outcome = run_claim("fa_conserved_quantity", spec, registry, seed)
+    assert outcome.passed, outcome
+
+
+@given(circuit=dag_circuits(), decay=st.sampled_from([0.0, 1e-3, 0.05]), lr=st.sampled_from([0.01, 0.1]))
+def test_kp_contracts_w_minus_b_transpose_exactly(registry, circuit, decay, lr):
+    spec = dag_spec(registry, circuit, "kolen_pollack", f"auto_feedback = true\nweight_decay = {decay}\nlr = {lr}")
+    outcome = run_claim("kp_exact_contraction", spec, registry)
+    assert outcome.passed, outcome
+
+
+@settings(max_examples=8)
+@given(hidden=st.integers(4, 48), batch=st.sampled_from([16, 64]), mirror_lr=st.sampled_from([0.02, 0.1]))
+def test_weight_mirror_moment_identity(registry, hidden, batch, mirror_lr):
+    spec = layered(registry, "weight_mirror", hidden=hidden,
+                   extra=f"mirror_batch = {batch}\nmirror_lr = {mirror_lr}")
+    outcome = run_claim("wm_moment_identity", spec, registry)
+    assert outcome.passed, outcome
+
+
+@settings(max_examples=3)
+@given(hidden=st.sampled_from([24, 64]), rule=st.sampled_from(
+    ["feedback_alignment", "direct_feedback_alignment", "kolen_pollack", "weight_mirror"]))
+def test_alignment_falls_below_90_degrees(registry, hidden, rule):
+    outcome = run_claim("alignment_improves", layered(registry, rule, hidden=hidden), registry)
+    assert outcome.passed, outcome
+
+
+@settings(max_examples=2)
+@given(hidden=st.sampled_from([32, 64]))
+def test_dfa_learns_from_zero_weights(registry, hidden):
+    outcome = run_claim("dfa_learns_from_zero_weights", layered(registry, "direct_feedback_alignment",
+                                                                hidden=hidden), registry)
+    assert outcome.passed, outcome
+
+
+def test_preconditions_skip_with_a_reason(registry, repo_root):
+    spec = parse_spec((repo_root / "specs" / "dfa_digits.toml").read_text(), source="dfa.toml",
+                      rules=registry.signatures())
+    spec = attrs.evolve(spec, rule=attrs.evolve(spec.rule, name="feedback_alignment"))
+    spec = registry.get("feedback_alignment").augment(attrs.evolve(
+        spec, projections=tuple(p for p in spec.projections if p.type == "forward"),
+        rule=attrs.evolve(spec.rule, params={**spec.rule.params, "auto_feedback": True})))
+    outcome = run_claim("fa_conserved_quantity", spec, registry)
+    assert outcome.status == "skip"
+    assert outcome.reason == "needs a layered circuit input → one hidden population → output"
+
+
+def test_verify_runs_the_claims_of_the_rule(registry, repo_root):
+    spec = parse_spec((repo_root / "specs" / "kp_digits.toml").read_text(), source="kp.toml",
+                      rules=registry.signatures())
+    outcomes = verify(registry.get("kolen_pollack").augment(spec), registry)
+    assert [o.claim for o in outcomes] == [c.name for c in CLAIMS.for_rule("kolen_pollack")]
+    assert all(o.passed for o in outcomes), outcomes
+
+
+# -- mutant rules: each claim must fail on a rule that is wrong in the way the claim guards ----------
+
+
+def _flip_hidden(b: Builder) -> None:
+    """Negate the learned estimate of every parameter into a hidden population."""
+    for name, terms in b.learned.items():
+        if b.graph.population(b.graph.projection(name).target).role == "hidden":
+            b.learned[name] = [(x, d, -s) for x, d, s in terms]
+
+
+class ForgetsDerivative(Backprop):
+    """Backprop that learns from the error at the rate instead of the pre-activation."""
+
+    def emit(self, b: Builder) -> None:
+        emit_feedforward(b, {p: [(q.target, b.weight(q), True) for q in b.graph.outgoing(p)]
+                             for p in b.graph.hidden})
+        for name, terms in b.learned.items():
+            target = b.graph.projection(name).target
+            b.learned[name] = [(x, b.grad(target) if d == b.delta(target) else d, s) for x, d, s in terms]
+        b.lower_updates()
+
+
+class FlippedFA(FeedbackAlignment):
+    def emit(self, b: Builder) -> None:
+        emit_feedforward(b, self.carriers(b))
+        _flip_hidden(b)
+        b.lower_updates()
+
+
+class FlippedOutputDFA(DirectFeedbackAlignment):
+    def emit(self, b: Builder) -> None:
+        emit_feedforward(b, self.carriers(b))
+        out = b.graph.output
+        for name, terms in b.learned.items():
+            if b.graph.projection(name).target == out:
+                b.learned[name] = [(x, d, -s) for x, d, s in terms]
+        b.lower_updates()
+
+
+class FrozenHiddenDFA(DirectFeedbackAlignment):
+    def emit(self, b: Builder) -> None:
+        emit_feedforward(b, self.carriers(b))
+        for name in [n for n in b.learned if b.graph.projection(n).target != b.graph.output]:
+            del b.learned[name]
+        b.lower_updates()
+
+
+class HalfRateKP(KolenPollack):
+    """Kolen–Pollack whose feedback learns at half the forward learning rate."""
+
+    def emit(self, b: Builder) -> None:
+        emit_feedforward(b, self.carriers(b))
+        for proj in b.graph.projections("forward"):
+            if b.graph.population(proj.source).role == "hidden":
+                feedback = find_feedback(b.graph, proj.target, proj.source)
+                b.lr_of[feedback.name] = 0.5 * b.lr_of[proj.name]
+                b.learn(feedback.name, b.delta(proj.target), b.rate(proj.source))
+        b.lower_updates()
+
+
+class LoudMirror(WeightMirror):
+    """A mirror phase whose update is twice too large: B drifts to 2·Wᵀ."""
+
+    def emit(self, b: Builder) -> None:
+        super().emit(b)
+        if "mirror" in b.phase_ops:
+            b.phase_ops["mirror"] = [attrs.evolve(op, alpha=2 * op.alpha) if hasattr(op, "alpha") else op
+                                     for op in b.phase_ops["mirror"]]
+
+
+def mutant_registry(*rules) -> RuleRegistry:
+    registry = RuleRegistry()
+    names = {rule.signature.name for rule in rules}
+    for rule in rules:
+        registry.register(rule)
+    for rule in (Backprop(), FeedbackAlignment(), DirectFeedbackAlignment(), KolenPollack(), WeightMirror()):
+        if rule.signature.name not in names:
+            registry.register(rule)
+    return registry
+
+
+MUTANTS = [
+    ("reference_gradient_is_exact", ForgetsDerivative(), "backprop"),
+    ("tied_feedback_is_backprop", FlippedFA(), "feedback_alignment"),
+    ("output_layer_is_backprop", FlippedOutputDFA(), "direct_feedback_alignment"),
+    ("fa_conserved_quantity", FlippedFA(), "feedback_alignment"),
+    ("alignment_improves", FlippedFA(), "feedback_alignment"),
+    ("dfa_learns_from_zero_weights", FrozenHiddenDFA(), "direct_feedback_alignment"),
+    ("kp_exact_contraction", HalfRateKP(), "kolen_pollack"),
+    ("wm_moment_identity", LoudMirror(), "weight_mirror"),
+]
+
+
+def test_every_claim_has_a_mutant():
+    assert {name for name, _, _ in MUTANTS} == {c.name for c in CLAIMS.all()}
+
+
+@pytest.mark.parametrize("claim,mutant,rule", MUTANTS, ids=[m[0] for m in MUTANTS])
+def test_claim_catches_its_mutant(claim, mutant, rule):
+    registry = mutant_registry(mutant)
+    spec = layered(registry, rule, hidden=24, act="tanh")
+    outcome = run_claim(claim, spec, registry)
+    assert outcome.status == "fail", outcome

@@ -282,3 +282,7 @@ def _table(records: Sequence[EpochRecord], path: Path) -> None:
         table.add_row(str(r.epoch), f"{r.train_loss:.4f}", f"{r.test_loss:.4f}",
                       f"{100 * r.test_accuracy:.2f}%", f"{r.seconds:.2f}")
     Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

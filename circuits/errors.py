@@ -61,5 +61,5 @@ def did_you_mean(given: object, allowed: Iterable[str]) -> str:
     """
     if not isinstance(given, str):
         return ""
-    match = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.5)
     return f"; did you mean '{match[0]}'?" if match else ""

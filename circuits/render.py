@@ -4,13 +4,13 @@ Stages of :func:`render_graph` for a picture (``.svg``, ``.png``, ``.pdf``):
 
 1. :func:`layout` puts every population on a layer by its forward depth (inputs at the bottom,
    the output at the top), orders each layer by the barycentre of its neighbours to reduce
-   crossings, sizes the boxes to their labels and routes every projection as a cubic Bézier
-   curve that bends around the boxes it would otherwise cross;
+   crossings, sizes the boxes to their labels and routes every projection between box faces,
+   bending it around the boxes it would otherwise cross;
 2. the figure is drawn in inch coordinates (one axes filling the figure, so arrows meet box
    edges exactly) with a legend and a title;
 3. it is saved with fixed metadata and SVG hash salt, so one graph always gives the same bytes.
 
-``.dot`` (Graphviz) and ``.mmd`` (Mermaid) diagrams are written as text without matplotlib.
+``.dot`` (Graphviz) and ``.mmd`` (Mermaid) diagrams are text, written without matplotlib.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from circuits.errors import SpecError
 from circuits.graph import CircuitGraph
 from circuits.spec import PopulationSpec, ProjectionSpec
 
-__all__ = ["ROLE_COLORS", "EDGE_COLORS", "Layout", "layout", "render_graph", "plot_curves",
-           "plot_alignment"]
+__all__ = ["ROLE_COLORS", "EDGE_COLORS", "Layout", "layout", "render_graph", "to_dot", "to_mermaid",
+           "plot_curves", "plot_alignment"]
 
 #: Role → (fill, outline) of population boxes.
 ROLE_COLORS = {"input": ("#dce8f4", "#4a78a8"), "hidden": ("#eceff1", "#6b7b86"),
@@ -43,28 +43,26 @@ ROLE_COLORS = {"input": ("#dce8f4", "#4a78a8"), "hidden": ("#eceff1", "#6b7b86")
 #: Projection type → line colour.
 EDGE_COLORS = {"forward": "#37474f", "feedback": "#a23b72", "lateral": "#2a7f8f"}
 _DASHES = {"forward": "-", "feedback": (0, (4.0, 2.4)), "lateral": (0, (1.0, 1.6))}
-_BULGE_SIDE = {"forward": -1.0, "feedback": 1.0, "lateral": 1.0}   # left, right, right
-_MIN_BULGE = {"forward": 0.0, "feedback": 0.45, "lateral": 0.0}
+_SIDE = {"forward": -1.0, "feedback": 1.0, "lateral": 1.0}   # bend forward left, the rest right
+_LINE_W = {True: 1.5, False: 0.9}                            # plastic, fixed
 
-_FONT = "DejaVu Sans"    # ships with matplotlib, so text is measured the same everywhere
+_FONT = "DejaVu Sans"    # ships with matplotlib, so labels measure the same everywhere
 _NAME_PT, _DETAIL_PT, _TITLE_PT, _DOC_PT, _LEGEND_PT = 10.0, 8.0, 11.0, 8.5, 8.0
-_BOX_H, _BOX_PAD, _LAYER_DY, _SLOT_GAP, _MARGIN = 0.56, 0.3, 1.3, 0.7, 0.3   # inches
-_LINE_W = {True: 1.5, False: 0.9}   # plastic, fixed
-_HEAD = 0.1                         # arrowhead length, inches
+_BOX_H, _BOX_PAD, _LAYER_DY, _SLOT_GAP, _MARGIN, _HEAD = 0.56, 0.3, 1.3, 0.7, 0.3, 0.1   # inches
 _RC = {"svg.hashsalt": "circuits", "svg.fonttype": "none", "pdf.fonttype": 42,
        "font.family": "sans-serif", "font.sans-serif": [_FONT], "font.size": 9.0}
 _METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}, ".png": {"Software": None}}
 _PICTURES = (".svg", ".png", ".pdf")
-_T = np.linspace(0.0, 1.0, 61)[:, None]
+_T = np.linspace(0.0, 1.0, 41)[:, None]
 _TEXT = TextToPath()
 
 
 @attrs.frozen
 class Layout:
-    """Where everything goes in a circuit diagram; all lengths in inches from the lower left.
+    """Where everything goes in a diagram; lengths in inches from the figure's lower left.
 
-    ``positions`` maps population → box centre, ``routes`` maps projection name → the four
-    control points of its cubic Bézier curve (box edge to box edge).
+    ``positions`` maps population → box centre; ``routes`` maps projection name → the control
+    points (``3n + 1`` rows) of its chain of cubic Bézier curves, from box face to box face.
     """
 
     positions: dict[str, tuple[float, float]] = attrs.field(hash=False)
@@ -97,12 +95,20 @@ def _wrap(text: str, points: float, width: float, weight: str = "normal") -> tup
 
 
 def _detail(pop: PopulationSpec) -> str:
-    drop = f" · dropout {pop.dropout:g}" if pop.dropout else ""
-    return f"{pop.size} · {pop.activation}{drop}"
+    return f"{pop.size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
+
+
+def _head(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:
+    return title or " · ".join([graph.spec.name, graph.spec.rule.name]
+                               + ([f"phases: {', '.join(phases)}"] if phases else []))
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout
 
 
 def _depths(graph: CircuitGraph) -> dict[str, int]:
-    """Forward depth; in a cyclic (energy-based) circuit, of the graph without its back edges."""
+    """Forward depth; in a cyclic (energy-based) circuit, that of the graph without back edges."""
     forward = graph.forward_graph()
     if nx.is_directed_acyclic_graph(forward):
         return graph.depth()
@@ -114,182 +120,166 @@ def _depths(graph: CircuitGraph) -> dict[str, int]:
     depth: dict[str, int] = {}
     for name in nx.lexicographical_topological_sort(dag, key=index.get):
         depth[name] = 1 + max((depth[p] for p in dag.predecessors(name)), default=-1)
-    top = max((d for n, d in depth.items() if n != graph.output), default=0)
-    depth[graph.output] = max(depth[graph.output], top + 1)
+    depth[graph.output] = 1 + max((d for n, d in depth.items() if n != graph.output), default=0)
     return depth
 
 
+def _slots(order: list[list[str]]) -> dict[str, float]:
+    return {n: i - (len(layer) - 1) / 2 for layer in order for i, n in enumerate(layer)}
+
+
 def _crossings(order: list[list[str]], depth: Mapping[str, int], edges: list[tuple[str, str]]) -> int:
-    slot = {n: i - (len(layer) - 1) / 2 for layer in order for i, n in enumerate(layer)}
+    slot = _slots(order)
     segs = [((slot[u], depth[u]), (slot[v], depth[v])) for u, v in edges]
 
-    def side(a, b, c) -> float:
+    def turn(a, b, c) -> float:
         return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
-    count = 0
-    for i, (a, b) in enumerate(segs):
-        for c, d in segs[i + 1:]:
-            if len({a, b, c, d}) == 4 and side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0:
-                count += 1
-    return count
+    return sum(1 for i, (a, b) in enumerate(segs) for c, d in segs[i + 1:] if len({a, b, c, d}) == 4
+               and turn(a, b, c) * turn(a, b, d) < 0 and turn(c, d, a) * turn(c, d, b) < 0)
 
 
 def _order_layers(graph: CircuitGraph, depth: Mapping[str, int]) -> list[list[str]]:
-    """Layers, inputs first, each ordered by barycentre sweeps; inputs keep the spec's order."""
+    """Layers, inputs first, ordered by barycentre sweeps (inputs keep the spec's order)."""
     count = max(depth.values()) + 1
     order = [[n for n in graph.populations if depth[n] == k] for k in range(count)]
     edges = [(p.source, p.target) for p in graph.projections("forward") if depth[p.source] != depth[p.target]]
-    below = {n: [u if depth[u] < depth[v] else v for u, v in edges if n in (u, v) and max(depth[u], depth[v]) == depth[n]]
-             for n in depth}
-    above = {n: [v if depth[u] < depth[v] else u for u, v in edges if n in (u, v) and min(depth[u], depth[v]) == depth[n]]
-             for n in depth}
-    best, best_cost = [list(layer) for layer in order], _crossings(order, depth, edges)
+    edges = [(u, v) if depth[u] < depth[v] else (v, u) for u, v in edges]   # lower end first
+    below = {n: [u for u, v in edges if v == n] for n in depth}
+    above = {n: [v for u, v in edges if u == n] for n in depth}
+    best, fewest = [list(layer) for layer in order], _crossings(order, depth, edges)
     for _ in range(4):
         for layers, neighbours in ((range(1, count), below), (range(count - 2, 0, -1), above)):
             for k in layers:
-                slot = {n: i - (len(layer) - 1) / 2 for layer in order for i, n in enumerate(layer)}
+                slot = _slots(order)
                 key = {n: (float(np.mean([slot[m] for m in neighbours[n]])) if neighbours[n] else slot[n], i)
                        for i, n in enumerate(order[k])}
                 order[k].sort(key=key.get)
-            cost = _crossings(order, depth, edges)
-            if cost < best_cost:
-                best, best_cost = [list(layer) for layer in order], cost
+            if (crossings := _crossings(order, depth, edges)) < fewest:
+                best, fewest = [list(layer) for layer in order], crossings
     return best
 
 
-def _curve(p0: np.ndarray, p3: np.ndarray, bulge: float) -> np.ndarray:
-    """Control points of a cubic from ``p0`` to ``p3`` bent sideways by ``bulge`` (up if level)."""
-    offset = np.array([0.0, bulge]) if abs(p3[1] - p0[1]) < 1e-9 else np.array([bulge, 0.0])
+def _arc(p0: np.ndarray, p3: np.ndarray, bend: float) -> np.ndarray:
+    """A cubic from ``p0`` to ``p3`` pushed sideways by ``bend`` (upwards between level ends)."""
+    offset = np.array([0.0, bend] if abs(p3[1] - p0[1]) < 1e-9 else [bend, 0.0])
     return np.array([p0, p0 + (p3 - p0) / 3 + offset, p0 + 2 * (p3 - p0) / 3 + offset, p3])
 
 
 def _lane(p0: np.ndarray, p3: np.ndarray, x: float, y0: float, y1: float) -> np.ndarray:
-    """Three cubics: ``p0`` swings to the vertical lane at ``x``, runs from ``y0`` to ``y1``, swings to ``p3``."""
-    a, b = np.array([x, y0]), np.array([x, y1])
+    """Three cubics: ``p0`` swings over to the vertical lane at ``x``, which runs from ``y0`` to
+    ``y1``, and swings back to ``p3``; ends leave and reach their boxes heading for the lane."""
+    a, b, lean = np.array([x, y0]), np.array([x, y1]), np.array([0.35, 0.3])
     k0, k1 = np.array([0.0, (y0 - p0[1]) / 2]), np.array([0.0, (p3[1] - y1) / 2])
-    return np.array([p0, p0 + k0, a - k0, a, a + (b - a) / 3, a + 2 * (b - a) / 3, b, b + k1, p3 - k1, p3])
+    return np.array([p0, p0 + (a - p0) * lean, a - k0, a, a + (b - a) / 3, a + 2 * (b - a) / 3, b, b + k1,
+                     p3 + (b - p3) * lean, p3])
 
 
 def _points(c: np.ndarray, t: np.ndarray = _T) -> np.ndarray:
-    """Points along a chain of cubics (control points ``3n + 1``)."""
-    segs = [c[i:i + 4] for i in range(0, len(c) - 1, 3)]
-    return np.concatenate([(1 - t) ** 3 * s[0] + 3 * (1 - t) ** 2 * t * s[1] + 3 * (1 - t) * t ** 2 * s[2]
-                           + t ** 3 * s[3] for s in segs])
-
-
-def _self_loop(centre: np.ndarray, box: tuple[float, float]) -> np.ndarray:
-    x, y = centre[0] + box[0] / 2, centre[1]
-    return np.array([[x, y + 0.1], [x + 0.5, y + 0.38], [x + 0.5, y - 0.38], [x, y - 0.1]])
+    """Points along a chain of cubics given by ``3n + 1`` control points."""
+    return np.concatenate([(1 - t) ** 3 * c[i] + 3 * (1 - t) ** 2 * t * c[i + 1] + 3 * (1 - t) * t ** 2 * c[i + 2]
+                           + t ** 3 * c[i + 3] for i in range(0, len(c) - 1, 3)])
 
 
 def _spread(wanted: Sequence[tuple[float, float]], gap: float, limit: float) -> list[float]:
-    """Offsets in order, at least ``gap`` apart, in ``[-limit, limit]``, nearest ``wanted``.
+    """Ordered offsets ``gap`` apart within ``±limit``, nearest the (offset, weight) ``wanted``.
 
-    ``wanted`` holds (offset, weight) pairs. Weighted least squares under the ordering
-    constraint is isotonic regression of ``wanted[i] - i·gap`` (pool adjacent violators).
+    Weighted least squares under the order constraint is isotonic regression of
+    ``wanted[i] - i·gap``, solved by pooling adjacent violators.
     """
-    if len(wanted) > 1:
-        gap = min(gap, 2 * limit / (len(wanted) - 1))
+    gap = min(gap, 2 * limit / max(len(wanted) - 1, 1))
     blocks: list[list[float]] = []   # [weighted sum, weight, count]
     for i, (want, weight) in enumerate(wanted):
         blocks.append([(want - i * gap) * weight, weight, 1])
         while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, weight, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += weight
-            blocks[-1][2] += count
-    fitted = [total / weight for total, weight, count in blocks for _ in range(int(count))]
-    offsets = [q + i * gap for i, q in enumerate(fitted)]
+            last = blocks.pop()
+            blocks[-1] = [a + b for a, b in zip(blocks[-1], last)]
+    offsets = [total / weight for total, weight, count in blocks for _ in range(int(count))]
+    offsets = [q + i * gap for i, q in enumerate(offsets)]
     shift = max(0.0, -limit - offsets[0]) - max(0.0, offsets[-1] - limit)
     return [x + shift for x in offsets]
 
 
 def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], depth: Mapping[str, int],
            box: tuple[float, float]) -> dict[str, np.ndarray]:
-    """Route every projection between box faces.
+    """Route every projection from box face to box face.
 
-    1. A projection between neighbouring layers is a cubic, bent as little as lets it miss
-       every box and every other projection between the same pair (feedback always bends);
-    2. a longer one is straight if that misses every box, else it runs along a vertical lane
-       clear of the layers it passes (forward lanes to the left, feedback to the right);
-    3. the ends that share a box face are spread apart in the order their curves head off.
+    1. Between neighbouring layers (or within one) a projection is one cubic bent as little as
+       lets it miss every box and every other projection between the same pair; feedback and
+       lateral ones always bend, so they never hide behind a forward arrow;
+    2. a longer projection is straight where that misses every box, else it runs along a
+       vertical lane clear of the layers it passes (forward to the left, the others right);
+    3. the ends sharing a box face are spread apart in the order their curves head off.
     """
     w, h = box
-    pad = np.array([w / 2 + 0.1, h / 2 + 0.05])
-    ways: dict[str, tuple[str, float, float, float]] = {}
-    used: dict[frozenset[str], list[float]] = {}
+    clear = np.array([w / 2 + 0.1, h / 2 + 0.05])
+    ways: dict[str, tuple[float, ...]] = {}    # (bend,) or (lane x, y0, y1)
+    twins: dict[frozenset[str], list[float]] = {}
     lanes: list[tuple[float, float, float]] = []
-    xs = np.array([c[0] for c in centres.values()])
+    xs = [c[0] for c in centres.values()]
     for proj in graph.projections():
         s, t = proj.source, proj.target
         if s == t:
             continue
-        up = 1.0 if centres[t][1] >= centres[s][1] else -1.0
-        p0, p3 = centres[s] + (0, up * h / 2), centres[t] - (0, up * h / 2)
-        if depth[s] == depth[t]:
-            p3 = centres[t] + (0, h / 2)
-        others = np.array([c for n, c in centres.items() if n not in (s, t)]).reshape(-1, 2)
-        side, twins = _BULGE_SIDE[proj.type], used.setdefault(frozenset((s, t)), [])
-        span = abs(depth[s] - depth[t])
-        least = 0.35 if span == 0 else _MIN_BULGE[proj.type] if span == 1 else 0.0
-        options = [d for d in np.round(np.arange(-60, 61) * 0.1, 2) if abs(d) >= least and (span or d > 0)
-                   and all(abs(d - u) >= 0.35 for u in twins) and (span <= 1 or d == 0)]
-        options.sort(key=lambda d: (abs(d) + (0.8 if d * side < 0 else 0.0), -d * side))
-        for d in options:
-            pts = _points(_curve(p0, p3, d))[:, None, :]
-            if not np.any(np.all(np.abs(pts - others[None]) < pad, axis=2)):
-                ways[proj.name] = ("arc", float(d), 0.0, 0.0)
-                twins.append(float(d))
+        span, up = abs(depth[t] - depth[s]), 1.0 if depth[t] >= depth[s] else -1.0
+        p0, p3 = centres[s] + (0, up * h / 2), centres[t] + (0, (-up if span else 1.0) * h / 2)
+        others = np.array([c for n, c in centres.items() if n not in (s, t)]).reshape(-1, 1, 2)
+        side, pair = _SIDE[proj.type], twins.setdefault(frozenset((s, t)), [])
+        least = 0.0 if span > 1 or proj.type == "forward" else 0.45 if span else 0.35
+        bends = [b for b in np.round(np.arange(-60, 61) * 0.1, 2) if abs(b) >= least and (span or b > 0)
+                 and (span <= 1 or b == 0) and all(abs(b - u) >= 0.35 for u in pair)]
+        bends.sort(key=lambda b: (abs(b) + (0.8 if b * side < 0 else 0.0), -b * side))
+        for bend in bends:
+            if not np.any(np.all(np.abs(_points(_arc(p0, p3, bend))[None] - others) < clear, axis=2)):
+                ways[proj.name] = (float(bend),)
+                pair.append(float(bend))
                 break
         else:
-            mid = [c[1] for n, c in centres.items() if min(depth[s], depth[t]) < depth[n] < max(depth[s], depth[t])]
-            y0, y1 = (min(mid) - pad[1], max(mid) + pad[1])[::int(up)]
-            blocked = [c[0] for n, c in centres.items() if min(depth[s], depth[t]) < depth[n] < max(depth[s], depth[t])]
+            low, high = sorted((depth[s], depth[t]))
+            blocked = [c[0] for n, c in centres.items() if low < depth[n] < high]
+            y0, y1 = ((low + 1) * _LAYER_DY - clear[1], (high - 1) * _LAYER_DY + clear[1])[::int(up)]
             ideal = (p0[0] + p3[0]) / 2
-            grid = np.round(np.arange(xs.min() - w - 2.0, xs.max() + w + 2.0, 0.05), 2)
-            free = [x for x in grid if all(abs(x - b) >= pad[0] + 0.2 for b in blocked) and all(
-                abs(x - lx) >= 0.2 for lx, lo, hi in lanes if lo < max(y0, y1) and min(y0, y1) < hi)]
+            free = [x for x in np.round(np.arange(min(xs) - w - 2.0, max(xs) + w + 2.0, 0.05), 2)
+                    if all(abs(x - b) >= clear[0] + 0.2 for b in blocked)
+                    and all(abs(x - lx) >= 0.2 for lx, a, b in lanes if a < max(y0, y1) and min(y0, y1) < b)]
             x = min(free, key=lambda x: (abs(x - ideal) + (0.8 if (x - ideal) * side < 0 else 0.0), x))
             lanes.append((float(x), min(y0, y1), max(y0, y1)))
-            ways[proj.name] = ("lane", float(x), float(y0), float(y1))
-    build = {"arc": lambda p0, p3, way: _curve(p0, p3, way[1]),
-             "lane": lambda p0, p3, way: _lane(p0, p3, *way[1:])}
+            ways[proj.name] = (float(x), y0, y1)
     ends: dict[tuple[str, str], list[tuple[float, int, str, int, float]]] = {}
     for index, proj in enumerate(graph.projections()):
-        if proj.name not in ways:
-            continue
-        way, ps, pt = ways[proj.name], centres[proj.source], centres[proj.target]
-        level = depth[proj.source] == depth[proj.target]
-        aims = (way[1], way[1]) if way[0] == "lane" else (_curve(ps, pt, way[1])[1][0], _curve(ps, pt, way[1])[2][0])
-        stiff = 5.0 if way == ("arc", 0.0, 0.0, 0.0) else 1.0   # straight edges keep their ports
-        for end, name, this, other, aim in ((0, proj.source, ps, pt, aims[0]), (3, proj.target, pt, ps, aims[1])):
-            face = "top" if level or other[1] > this[1] else "bottom"
-            ends.setdefault((name, face), []).append((float(aim), index, proj.name, end, stiff))
+        if proj.name in ways:
+            way, ps, pt = ways[proj.name], centres[proj.source], centres[proj.target]
+            aims = (way[0], way[0]) if len(way) == 3 else (_arc(ps, pt, way[0])[1, 0], _arc(ps, pt, way[0])[2, 0])
+            stiff = 5.0 if way == (0.0,) else 1.0   # straight projections keep to the middle
+            for end, name, other, aim in ((0, proj.source, pt, aims[0]), (-1, proj.target, ps, aims[1])):
+                face = 1.0 if depth[proj.source] == depth[proj.target] or other[1] > centres[name][1] else -1.0
+                ends.setdefault((name, face), []).append((float(aim), index, proj.name, end, stiff))
     anchors: dict[tuple[str, int], np.ndarray] = {}
     for (name, face), items in ends.items():
         items.sort()
         limit = w / 2 - 0.1
         wanted = [(min(max(0.5 * (aim - centres[name][0]), -limit), limit), stiff) for aim, *_, stiff in items]
-        dy = h / 2 if face == "top" else -h / 2
-        for (_, _, proj_name, end, _), dx in zip(items, _spread(wanted, 0.2, limit)):
-            anchors[proj_name, end] = centres[name] + (dx, dy)
-    return {p.name: _self_loop(centres[p.source], box) if p.source == p.target else
-            build[ways[p.name][0]](anchors[p.name, 0], anchors[p.name, 3], ways[p.name]) for p in graph.projections()}
+        for (*_, proj_name, end, _), dx in zip(items, _spread(wanted, 0.18, limit)):
+            anchors[proj_name, end] = centres[name] + (dx, face * h / 2)
+    routes = {}
+    for proj in graph.projections():
+        if proj.source == proj.target:   # a loop on the right of the box
+            x, y = centres[proj.source] + (w / 2, 0.0)
+            routes[proj.name] = np.array([[x, y + 0.1], [x + 0.5, y + 0.38], [x + 0.5, y - 0.38], [x, y - 0.1]])
+        else:
+            way, p0, p3 = ways[proj.name], anchors[proj.name, 0], anchors[proj.name, -1]
+            routes[proj.name] = _lane(p0, p3, *way) if len(way) == 3 else _arc(p0, p3, way[0])
+    return routes
 
 
-def _legend_entries(graph: CircuitGraph) -> list[tuple[str, object]]:
+def _legend(graph: CircuitGraph) -> list[tuple[str, object]]:
     kinds = {p.type for p in graph.projections()}
-    fixed = any(not p.plastic for p in graph.projections())
-    entries: list[tuple[str, object]] = []
-    for role in ("input", "hidden", "output"):
-        if any(p.role == role for p in graph.populations.values()):
-            fill, edge = ROLE_COLORS[role]
-            entries.append((f"{role} population", Patch(facecolor=fill, edgecolor=edge, linewidth=1.0)))
+    entries: list[tuple[str, object]] = [
+        (f"{role} population", Patch(facecolor=ROLE_COLORS[role][0], edgecolor=ROLE_COLORS[role][1]))
+        for role in ("input", "hidden", "output") if any(p.role == role for p in graph.populations.values())]
     names = {"forward": "forward", "feedback": "feedback", "lateral": "lateral (recurrent)"}
-    for kind in ("forward", "feedback", "lateral"):
-        if kind in kinds:
-            entries.append((names[kind], Line2D([], [], color=EDGE_COLORS[kind], lw=_LINE_W[True],
-                                                linestyle=_DASHES[kind])))
-    if fixed or "feedback" in kinds:
+    entries += [(names[k], Line2D([], [], color=EDGE_COLORS[k], lw=_LINE_W[True], linestyle=_DASHES[k]))
+                for k in names if k in kinds]
+    if "feedback" in kinds or any(not p.plastic for p in graph.projections()):
         entries.append(("plastic (learned)", Line2D([], [], color="#555555", lw=_LINE_W[True])))
         entries.append(("fixed (not learned)", Line2D([], [], color="#555555", lw=_LINE_W[False], marker="o",
                                                       markersize=4.5, markerfacecolor="white")))
@@ -309,51 +299,50 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
     Returns
     -------
     Layout
-        Box centres and curves in inches; inputs lowest, the output highest.
+        Box centres and curves in inches: inputs lowest, the output highest.
     """
     depth = _depths(graph)
     order = _order_layers(graph, depth)
-    pops = graph.populations.values()
-    w = max([0.95] + [max(_text_width(p.name, _NAME_PT, "bold"), _text_width(_detail(p), _DETAIL_PT)) + _BOX_PAD
-                      for p in pops])
-    box = (w, _BOX_H)
+    w = max([0.95] + [max(_text_width(p.name, _NAME_PT, "bold"), _text_width(_detail(p), _DETAIL_PT))
+                      + _BOX_PAD for p in graph.populations.values()])
     centres = {n: np.array([(i - (len(layer) - 1) / 2) * (w + _SLOT_GAP), k * _LAYER_DY])
                for k, layer in enumerate(order) for i, n in enumerate(layer)}
-    routes = _route(graph, centres, depth, box)
-    pts = np.concatenate([np.array([c - (w / 2, _BOX_H / 2), c + (w / 2, _BOX_H / 2)]) for c in centres.values()]
+    routes = _route(graph, centres, depth, (w, _BOX_H))
+    corner = np.array([w / 2, _BOX_H / 2])
+    pts = np.concatenate([np.array([c - corner for c in centres.values()] + [c + corner for c in centres.values()])]
                          + [_points(c) for c in routes.values()])
-    low, high = pts.min(axis=0), pts.max(axis=0)
-    entries = _legend_entries(graph)
+    low, extent = pts.min(axis=0), np.ptp(pts, axis=0)
+    entries = _legend(graph)
     legend_w = max(_text_width(label, _LEGEND_PT) for label, _ in entries) + 0.75
-    legend_h = 0.21 * len(entries) + 0.2
-    width = max(6.0, (high - low)[0] + legend_w + 3 * _MARGIN)
+    width = max(6.0, extent[0] + legend_w + 3 * _MARGIN)
     title_lines = _wrap(_head(graph, title, phases), _TITLE_PT, width - 2 * _MARGIN, "bold")
     doc_lines = _wrap(graph.spec.doc, _DOC_PT, width - 2 * _MARGIN)
     top = 0.25 * len(title_lines) + 0.2 * len(doc_lines) + 0.25
-    body = max((high - low)[1], legend_h)
+    body = max(extent[1], 0.21 * len(entries) + 0.2)
     height = top + body + 2 * _MARGIN
-    area = width - legend_w - 2 * _MARGIN
-    shift = np.array([_MARGIN + (area - (high - low)[0]) / 2, _MARGIN + (body - (high - low)[1]) / 2]) - low
+    shift = np.array([_MARGIN + (width - legend_w - 2 * _MARGIN - extent[0]) / 2,
+                      _MARGIN + (body - extent[1]) / 2]) - low
     return Layout(positions={n: (float(c[0] + shift[0]), float(c[1] + shift[1])) for n, c in centres.items()},
-                  routes={n: c + shift for n, c in routes.items()}, box=box, size=(width, height),
-                  title=title_lines, doc=doc_lines,
-                  legend_at=(width - legend_w - _MARGIN / 2, height - top - _MARGIN))
+                  routes={n: c + shift for n, c in routes.items()}, box=(w, _BOX_H), size=(width, height),
+                  title=title_lines, doc=doc_lines, legend_at=(width - legend_w - _MARGIN / 2, height - top - _MARGIN))
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
 
 
 def _draw_projection(ax, proj: ProjectionSpec, c: np.ndarray) -> None:
-    color, lw = EDGE_COLORS[proj.type], _LINE_W[proj.plastic]
-    pts = _points(c, np.linspace(0.0, 1.0, 41)[:, None])
-    keep = np.linalg.norm(pts - c[-1], axis=1) >= _HEAD * 0.8
+    color, lw, scale = EDGE_COLORS[proj.type], _LINE_W[proj.plastic], 1.0 if proj.plastic else 0.8
+    pts = _points(c)
+    keep = np.linalg.norm(pts - c[-1], axis=1) >= _HEAD * scale * 0.8   # stop under the arrowhead
     keep[0] = True
     ax.add_line(Line2D(pts[keep, 0], pts[keep, 1], color=color, lw=lw, linestyle=_DASHES[proj.type],
                        solid_capstyle="butt", dash_capstyle="butt", zorder=2))
     tangent = c[-1] - c[-2] if np.linalg.norm(c[-1] - c[-2]) > 1e-9 else c[-1] - c[0]
     u = tangent / np.linalg.norm(tangent)
-    n = np.array([-u[1], u[0]])
-    size = 1.0 if proj.plastic else 0.8
-    base = c[-1] - u * _HEAD * size
-    ax.add_patch(Polygon([c[-1], base + n * 0.04 * size, base - n * 0.04 * size], closed=True,
-                         facecolor=color, edgecolor=color, lw=0.5, zorder=4))
+    base, n = c[-1] - u * _HEAD * scale, np.array([-u[1], u[0]]) * 0.04 * scale
+    ax.add_patch(Polygon([c[-1], base + n, base - n], closed=True, facecolor=color, edgecolor=color, lw=0.5,
+                         zorder=4))
     if not proj.plastic:
         mid = pts[len(pts) // 2]
         ax.plot([mid[0]], [mid[1]], marker="o", markersize=4.5, color=color, markerfacecolor="white",
@@ -362,36 +351,32 @@ def _draw_projection(ax, proj: ProjectionSpec, c: np.ndarray) -> None:
 
 def _diagram(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> Figure:
     lay = layout(graph, title=title, phases=phases)
-    width, height = lay.size
+    (width, height), (w, h), r = lay.size, lay.box, 0.08
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, height)
+    ax.set(xlim=(0, width), ylim=(0, height))
     ax.set_axis_off()
     y = height - _MARGIN - 0.1
     for line in lay.title:
-        ax.text(_MARGIN, y, line, fontsize=_TITLE_PT, fontweight="bold", va="center", ha="left")
+        ax.text(_MARGIN, y, line, fontsize=_TITLE_PT, fontweight="bold", va="center")
         y -= 0.25
     for line in lay.doc:
-        ax.text(_MARGIN, y + 0.03, line, fontsize=_DOC_PT, color="#555555", va="center", ha="left")
+        ax.text(_MARGIN, y + 0.03, line, fontsize=_DOC_PT, color="#555555", va="center")
         y -= 0.2
-    w, h = lay.box
-    r = 0.08
     for name, (x, yc) in lay.positions.items():
         pop = graph.population(name)
-        fill, edge = ROLE_COLORS[pop.role]
-        ax.add_patch(FancyBboxPatch((x - w / 2 + r, yc - h / 2 + r), w - 2 * r, h - 2 * r,
-                                    boxstyle=f"round,pad={r}", facecolor=fill, edgecolor=edge, lw=1.2, zorder=3))
+        ax.add_patch(FancyBboxPatch((x - w / 2 + r, yc - h / 2 + r), w - 2 * r, h - 2 * r, boxstyle=f"round,pad={r}",
+                                    facecolor=ROLE_COLORS[pop.role][0], edgecolor=ROLE_COLORS[pop.role][1],
+                                    lw=1.2, zorder=3))
         ax.text(x, yc + 0.1, name, fontsize=_NAME_PT, fontweight="bold", ha="center", va="center", zorder=5)
-        ax.text(x, yc - 0.12, _detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center",
-                zorder=5)
+        ax.text(x, yc - 0.12, _detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center", zorder=5)
     for proj in graph.projections():
         _draw_projection(ax, proj, lay.routes[proj.name])
-    entries = _legend_entries(graph)
-    ax.legend([h for _, h in entries], [label for label, _ in entries], loc="upper left",
-              bbox_to_anchor=lay.legend_at, bbox_transform=ax.transData, frameon=False,
-              fontsize=_LEGEND_PT, handlelength=2.6, numpoints=1, borderaxespad=0.0)
+    entries = _legend(graph)
+    ax.legend([e for _, e in entries], [label for label, _ in entries], loc="upper left",
+              bbox_to_anchor=lay.legend_at, bbox_transform=ax.transData, frameon=False, fontsize=_LEGEND_PT,
+              handlelength=2.6, numpoints=1, borderaxespad=0.0)
     return fig
 
 
@@ -399,8 +384,7 @@ def _suffix(path: Path, allowed: Sequence[str], what: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
         given = f"unknown {what} format '{suffix}'" if suffix else f"no {what} format (the name has no suffix)"
-        choices = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
-        raise SpecError(f"{path}: {given}; use {choices}")
+        raise SpecError(f"{path}: {given}; use {', '.join(allowed[:-1])} or {allowed[-1]}")
     return suffix
 
 
@@ -438,17 +422,12 @@ def render_graph(graph: CircuitGraph, path: str | Path, *, title: str | None = N
     path = Path(path)
     suffix = _suffix(path, (*_PICTURES, ".dot", ".mmd"), "diagram")
     if suffix in (".dot", ".mmd"):
-        text = (to_dot if suffix == ".dot" else to_mermaid)(graph, title=title, phases=phases)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text((to_dot if suffix == ".dot" else to_mermaid)(graph, title=title, phases=phases),
+                        encoding="utf-8")
         return path
     with matplotlib.rc_context(_RC):
         return _save(_diagram(graph, title, phases), path, suffix)
-
-
-def _head(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:
-    return title or " · ".join([graph.spec.name, graph.spec.rule.name]
-                               + ([f"phases: {', '.join(phases)}"] if phases else []))
 
 
 def _quote(text: str) -> str:
@@ -459,25 +438,19 @@ def to_dot(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
     """Graphviz text: inputs at the bottom, feedback dashed, lateral dotted, fixed ones thin."""
     label = _head(graph, title, phases) + (f"\n{graph.spec.doc}" if graph.spec.doc else "")
     lines = [f"digraph {_quote(graph.spec.name)} {{", "  rankdir=BT;", f"  label={_quote(label)};",
-             "  labelloc=t;", '  fontname="Helvetica";',
+             '  labelloc=t;\n  fontname="Helvetica";',
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
              '  edge [fontname="Helvetica", fontsize=9];']
-    for name, pop in graph.populations.items():
-        fill, edge = ROLE_COLORS[pop.role]
-        lines.append(f"  {_quote(name)} [label={_quote(name + chr(10) + _detail(pop))}, "
-                     f'fillcolor="{fill}", color="{edge}"];')
+    lines += [f"  {_quote(n)} [label={_quote(n + chr(10) + _detail(p))}, fillcolor=\"{ROLE_COLORS[p.role][0]}\", "
+              f"color=\"{ROLE_COLORS[p.role][1]}\"];" for n, p in graph.populations.items()]
     depth = _depths(graph)
-    for k in range(max(depth.values()) + 1):
-        same = "; ".join(_quote(n) for n in graph.populations if depth[n] == k)
-        lines.append(f"  {{ rank=same; {same}; }}")
+    lines += [f"  {{ rank=same; {'; '.join(_quote(n) for n in graph.populations if depth[n] == k)}; }}"
+              for k in range(max(depth.values()) + 1)]
+    style = {"forward": [], "feedback": ["style=dashed", "constraint=false"],
+             "lateral": ["style=dotted", "constraint=false"]}
     for proj in graph.projections():
-        attrs_ = [f'color="{EDGE_COLORS[proj.type]}"', f"tooltip={_quote(proj.name)}"]
-        if proj.type == "feedback":
-            attrs_ += ["style=dashed", "constraint=false"]
-        elif proj.type == "lateral":
-            attrs_ += ["style=dotted", "constraint=false"]
-        if not proj.plastic:
-            attrs_ += ["penwidth=0.7", "arrowhead=empty", 'label="fixed"']
+        attrs_ = [f'color="{EDGE_COLORS[proj.type]}"', f"tooltip={_quote(proj.name)}", *style[proj.type]]
+        attrs_ += [] if proj.plastic else ["penwidth=0.7", "arrowhead=empty", 'label="fixed"']
         lines.append(f"  {_quote(proj.source)} -> {_quote(proj.target)} [{', '.join(attrs_)}];")
     return "\n".join(lines + ["}", ""])
 
@@ -490,25 +463,32 @@ def to_mermaid(graph: CircuitGraph, *, title: str | None = None, phases: Sequenc
     """Mermaid flowchart text: ``-->`` forward, ``-.->`` feedback, ``==>`` lateral."""
     ids = {n: f"pop_{n}" if n.lower() in _MERMAID_WORDS else n for n in graph.populations}
     lines = ["---", f"title: {_quote(_head(graph, title, phases))}", "---", "flowchart BT"]
-    if graph.spec.doc:
-        lines.append(f"  %% {graph.spec.doc}")
-    for name, pop in graph.populations.items():
-        lines.append(f'  {ids[name]}["{name}<br/>{_detail(pop)}"]:::{pop.role}')
+    lines += [f"  %% {graph.spec.doc}"] if graph.spec.doc else []
+    lines += [f'  {ids[n]}["{n}<br/>{_detail(p)}"]:::{p.role}' for n, p in graph.populations.items()]
     arrows = {"forward": "-->", "feedback": "-.->", "lateral": "==>"}
-    styles = []
-    for index, proj in enumerate(graph.projections()):
-        label = [proj.type] if proj.type != "forward" else []
-        label += [] if proj.plastic else ["fixed"]
+    for proj in graph.projections():
+        label = ([] if proj.type == "forward" else [proj.type]) + ([] if proj.plastic else ["fixed"])
         text = f"|{', '.join(label)}|" if label else ""
         lines.append(f"  {ids[proj.source]} {arrows[proj.type]}{text} {ids[proj.target]}")
-        styles.append(f"  linkStyle {index} stroke:{EDGE_COLORS[proj.type]}")
-    for role, (fill, edge) in ROLE_COLORS.items():
-        lines.append(f"  classDef {role} fill:{fill},stroke:{edge}")
-    return "\n".join(lines + styles + [""])
+    lines += [f"  classDef {role} fill:{fill},stroke:{edge}" for role, (fill, edge) in ROLE_COLORS.items()]
+    lines += [f"  linkStyle {i} stroke:{EDGE_COLORS[p.type]}" for i, p in enumerate(graph.projections())]
+    return "\n".join(lines + [""])
 
 
-def _finite(values: Sequence[float]) -> bool:
-    return any(math.isfinite(v) for v in values)
+# ---------------------------------------------------------------------------------------------
+# Training curves
+
+
+def _angle_axes(ax, steps: Sequence[float], angles: Mapping[str, Sequence[float]]) -> None:
+    peak = max([90.0] + [a for values in angles.values() for a in values if math.isfinite(a)])
+    ax.axhline(90.0, color="#999999", lw=1.0, linestyle="--", zorder=1)
+    for name, values in angles.items():
+        ax.plot(steps, values, lw=1.4, label=name)
+    ax.set_ylim(0.0, peak + 5.0)
+    ax.set_yticks(np.arange(0.0, peak + 1.0, 15.0))
+    ax.set_ylabel("angle to backprop's update (°)")
+    if angles:
+        ax.legend(frameon=False, fontsize=_LEGEND_PT)
 
 
 def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title: str) -> Path:
@@ -519,6 +499,8 @@ def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title:
     rows
         One mapping per epoch with ``epoch``, ``train_loss``, ``test_loss``, ``test_accuracy``
         (a fraction) and optional ``align.<param>`` angles in degrees; missing values are NaN.
+        The accuracy panel is left out when every accuracy is NaN (regression), the angle
+        panel when there are no ``align.`` columns.
     path
         ``.png``, ``.svg`` or ``.pdf``.
     title
@@ -534,45 +516,29 @@ def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title:
 
     def column(key: str) -> list[float]:
         return [float(row.get(key, math.nan)) for row in rows]
-    epochs = column("epoch")
-    accuracy = column("test_accuracy")
+    epochs, accuracy = column("epoch"), column("test_accuracy")
     aligned = sorted({k for row in rows for k in row if k.startswith("align.")})
-    panels = ["loss"] + (["accuracy"] if _finite(accuracy) else []) + (["align"] if aligned else [])
+    finite = [a for a in accuracy if math.isfinite(a)]
+    panels = ["loss"] + (["accuracy"] if finite else []) + (["align"] if aligned else [])
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(3.6 * len(panels), 3.2), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
         fig.suptitle(title, fontsize=_TITLE_PT, fontweight="bold")
-        for ax, panel in zip(axes, panels):
+        for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
             ax.set_xlabel("epoch")
             ax.spines[["top", "right"]].set_visible(False)
             if panel == "loss":
                 ax.plot(epochs, column("train_loss"), color=EDGE_COLORS["forward"], lw=1.5, label="train")
-                ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5,
-                        linestyle="--", label="test")
+                ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5, ls="--", label="test")
                 ax.set_ylabel("loss")
                 ax.legend(frameon=False, fontsize=_LEGEND_PT)
-                if not rows:
-                    ax.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes)
             elif panel == "accuracy":
-                scale = 100.0 if max(a for a in accuracy if math.isfinite(a)) <= 1.0 else 1.0
+                scale = 100.0 if max(finite) <= 1.0 else 1.0   # fractions, or percentages already
                 ax.plot(epochs, [a * scale for a in accuracy], color=ROLE_COLORS["input"][1], lw=1.5)
                 ax.set_ylabel("test accuracy (%)")
             else:
-                _angle_axes(ax, epochs, {k[len("align."):]: column(k) for k in aligned})
+                _angle_axes(ax, epochs, {k.removeprefix("align."): column(k) for k in aligned})
         return _save(fig, path, suffix)
-
-
-def _angle_axes(ax, steps: Sequence[float], angles: Mapping[str, Sequence[float]]) -> None:
-    peak = max([90.0] + [a for values in angles.values() for a in values if math.isfinite(a)])
-    ax.axhline(90.0, color="#999999", lw=1.0, linestyle="--", zorder=1)
-    for name, values in angles.items():
-        ax.plot(steps, values, lw=1.4, label=name)
-    ax.set_ylim(0.0, peak + 5.0)
-    ax.set_yticks(np.arange(0.0, peak + 1.0, 15.0))
-    ax.set_ylabel("angle to backprop update (°)")
-    if angles:
-        ax.legend(frameon=False, fontsize=_LEGEND_PT)
 
 
 def plot_alignment(records: Sequence[tuple[int, Mapping[str, float]]], path: str | Path, *,
@@ -596,7 +562,6 @@ def plot_alignment(records: Sequence[tuple[int, Mapping[str, float]]], path: str
     path = Path(path)
     suffix = _suffix(path, _PICTURES, "plot")
     names = sorted({name for _, angles in records for name in angles})
-    steps = [float(step) for step, _ in records]
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(5.0, 3.4), layout="constrained")
         FigureCanvasAgg(fig)
@@ -604,5 +569,6 @@ def plot_alignment(records: Sequence[tuple[int, Mapping[str, float]]], path: str
         ax.set_title(title, fontsize=_TITLE_PT, fontweight="bold")
         ax.spines[["top", "right"]].set_visible(False)
         ax.set_xlabel("training step")
-        _angle_axes(ax, steps, {n: [float(a.get(n, math.nan)) for _, a in records] for n in names})
+        _angle_axes(ax, [float(step) for step, _ in records],
+                    {n: [float(a.get(n, math.nan)) for _, a in records] for n in names})
         return _save(fig, path, suffix)

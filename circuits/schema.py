@@ -91,10 +91,10 @@ class Param:
         if self.kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{self.allowed()} (got {given})")
-            if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
-                raise ValueError(f"{self.allowed()} (got {given})")
             if not math.isfinite(value):
                 raise ValueError(f"{self.allowed()} (got {given}; NaN and inf are not allowed)")
+            if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
+                raise ValueError(f"{self.allowed()} (got {given})")
             number = self.kind(value)
             too_low = self.minimum is not None and (
                 number <= self.minimum if self.open_minimum else number < self.minimum

@@ -98,6 +98,8 @@ class Model:
             exe.arrays[f"{out}.labels"][...] = self.backend.from_numpy(labels.astype(np.int64))
         else:
             target = np.asarray(y)
+            if target.ndim == 1 and np.issubdtype(target.dtype, np.integer):
+                target = np.eye(self.graph.population(out).size)[target]  # class labels → one-hot
             if target.shape != (x.shape[0], self.graph.population(out).size):
                 raise DataError(f"targets must have shape ({x.shape[0]}, {self.graph.population(out).size}) "
                                 f"(got {target.shape})")
@@ -139,17 +141,21 @@ class Model:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.graph.population(self.graph.output).size))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean loss and accuracy (NaN for regression) over a data set, without learning."""
+        """Mean loss and accuracy over a data set, without learning.
+
+        Accuracy (argmax of the output against integer labels) is NaN for regression targets.
+        """
         total, correct = 0.0, 0
+        labelled = np.ndim(y) == 1 and np.issubdtype(np.asarray(y).dtype, np.integer)
         for start in range(0, len(x), self.spec.run.eval_batch_size):
-            xs, ys = x[start:start + self.spec.run.eval_batch_size], y[start:start + len(x)]
+            xs = x[start:start + self.spec.run.eval_batch_size]
             ys = y[start:start + len(xs)]
             exe = self.run("infer", xs, ys)
             total += float(exe.arrays["loss.value"]) * len(xs)
-            if self.spec.task.loss == "cross_entropy":
+            if labelled:
                 out = self.backend.to_numpy(exe.arrays[self.program.output])
                 correct += int(np.sum(np.argmax(out, axis=1) == ys))
-        accuracy = correct / len(x) if self.spec.task.loss == "cross_entropy" else float("nan")
+        accuracy = correct / len(x) if labelled else float("nan")
         return total / max(len(x), 1), accuracy
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:

@@ -85,12 +85,15 @@ def _text_width(text: str, points: float, weight: str = "normal") -> float:
 
 
 def _wrap(text: str, points: float, width: float, weight: str = "normal") -> tuple[str, ...]:
+    """Greedy word wrap to ``width`` inches; newlines in ``text`` always break."""
     lines: list[str] = []
-    for word in text.split():
-        if lines and _text_width(f"{lines[-1]} {word}", points, weight) <= width:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
+    for paragraph in text.splitlines():
+        start = len(lines)
+        for word in paragraph.split():
+            if len(lines) > start and _text_width(f"{lines[-1]} {word}", points, weight) <= width:
+                lines[-1] += f" {word}"
+            else:
+                lines.append(word)
     return tuple(lines)
 
 
@@ -168,7 +171,7 @@ def _arc(p0: np.ndarray, p3: np.ndarray, bend: float) -> np.ndarray:
 def _lane(p0: np.ndarray, p3: np.ndarray, x: float, y0: float, y1: float) -> np.ndarray:
     """Three cubics: ``p0`` swings over to the vertical lane at ``x``, which runs from ``y0`` to
     ``y1``, and swings back to ``p3``; ends leave and reach their boxes heading for the lane."""
-    a, b, lean = np.array([x, y0]), np.array([x, y1]), np.array([0.35, 0.3])
+    a, b, lean = np.array([x, y0]), np.array([x, y1]), np.array([0.6, 0.25])
     k0, k1 = np.array([0.0, (y0 - p0[1]) / 2]), np.array([0.0, (p3[1] - y1) / 2])
     return np.array([p0, p0 + (a - p0) * lean, a - k0, a, a + (b - a) / 3, a + 2 * (b - a) / 3, b, b + k1,
                      p3 + (b - p3) * lean, p3])
@@ -176,8 +179,9 @@ def _lane(p0: np.ndarray, p3: np.ndarray, x: float, y0: float, y1: float) -> np.
 
 def _points(c: np.ndarray, t: np.ndarray = _T) -> np.ndarray:
     """Points along a chain of cubics given by ``3n + 1`` control points."""
-    return np.concatenate([(1 - t) ** 3 * c[i] + 3 * (1 - t) ** 2 * t * c[i + 1] + 3 * (1 - t) * t ** 2 * c[i + 2]
-                           + t ** 3 * c[i + 3] for i in range(0, len(c) - 1, 3)])
+    weights = ((1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3)   # elementwise, no BLAS:
+    return np.concatenate([sum(wk * c[i + k] for k, wk in enumerate(weights))    # same bits everywhere
+                           for i in range(0, len(c) - 1, 3)])
 
 
 def _spread(wanted: Sequence[tuple[float, float]], gap: float, limit: float) -> list[float]:
@@ -224,7 +228,7 @@ def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], depth: Mappin
         p0, p3 = centres[s] + (0, up * h / 2), centres[t] + (0, (-up if span else 1.0) * h / 2)
         others = np.array([c for n, c in centres.items() if n not in (s, t)]).reshape(-1, 1, 2)
         side, pair = _SIDE[proj.type], twins.setdefault(frozenset((s, t)), [])
-        least = 0.0 if span > 1 or proj.type == "forward" else 0.45 if span else 0.35
+        least = 0.0 if span > 1 or proj.type == "forward" else 0.4 if span else 0.35
         bends = [b for b in np.round(np.arange(-60, 61) * 0.1, 2) if abs(b) >= least and (span or b > 0)
                  and (span <= 1 or b == 0) and all(abs(b - u) >= 0.35 for u in pair)]
         bends.sort(key=lambda b: (abs(b) + (0.8 if b * side < 0 else 0.0), -b * side))
@@ -238,7 +242,8 @@ def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], depth: Mappin
             blocked = [c[0] for n, c in centres.items() if low < depth[n] < high]
             y0, y1 = ((low + 1) * _LAYER_DY - clear[1], (high - 1) * _LAYER_DY + clear[1])[::int(up)]
             ideal = (p0[0] + p3[0]) / 2
-            free = [x for x in np.round(np.arange(min(xs) - w - 2.0, max(xs) + w + 2.0, 0.05), 2)
+            reach = w + 0.25 * len(graph.projections())   # room for every lane, however many
+            free = [x for x in np.round(np.arange(min(xs) - reach, max(xs) + reach, 0.05), 2)
                     if all(abs(x - b) >= clear[0] + 0.2 for b in blocked)
                     and all(abs(x - lx) >= 0.2 for lx, a, b in lanes if a < max(y0, y1) and min(y0, y1) < b)]
             x = min(free, key=lambda x: (abs(x - ideal) + (0.8 if (x - ideal) * side < 0 else 0.0), x))
@@ -248,23 +253,26 @@ def _route(graph: CircuitGraph, centres: Mapping[str, np.ndarray], depth: Mappin
     for index, proj in enumerate(graph.projections()):
         if proj.name in ways:
             way, ps, pt = ways[proj.name], centres[proj.source], centres[proj.target]
-            aims = (way[0], way[0]) if len(way) == 3 else (_arc(ps, pt, way[0])[1, 0], _arc(ps, pt, way[0])[2, 0])
+            aims = (way[0], way[0]) if len(way) == 3 else tuple(_arc(ps, pt, way[0])[1:3, 0])
             stiff = 5.0 if way == (0.0,) else 1.0   # straight projections keep to the middle
             for end, name, other, aim in ((0, proj.source, pt, aims[0]), (-1, proj.target, ps, aims[1])):
-                face = 1.0 if depth[proj.source] == depth[proj.target] or other[1] > centres[name][1] else -1.0
+                level = depth[proj.source] == depth[proj.target]
+                face = 1.0 if level or other[1] > centres[name][1] else -1.0
                 ends.setdefault((name, face), []).append((float(aim), index, proj.name, end, stiff))
     anchors: dict[tuple[str, int], np.ndarray] = {}
     for (name, face), items in ends.items():
         items.sort()
         limit = w / 2 - 0.1
-        wanted = [(min(max(0.5 * (aim - centres[name][0]), -limit), limit), stiff) for aim, *_, stiff in items]
+        wanted = [(float(np.clip(0.5 * (aim - centres[name][0]), -limit, limit)), stiff)
+                  for aim, *_, stiff in items]
         for (*_, proj_name, end, _), dx in zip(items, _spread(wanted, 0.18, limit)):
             anchors[proj_name, end] = centres[name] + (dx, face * h / 2)
     routes = {}
     for proj in graph.projections():
         if proj.source == proj.target:   # a loop on the right of the box
             x, y = centres[proj.source] + (w / 2, 0.0)
-            routes[proj.name] = np.array([[x, y + 0.1], [x + 0.5, y + 0.38], [x + 0.5, y - 0.38], [x, y - 0.1]])
+            routes[proj.name] = np.array([[x, y + 0.1], [x + 0.5, y + 0.38], [x + 0.5, y - 0.38],
+                                          [x, y - 0.1]])
         else:
             way, p0, p3 = ways[proj.name], anchors[proj.name, 0], anchors[proj.name, -1]
             routes[proj.name] = _lane(p0, p3, *way) if len(way) == 3 else _arc(p0, p3, way[0])
@@ -309,13 +317,16 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
                for k, layer in enumerate(order) for i, n in enumerate(layer)}
     routes = _route(graph, centres, depth, (w, _BOX_H))
     corner = np.array([w / 2, _BOX_H / 2])
-    pts = np.concatenate([np.array([c - corner for c in centres.values()] + [c + corner for c in centres.values()])]
+    pts = np.concatenate([np.array([c + sign * corner for c in centres.values() for sign in (-1, 1)])]
                          + [_points(c) for c in routes.values()])
     low, extent = pts.min(axis=0), np.ptp(pts, axis=0)
     entries = _legend(graph)
     legend_w = max(_text_width(label, _LEGEND_PT) for label, _ in entries) + 0.75
     width = max(6.0, extent[0] + legend_w + 3 * _MARGIN)
-    title_lines = _wrap(_head(graph, title, phases), _TITLE_PT, width - 2 * _MARGIN, "bold")
+    head = _head(graph, title, phases)
+    if _text_width(head, _TITLE_PT, "bold") > width - 2 * _MARGIN:   # the phases get a line of their own
+        head = head.replace(" · phases: ", "\nphases: ")
+    title_lines = _wrap(head, _TITLE_PT, width - 2 * _MARGIN, "bold")
     doc_lines = _wrap(graph.spec.doc, _DOC_PT, width - 2 * _MARGIN)
     top = 0.25 * len(title_lines) + 0.2 * len(doc_lines) + 0.25
     body = max(extent[1], 0.21 * len(entries) + 0.2)
@@ -324,7 +335,8 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
                       _MARGIN + (body - extent[1]) / 2]) - low
     return Layout(positions={n: (float(c[0] + shift[0]), float(c[1] + shift[1])) for n, c in centres.items()},
                   routes={n: c + shift for n, c in routes.items()}, box=(w, _BOX_H), size=(width, height),
-                  title=title_lines, doc=doc_lines, legend_at=(width - legend_w - _MARGIN / 2, height - top - _MARGIN))
+                  title=title_lines, doc=doc_lines,
+                  legend_at=(width - legend_w - _MARGIN / 2, height - top - _MARGIN))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,11 +378,12 @@ def _diagram(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> F
         y -= 0.2
     for name, (x, yc) in lay.positions.items():
         pop = graph.population(name)
-        ax.add_patch(FancyBboxPatch((x - w / 2 + r, yc - h / 2 + r), w - 2 * r, h - 2 * r, boxstyle=f"round,pad={r}",
-                                    facecolor=ROLE_COLORS[pop.role][0], edgecolor=ROLE_COLORS[pop.role][1],
-                                    lw=1.2, zorder=3))
+        ax.add_patch(FancyBboxPatch((x - w / 2 + r, yc - h / 2 + r), w - 2 * r, h - 2 * r,
+                                    boxstyle=f"round,pad={r}", facecolor=ROLE_COLORS[pop.role][0],
+                                    edgecolor=ROLE_COLORS[pop.role][1], lw=1.2, zorder=3))
         ax.text(x, yc + 0.1, name, fontsize=_NAME_PT, fontweight="bold", ha="center", va="center", zorder=5)
-        ax.text(x, yc - 0.12, _detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center", zorder=5)
+        ax.text(x, yc - 0.12, _detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center",
+                zorder=5)
     for proj in graph.projections():
         _draw_projection(ax, proj, lay.routes[proj.name])
     entries = _legend(graph)
@@ -383,7 +396,8 @@ def _diagram(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> F
 def _suffix(path: Path, allowed: Sequence[str], what: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
-        given = f"unknown {what} format '{suffix}'" if suffix else f"no {what} format (the name has no suffix)"
+        given = (f"unknown {what} format '{suffix}'" if suffix
+                 else f"no {what} format (the name has no suffix)")
         raise SpecError(f"{path}: {given}; use {', '.join(allowed[:-1])} or {allowed[-1]}")
     return suffix
 
@@ -441,8 +455,9 @@ def to_dot(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
              '  labelloc=t;\n  fontname="Helvetica";',
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
              '  edge [fontname="Helvetica", fontsize=9];']
-    lines += [f"  {_quote(n)} [label={_quote(n + chr(10) + _detail(p))}, fillcolor=\"{ROLE_COLORS[p.role][0]}\", "
-              f"color=\"{ROLE_COLORS[p.role][1]}\"];" for n, p in graph.populations.items()]
+    lines += [f"  {_quote(n)} [label={_quote(n + chr(10) + _detail(p))}, "
+              f'fillcolor="{ROLE_COLORS[p.role][0]}", color="{ROLE_COLORS[p.role][1]}"];'
+              for n, p in graph.populations.items()]
     depth = _depths(graph)
     lines += [f"  {{ rank=same; {'; '.join(_quote(n) for n in graph.populations if depth[n] == k)}; }}"
               for k in range(max(depth.values()) + 1)]
@@ -529,7 +544,8 @@ def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title:
             ax.spines[["top", "right"]].set_visible(False)
             if panel == "loss":
                 ax.plot(epochs, column("train_loss"), color=EDGE_COLORS["forward"], lw=1.5, label="train")
-                ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5, ls="--", label="test")
+                ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5, ls="--",
+                        label="test")
                 ax.set_ylabel("loss")
                 ax.legend(frameon=False, fontsize=_LEGEND_PT)
             elif panel == "accuracy":

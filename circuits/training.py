@@ -56,6 +56,9 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
                    n_outputs: int | None = None, task: str | None = None) -> None:
     """Check the circuit's input and output sizes against its data set.
 
+    A classification set may be trained with ``mse`` (on one-hot targets, as Lillicrap et al.
+    did) or ``cross_entropy``; a regression set needs ``mse``.
+
     Sizes not given are taken from the data set's registry entry when it knows them without
     loading anything (digits, MNIST), so ``circuits check`` catches a mismatch early.
 
@@ -80,10 +83,9 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
         raise DataError(f"{spec.source}: data set '{spec.task.dataset}' has {n_outputs} {what} "
                         f"but output population '{graph.output}' has size {size}; set "
                         f"populations.{graph.output}.size = {n_outputs}")
-    if (task == "classification") != (spec.task.loss == "cross_entropy"):
-        want = "cross_entropy" if task == "classification" else "mse"
-        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' is a {task} task; "
-                        f"set task.loss = \"{want}\"")
+    if task == "regression" and spec.task.loss == "cross_entropy":
+        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' is a regression task; "
+                        "set task.loss = \"mse\"")
 
 
 def load_data(model: Model, *, download: bool = True) -> Dataset:

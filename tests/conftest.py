@@ -8,6 +8,7 @@ pick one with ``HYPOTHESIS_PROFILE=dev``. Hypothesis strategies live in ``tests/
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,14 @@ def _available_backends() -> list[str]:
     """``numpy`` always; ``cupy`` when it imports and sees at least one GPU."""
     names = ["numpy"]
     try:
-        import cupy  # the optional GPU dependency
+        # A warning while probing (e.g. about the CUDA version) must not hide the GPU backend
+        # when warnings are errors; the tests that then run on cupy still see every warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import cupy  # the optional GPU dependency
 
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            names.append("cupy")
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                names.append("cupy")
     except Exception:  # no cupy, no driver, no device: all mean "not available"
         pass
     return names

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 __all__ = [
     "population_names", "spec_dicts", "spec_texts", "to_toml", "toml_value",
-    "corrupted_dicts", "corrupted_texts", "corrupted_bytes", "override_lists",
+    "corrupted_dicts", "corrupted_texts", "corrupted_bytes", "override_lists", "misspell",
+    "BAD_NUMBERS", "WRONG_TYPES", "GARBAGE_LINES",
     "dag_circuits", "dag_spec_text",
     "INIT_SCHEMES", "HIDDEN_ACTIVATIONS", "DAG_HIDDEN_ACTIVATIONS",
 ]

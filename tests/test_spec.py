@@ -175,7 +175,7 @@ def test_nan_message(rules):
     assert message(BASE + "[rule]\nlr = nan\n", rules) == (
         "t.toml: rule.lr: must be a number > 0 (got nan; NaN and inf are not allowed)")
     assert message(BASE.replace("size = 3", "size = inf"), rules) == (
-        "t.toml: populations.h1.size: must be an integer >= 1 (got inf)")
+        "t.toml: populations.h1.size: must be an integer >= 1 (got inf; NaN and inf are not allowed)")
 
 
 @pytest.mark.parametrize("text", [
@@ -298,13 +298,15 @@ def test_malformed_overrides(rules):
     assert message(BASE, rules, overrides=["projections.x->h2.init=he"]) == (
         "t.toml: --set projections.x->h2.init: must be projections.<name>.<key> with a projection name "
         "among x->h1, h1->y; did you mean 'x->h1'?")
-    assert message(BASE, rules, overrides=["circuit.name.x=1"]) == "t.toml: --set circuit.name.x: 'circuit.name' is not a table"
+    assert message(BASE, rules, overrides=["circuit.name.x=1"]) == (
+        "t.toml: --set circuit.name.x: 'circuit.name' is not a table")
 
 
 def test_override_on_a_spec_with_non_table_projections(rules):
     # once raised TypeError: the override indexed the filtered list into the unfiltered one
     text = 'projections = [1, { from = "x", to = "h1" }]\n' + BASE.split("[[projections]]")[0]
-    assert message(text, rules, overrides=["projections.x->h1.lr=0.1"]) == "t.toml: projections[0]: must be a table (got 1)"
+    assert message(text, rules, overrides=["projections.x->h1.lr=0.1"]) == (
+        "t.toml: projections[0]: must be a table (got 1)")
 
 
 # -- chains and defaults -----------------------------------------------------------------------
@@ -349,11 +351,13 @@ def test_defaults_are_filled(rules):
     )
     assert parse(BASE.replace(', activation = "tanh"', ""), rules).population("h1").activation == "relu"
     forward, feedback = spec.projections[0], spec.projections[2]
-    assert (forward.type, forward.init, forward.bias, forward.plastic, forward.lr) == ("forward", InitSpec(), True, True, None)
+    assert (forward.type, forward.init, forward.bias, forward.plastic, forward.lr) == (
+        "forward", InitSpec(), True, True, None)
     assert (feedback.type, feedback.bias, feedback.plastic) == ("feedback", False, False)
     assert spec.rule.name == "backprop"
     task, run = spec.task, spec.run
-    assert (task.dataset, task.loss, task.epochs, task.batch_size, task.normalize) == ("digits", "cross_entropy", 20, 32, "standard")
+    assert (task.dataset, task.loss, task.epochs, task.batch_size, task.normalize) == (
+        "digits", "cross_entropy", 20, 32, "standard")
     assert (task.data_dir, task.n_train, task.n_test, task.options) == (None, None, None, {"test_fraction": 0.2})
     assert (run.seed, run.backend, run.dtype, run.out, run.align_every, run.eval_batch_size) == (
         0, "numpy", "float32", None, 0, 1000)
@@ -372,7 +376,8 @@ def test_population_lookup(rules):
 def test_load_spec_names_the_file(rules, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(BASE.replace('"tanh"', '"tahn"'), encoding="utf-8")
-    with pytest.raises(SpecError, match=rf"^{re.escape(str(path))}: populations\.h1\.activation: .*did you mean 'tanh'\?\)$"):
+    pattern = rf"^{re.escape(str(path))}: populations\.h1\.activation: .*did you mean 'tanh'\?\)$"
+    with pytest.raises(SpecError, match=pattern):
         load_spec(path, rules=rules)
     assert str(load_spec(path, {"populations.h1.activation": "tanh"}, rules=rules).source) == str(path)
 

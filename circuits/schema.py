@@ -19,6 +19,7 @@ from circuits.errors import SpecError, did_you_mean
 
 __all__ = ["Param", "RuleSignature", "TableReader", "COMMON_PARAMS", "describe_value"]
 
+_INT_LIMIT = 2**63 - 1  # what an int64 array dimension or seed can hold
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -91,11 +92,19 @@ class Param:
         if self.kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{self.allowed()} (got {given})")
-            if not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{self.allowed()} (got {given}; NaN and inf are not allowed)")
             if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
                 raise ValueError(f"{self.allowed()} (got {given})")
-            number = self.kind(value)
+            try:
+                number = self.kind(value)
+            except OverflowError:  # an integer beyond the float range
+                raise ValueError(f"{self.allowed()} (got a number with {len(str(value))} digits)") from None
+            if self.kind is int and abs(number) > _INT_LIMIT:
+                raise ValueError(f"{self.allowed()} and at most {_INT_LIMIT} (got a number with "
+                                 f"{len(str(abs(number)))} digits)")
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError(f"{self.allowed()} (got {given}; NaN and inf are not allowed)")
             too_low = self.minimum is not None and (
                 number <= self.minimum if self.open_minimum else number < self.minimum
             )
@@ -209,8 +218,13 @@ class TableReader:
         value = self.table[name]
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if ok and kind in (int, float) and not math.isfinite(value):
+            try:
+                value, ok = float(value), True
+            except OverflowError:  # an integer beyond the float range
+                ok = False
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            ok = False
+        if ok and kind is int and abs(value) > _INT_LIMIT:
             ok = False
         if not ok or (check is not None and not check(value)):
             text = allowed or f"must be {_TYPE_NAMES.get(kind, kind.__name__)}"

@@ -196,12 +196,13 @@ def parse_spec(text: str, *, source: str = "<spec>",
     except ValueError as exc:  # TOMLDecodeError, or an integer literal over Python's digit limit
         raise SpecError(f"{source}: TOML syntax error: {exc}") from None
     raw["projections"] = _expand_projections(raw.get("projections", []), source)
-    for key, value in parse_overrides(overrides).items():
+    for key, value in parse_overrides(overrides, source=source).items():
         _apply_override(raw, key, value, source)
     return _read_spec(raw, source, rules)
 
 
-def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None, *,
+                    source: str = "<spec>") -> dict[str, Any]:
     """Turn ``["a.b=1"]`` or ``{"a.b": 1}`` into ``{"a.b": 1}`` with TOML-typed values."""
     if not overrides:
         return {}
@@ -212,10 +213,11 @@ def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict
         for item in overrides:
             key, sep, value = str(item).partition("=")
             if not sep or not key.strip():
-                raise SpecError(f"--set {item}: must look like key=value, e.g. rule.lr=0.01")
+                raise SpecError(f"{source}: --set {item}: must look like key=value, e.g. rule.lr=0.01")
             items.append((key.strip(), value.strip()))
     parsed: dict[str, Any] = {}
     for key, value in items:
+        key = str(key)
         if isinstance(value, str):
             try:
                 value = tomllib.loads(f"v = {value}")["v"]
@@ -268,6 +270,11 @@ def _apply_override(raw: dict[str, Any], key: str, value: Any, source: str) -> N
                             f"among {', '.join(names)}{did_you_mean(parts[1], names)}")
         [p for p in raw["projections"] if isinstance(p, dict)][names.index(parts[1])][parts[2]] = value
         return
+    if parts[0] == "populations" and isinstance(raw.get("populations"), dict):
+        names = list(raw["populations"])
+        if len(parts) != 3 or parts[1] not in names:
+            raise SpecError(f"{where}: must be populations.<name>.<key> with a population among "
+                            f"{', '.join(names)}{did_you_mean(parts[1], names)}")
     table = raw
     for depth, part in enumerate(parts[:-1]):
         nxt = table.setdefault(part, {})
@@ -288,7 +295,9 @@ def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignatu
     top = TableReader(raw, "", source)
     circuit = TableReader(top.raw("circuit", {}), "circuit", source)
     name = circuit.get(Param("name", "", "the circuit's name"), required=True)
-    _check_name(circuit, "name", name.replace("-", "_"))
+    if not name or not set(name) <= _NAME_CHARS | {"-"}:
+        raise circuit.error("must be letters, digits, underscores and hyphens "
+                            f"(got {describe_value(name)})", key="name")
     doc = circuit.get(Param("doc", "", "one line saying what the circuit is"))
     circuit.finish(["name", "doc"])
     if "populations" not in raw:
@@ -359,6 +368,9 @@ def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
             ends.append(end)
         kind = reader.get(Param("type", "forward", "projection type", choices=PROJECTION_TYPES))
         name = reader.get(Param("name", f"{ends[0]}->{ends[1]}", "projection name"))
+        if not name or not set(name) <= _NAME_CHARS | {"-", ">"}:
+            raise reader.error("must be letters, digits, underscores, '-' and '>' "
+                               f"(got {describe_value(name)})", key="name")
         if name in taken:
             raise reader.error(f"projection name '{name}' is already used by projections[{taken[name]}]; "
                                "give one of them a distinct name = \"...\"", key="name")
@@ -459,13 +471,25 @@ def _toml_value(value: Any) -> str:
             raise ValueError("NaN/inf cannot be written to a spec")
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        return '"' + "".join(_escape(c) for c in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _escape(char: str) -> str:
+    """One character of a TOML basic string, escaped where TOML requires it."""
+    if char in ('"', "\\"):
+        return "\\" + char
+    if char == "\n":
+        return "\\n"
+    if char == "\t":
+        return char
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"\\u{ord(char):04x}"
+    return char
 
 
 def _toml_key(key: str) -> str:

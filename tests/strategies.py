@@ -280,7 +280,7 @@ def spec_dicts(draw: Callable[..., Any], rule: str | None = None) -> dict[str, A
         if kind is not None:
             entry["type"] = kind
         if draw(st.integers(0, 4)) == 0:  # a custom name (never holds "->", unlike defaults)
-            name = draw(st.sampled_from((f"w_{source}_{target}", f"{kind or 'forward'} {source}/{target}")))
+            name = draw(st.sampled_from((f"w_{source}_{target}", f"{kind or 'forward'}-{source}-{target}")))
             if name not in used:
                 entry["name"] = name
                 used.add(name)

@@ -159,7 +159,8 @@ def test_corrupted_files_raise_spec_or_graph_errors(rules, spec_path, data):
 def test_population_sizes_must_be_positive_finite_integers(rules, raw, size):
     name = next(iter(raw["populations"]))
     raw["populations"][name]["size"] = size
-    valid = not isinstance(size, bool) and math.isfinite(size) and size >= 1 and float(size).is_integer()
+    valid = (not isinstance(size, bool) and math.isfinite(size) and size >= 1 and float(size).is_integer()
+             and size <= 2**63 - 1)
     if valid:
         assert parse(to_toml(raw), rules).population(name).size == int(size)
     else:

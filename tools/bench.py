@@ -128,6 +128,7 @@ class Runner(Protocol):
     """One implementation of a case: trains on the workload's batches from a fixed init."""
 
     label: str
+    batches: Sequence[tuple[Any, Any]]  # the workload's batches as this side's arrays
 
     def reset(self) -> None:
         """Put the initial parameters back (every timed epoch starts from the same point)."""
@@ -159,6 +160,7 @@ class CircuitsRunner:
         spec = parse_spec(spec_text, source="tools/bench.py", rules=registry.signatures())
         self.model = circuits.Model(spec, registry=registry)
         self.work = work
+        self.batches = work.batches
         self.api = api
         self.initial = {name: np.array(value, copy=True) for name, value in self.model.params.items()}
 
@@ -409,13 +411,12 @@ def gemm_shapes(gemms: list[Gemm], repeats: int) -> dict[str, Any]:
     return {"per_shape": rows, "step_seconds": total, "gflops": flops / total / 1e9}
 
 
-def compare_updates(ours: Runner, ref: Runner, batches: Sequence[tuple[Any, Any]],
-                    ref_batches: Sequence[tuple[Any, Any]]) -> float:
-    """Largest ``max|Δ| / max|W|`` between the two sides' parameters after the same steps."""
+def compare_updates(ours: Runner, ref: Runner, steps: int) -> float:
+    """Largest ``max|Δ| / max|W|`` between the two sides' parameters after the same ``steps`` steps."""
     ours.reset()
     ref.reset()
-    ours.train(batches)
-    ref.train(ref_batches)
+    ours.train(ours.batches[:steps])
+    ref.train(ref.batches[:steps])
     a, b = ours.parameters(), ref.parameters()
     worst = 0.0
     for name, value in b.items():
@@ -476,6 +477,38 @@ def op_profile(runner: CircuitsRunner, work: Workload, steps: int = 50) -> list[
     return rows
 
 
+def blas_switch(calls: int = 200) -> dict[str, float] | None:
+    """Cost of alternating NumPy's BLAS with SciPy's (circuits' fused update calls ``scipy.linalg.blas``).
+
+    Times pairs of a forward-shaped product ``(100, 800) @ (800, 800)`` and a weight-update
+    product ``(800, 100) @ (100, 800)``: both through ``np.matmul``, then the second through
+    ``scipy.linalg.blas.sgemm`` as circuits' ``OuterUpdate`` does. When NumPy and SciPy bundle
+    separate OpenBLAS copies, each keeps its own worker threads, which spin after a call and
+    compete with the other library's threads for the cores.
+    """
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((100, 800), dtype=np.float32)
+    w = rng.standard_normal((800, 800), dtype=np.float32)
+    out = np.empty((100, 800), dtype=np.float32)
+    target = np.zeros((800, 800), dtype=np.float32)
+
+    def numpy_pair() -> None:
+        np.matmul(a, w, out=out)
+        np.matmul(a.T, out, out=target)
+
+    def mixed_pair() -> None:
+        np.matmul(a, w, out=out)
+        blas.sgemm(1e-6, out.T, a.T, beta=1.0, c=target.T, trans_b=1, overwrite_c=1)
+
+    numpy_ms = _median_seconds(numpy_pair, 5, number=calls // 5) * 1e3
+    mixed_ms = _median_seconds(mixed_pair, 5, number=calls // 5) * 1e3
+    return {"numpy_numpy_pair_ms": numpy_ms, "numpy_scipy_pair_ms": mixed_ms}
+
+
 def machine_info() -> dict[str, Any]:
     import os
 
@@ -491,8 +524,10 @@ def machine_info() -> dict[str, Any]:
     try:
         from threadpoolctl import threadpool_info
 
-        info["thread_pools"] = [f"{p.get('internal_api')} {p.get('version')} ({p.get('prefix')}, "
-                                f"{p.get('num_threads')} threads, {p.get('architecture', '-')})"
+        info["thread_pools"] = [f"{p.get('internal_api')} {p.get('version') or '(version unknown)'} from "
+                                f"{os.path.basename(os.path.dirname(p.get('filepath', '')))}: "
+                                f"{p.get('num_threads')} threads"
+                                + (f", {p['architecture']} kernels" if p.get("architecture") else "")
                                 for p in threadpool_info()]
     except ImportError:
         pass
@@ -540,18 +575,16 @@ def run_case(case: Case, work: Workload, repeats: int, *, profile: bool, log: Ca
              shape_repeats: int) -> CaseResult:
     result = CaseResult(case)
     ours, ref = case.build(work)
-    ref_batches = getattr(ref, "batches", work.batches)
     # Warm-up doubling as a check that both sides compute the same update.
-    result.max_param_diff = compare_updates(ours, ref, work.batches[:3], ref_batches[:3])
+    result.max_param_diff = compare_updates(ours, ref, steps=3)
     log(f"[{case.name}] parameters after 3 identical steps differ by at most "
         f"{result.max_param_diff:.2e} (relative to max |W|)")
-    for r in range(repeats):
-        for runner, batches, times in ((ours, work.batches, result.circuits_seconds),
-                                       (ref, ref_batches, result.reference_seconds)):
+    for r in range(repeats):  # alternate, so both sides see the same drift in machine load
+        for runner, times in ((ours, result.circuits_seconds), (ref, result.reference_seconds)):
             runner.reset()
             gc.collect()
             start = time.perf_counter()
-            runner.train(batches)
+            runner.train(runner.batches)
             times.append(time.perf_counter() - start)
             log(f"[{case.name}] repeat {r + 1}/{repeats}: {runner.label:8s} {times[-1]:7.3f} s")
     result.circuits_accuracy = ours.accuracy()
@@ -577,6 +610,11 @@ def report(results: list[CaseResult], work: Workload, peak: dict[str, float], in
     for pool in info.get("thread_pools", []):
         console.print(f"  thread pool: {pool}")
     console.print(f"NumPy float32 GEMM peak ({peak['size']}²): {peak['gflops']:.1f} GFLOP/s")
+    switch = info.get("blas_switch")
+    if switch:
+        console.print(f"BLAS switch: (100,800)@(800,800) then (800,100)@(100,800) takes "
+                      f"{switch['numpy_numpy_pair_ms']:.3f} ms with np.matmul twice, "
+                      f"{switch['numpy_scipy_pair_ms']:.3f} ms when the second is scipy.linalg.blas.sgemm")
 
     table = Table(title="one epoch of training per run: median seconds, throughput, sanity checks")
     for col in ("case", "circuits s", "torch s", f"ratio (≤{TARGET_RATIO})", "circuits GFLOP/s",
@@ -674,6 +712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     again = gemm_peak(args.gemm_size, peak_repeats)
     peak = max(peak, again, key=lambda p: p["gflops"])
     info = machine_info()  # after the cases: every BLAS library they use is loaded by now
+    if args.profile:
+        info["blas_switch"] = blas_switch()
     summary = report(results, work, peak, info, args)
     line = json.dumps(summary, default=float)
     print(line)

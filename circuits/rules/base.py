@@ -91,7 +91,7 @@ def add_feedback(spec: CircuitSpec, pairs: Sequence[tuple[str, str]], *, scale: 
             continue
         name = f"{source}->{target}"
         if name in taken:
-            name = f"{source}->{target}.feedback"
+            name = f"{source}->{target}_feedback"
         extra.append(ProjectionSpec(source=source, target=target, type="feedback", name=name,
                                     init=InitSpec(scheme="uniform", scale=scale), bias=False,
                                     plastic=plastic))

@@ -33,8 +33,8 @@ def _fa_conservation(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.G
     probe = Model(base, registry=registry)
     (x_name, h_name), out = probe.graph.forward_order()[:2], probe.graph.output
     x, y = random_batch(probe, 32, rng)
-    x *= 0.5
-    rates, drifts = [0.02, 0.01, 0.005], []
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # unit-norm inputs: "small η" means the same for any width
+    rates, drifts = [0.01, 0.005, 0.0025], []
     steps = 10
     for lr in rates:
         model = Model(attrs.evolve(base, rule=attrs.evolve(base.rule, params={**base.rule.params, "lr": lr})),

@@ -74,19 +74,30 @@ def matmul(op: ops.MatMul, arrays: dict[str, Any], ctx: KernelContext) -> Step:
 
 
 def outer_update(op: ops.OuterUpdate, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    """``out = beta·out + alpha·a.T @ b`` as one GEMM and at most two passes over ``out``.
+
+    ``alpha`` scales whichever of ``a`` and ``b`` is smaller (both are batch × n, far smaller
+    than ``out``), so a plain SGD step is one GEMM into scratch and one add into the weight.
+    """
     xp = ctx.xp
     a, b, out = arrays[op.a], arrays[op.b], arrays[op.out]
-    scratch = xp.empty_like(out)
     alpha, beta = op.alpha, op.beta
+    scale_a = a.size <= b.size
+    scaled = xp.empty_like(a if scale_a else b)
+    left, right = (scaled, b) if scale_a else (a, scaled)
+    source = a if scale_a else b
+    if beta == 0.0:
+        def overwrite() -> None:
+            xp.multiply(source, alpha, out=scaled)
+            xp.matmul(left.T, right, out=out)
+        return overwrite
+    scratch = xp.empty_like(out)
 
     def step() -> None:
-        xp.matmul(a.T, b, out=scratch)
-        if beta == 0.0:
-            xp.multiply(scratch, alpha, out=out)
-            return
+        xp.multiply(source, alpha, out=scaled)
+        xp.matmul(left.T, right, out=scratch)
         if beta != 1.0:
             xp.multiply(out, beta, out=out)
-        xp.multiply(scratch, alpha, out=scratch)
         xp.add(out, scratch, out=out)
     return step
 

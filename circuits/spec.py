@@ -114,6 +114,7 @@ class TaskSpec:
     data_dir: str | None = None
     n_train: int | None = None
     n_test: int | None = None
+    autoencode: bool = False
     options: dict[str, Any] = attrs.field(factory=dict, hash=False)
 
 
@@ -430,6 +431,10 @@ def _read_task(reader: TableReader) -> TaskSpec:
                               check=lambda v: v >= 1, allowed="must be an integer >= 1")
     n_test = reader.optional("n_test", int, "use the first n test examples",
                              check=lambda v: v >= 1, allowed="must be an integer >= 1")
+    autoencode = reader.get(Param("autoencode", False, "targets are the inputs themselves (needs loss = mse)"))
+    if autoencode and loss != "mse":
+        raise reader.error("autoencoding compares the output with the input, which needs "
+                           f"loss = \"mse\" (got '{loss}')", key="autoencode")
     options_reader = TableReader(reader.raw("options", {}), reader.where("options"), reader.source)
     allowed = DATASETS.info(dataset).options
     options = {}
@@ -440,9 +445,10 @@ def _read_task(reader: TableReader) -> TaskSpec:
         options[key] = options_reader.get(param)
     options_reader.finish(list(allowed))
     reader.finish(["dataset", "loss", "epochs", "batch_size", "normalize", "data_dir",
-                   "n_train", "n_test", "options"])
+                   "n_train", "n_test", "autoencode", "options"])
     return TaskSpec(dataset=dataset, loss=loss, epochs=epochs, batch_size=batch, normalize=normalize,
-                    data_dir=data_dir, n_train=n_train, n_test=n_test, options=options)
+                    data_dir=data_dir, n_train=n_train, n_test=n_test, autoencode=autoencode,
+                    options=options)
 
 
 def _read_run(reader: TableReader) -> RunSpec:

@@ -77,6 +77,8 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
         raise DataError(f"{spec.source}: data set '{spec.task.dataset}' has {n_features} features "
                         f"but the input populations take {listing} = {sum(widths.values())}; "
                         "make the input sizes add up to the feature count")
+    if spec.task.autoencode:
+        n_outputs, task = n_features, "regression"
     size = graph.population(graph.output).size
     if n_outputs is not None and n_outputs != size:
         what = "classes" if task == "classification" else "target values"
@@ -131,7 +133,9 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
     x_train = np.ascontiguousarray(data.x_train, dtype=dtype)
     x_test = np.ascontiguousarray(data.x_test, dtype=dtype)
     y_train, y_test = data.y_train, data.y_test
-    if data.task == "regression":
+    if spec.task.autoencode:
+        y_train, y_test = x_train, x_test
+    elif data.task == "regression":
         y_train, y_test = y_train.astype(dtype), y_test.astype(dtype)
     rng = np.random.default_rng([spec.run.seed, 1])
     every = spec.run.align_every

@@ -10,6 +10,7 @@ from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
 
 __all__ = ["REFERENCE_IS_EXACT", "TIED_FEEDBACK_IS_BACKPROP", "OUTPUT_LAYER_IS_BACKPROP"]
+# (helpers _tie_feedback and _gap_to_backprop are shared with claims of other rule families)
 
 PER_EDGE_FEEDBACK = ("feedback_alignment", "kolen_pollack", "weight_mirror")
 FA_FAMILY = ("feedback_alignment", "direct_feedback_alignment", "kolen_pollack", "weight_mirror")
@@ -60,6 +61,19 @@ def _tie_feedback(model: Model) -> None:
             model.set_params({proj.name: np.array(model.params[forward[0].name]).T})
 
 
+def _gap_to_backprop(model: Model, rng: np.random.Generator, names: list[str] | None = None) -> tuple[float, int]:
+    """Largest relative gap between the rule's change and −lr·gradient on a random batch.
+
+    Over ``names`` (default: every parameter both the rule and the loss have); returns the gap
+    and how many parameters were compared.
+    """
+    x, y = random_batch(model, 8, rng)
+    deltas, grads = model.deltas(x, y), model.gradients(x, y)
+    lrs = model.compiled("probe").lrs
+    names = [n for n in (names if names is not None else grads) if n in deltas and n in grads]
+    return max(relative_error(deltas[n], -lrs[n] * grads[n]) for n in names), len(names)
+
+
 def _has_per_edge_feedback(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
     return None if spec.rule.name in PER_EDGE_FEEDBACK else "needs a feedback projection per forward projection"
 
@@ -67,14 +81,10 @@ def _has_per_edge_feedback(spec: CircuitSpec, registry: RuleRegistry) -> str | N
 def _tied_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
     model = Model(variant(spec), registry=registry)
     _tie_feedback(model)
-    x, y = random_batch(model, 8, rng)
-    deltas, grads = model.deltas(x, y), model.gradients(x, y)
-    lrs = model.compiled("probe").lrs
-    errors = {name: relative_error(deltas[name], -lrs[name] * grads[name]) for name in grads if name in deltas}
-    worst = max(errors.values())
+    worst, count = _gap_to_backprop(model, rng)
     tolerance = 1e-10
     return Outcome(TIED_FEEDBACK_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
-                   {"max_relative_error": worst, "parameters": float(len(errors))},
+                   {"max_relative_error": worst, "parameters": float(count)},
                    expected=f"relative error < {tolerance:g} for every parameter (float64)")
 
 
@@ -91,16 +101,12 @@ TIED_FEEDBACK_IS_BACKPROP = Claim(
 
 def _output_layer_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
     model = Model(variant(spec), registry=registry)
-    x, y = random_batch(model, 8, rng)
-    deltas, grads = model.deltas(x, y), model.gradients(x, y)
-    lrs = model.compiled("probe").lrs
     out = model.graph.output
-    names = [p.name for p in model.graph.incoming(out) if p.name in deltas]
-    names += [n for n in (f"{out}.bias",) if n in deltas]
-    worst = max(relative_error(deltas[n], -lrs[n] * grads[n]) for n in names)
+    names = [p.name for p in model.graph.incoming(out)] + [f"{out}.bias"]
+    worst, count = _gap_to_backprop(model, rng, names)
     tolerance = 1e-10
     return Outcome(OUTPUT_LAYER_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
-                   {"max_relative_error": worst, "parameters": float(len(names))},
+                   {"max_relative_error": worst, "parameters": float(count)},
                    expected=f"relative error < {tolerance:g} for the output's weights and bias")
 
 

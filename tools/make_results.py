@@ -107,7 +107,8 @@ def write_table(summaries: list[dict]) -> Path:
     path.write_text(json.dumps(table, indent=2) + "\n")
     lines = ["# Results", "",
              "Measured by `python tools/make_results.py` (digits) and `--mnist` (MNIST); one run each, "
-             "seed 0, on the 2-core CPU machine. Each row's command reproduces it.", "",
+             "seed 0, on the 2-core CPU machine. Each row's command reproduces it (MNIST rows read "
+             "`$CIRCUITS_DATA/mnist`, e.g. `CIRCUITS_DATA=../shared/data`).", "",
              "| spec | rule | data | epochs | final test acc | best test acc | target / published | s | command |",
              "|---|---|---|---|---|---|---|---|---|"]
     for stem, s in sorted(table.items()):
@@ -115,7 +116,7 @@ def write_table(summaries: list[dict]) -> Path:
                                          and s["rule"] in TARGETS else "")
         lines.append(f"| {stem} | {s['rule']} | {s['dataset']} | {s['epochs']} | "
                      f"{100 * s['final']['test_accuracy']:.2f} % | {100 * s['best_test_accuracy']:.2f} % | "
-                     f"{target} | {s['wall_seconds']:.0f} | `{s['command']}` |")
+                     f"{target} | {s['wall_seconds']:.1f} | `{s['command']}` |")
     out = GALLERY / "results.md"
     out.write_text("\n".join(lines) + "\n")
     return out

@@ -14,6 +14,12 @@ from circuits.claims.alignment import (ALIGNMENT_IMPROVES, DFA_FROM_ZERO, FA_CON
                                        KP_CONTRACTION, WM_MOMENT_IDENTITY)
 from circuits.claims.base import Claim, Outcome
 from circuits.claims.gradient import OUTPUT_LAYER_IS_BACKPROP, REFERENCE_IS_EXACT, TIED_FEEDBACK_IS_BACKPROP
+from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUADRATIC_LOSS,
+                                         PERTURBATION_UNBIASED, PERTURBATION_VARIANCE)
+from circuits.claims.temporal import (RECIRCULATION_DESCENT, TD_OUTPUT_LAYER_IS_BACKPROP, TD_TIED_IS_BACKPROP,
+                                      TD_TOPDOWN_RECONSTRUCTS)
+from circuits.claims.targetprop import (DTP_FIXED_POINT, INVERSE_TRAINING, JACOBIAN_DTP_IS_BACKPROP,
+                                      PERFECT_INVERSE)
 from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
 
@@ -56,6 +62,18 @@ def default_claims() -> ClaimRegistry:
     registry.register(DFA_FROM_ZERO)
     registry.register(KP_CONTRACTION)
     registry.register(WM_MOMENT_IDENTITY)
+    registry.register(PERTURBATION_UNBIASED)
+    registry.register(NP_EXACT_FOR_QUADRATIC_LOSS)
+    registry.register(PERTURBATION_VARIANCE)
+    registry.register(BASELINE_LEAVES_MEAN)
+    registry.register(TD_TIED_IS_BACKPROP)
+    registry.register(TD_OUTPUT_LAYER_IS_BACKPROP)
+    registry.register(TD_TOPDOWN_RECONSTRUCTS)
+    registry.register(RECIRCULATION_DESCENT)
+    registry.register(DTP_FIXED_POINT)
+    registry.register(PERFECT_INVERSE)
+    registry.register(JACOBIAN_DTP_IS_BACKPROP)
+    registry.register(INVERSE_TRAINING)
     return registry
 
 

@@ -12,6 +12,10 @@ from circuits.errors import CompileError, did_you_mean
 from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
 from circuits.rules.backprop import Backprop
 from circuits.rules.base import Rule
+from circuits.rules.perturbation import NodePerturbation, WeightPerturbation
+from circuits.rules.recirculation import Recirculation
+from circuits.rules.targetprop import DifferenceTargetPropagation, TargetPropagation
+from circuits.rules.temporal import TemporalDerivative
 from circuits.schema import RuleSignature
 
 __all__ = ["Rule", "RuleRegistry", "default_registry"]
@@ -54,6 +58,12 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(DirectFeedbackAlignment())
     registry.register(KolenPollack())
     registry.register(WeightMirror())
+    registry.register(NodePerturbation())
+    registry.register(WeightPerturbation())
+    registry.register(TargetPropagation())
+    registry.register(DifferenceTargetPropagation())
+    registry.register(Recirculation())
+    registry.register(TemporalDerivative())
     if plugins:
         for entry in entry_points(group="circuits.rules"):
             registry.register(entry.load()())

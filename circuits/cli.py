@@ -224,13 +224,18 @@ def simulate(spec: str, overrides: tuple[str, ...], out: str | None, backend: st
     wall = time.perf_counter() - started
     folder.write_params({k: model.backend.to_numpy(v) for k, v in model.params.items()})
     folder.write_summary(summarize(model.spec, records, status=status, message=message,
-                                   wall_seconds=wall, backend=model.backend.name))
+                                   wall_seconds=wall, backend=model.backend.name,
+                                   unconverged=model.unconverged))
     if records:
         title = f"{model.spec.name} · {model.spec.rule.name}"
         render.plot_curves(read_metrics(folder.path / "metrics.csv"), folder.path / "curves.png", title=title)
     if not quiet:
         _table(records, folder.path)
     click.echo(f"run folder: {folder.path}")
+    for phase, count in model.unconverged.items():
+        click.echo(f"warning: relaxation phase '{phase}' used its whole step budget without reaching "
+                   f"its tolerance {count} times; give it more steps or a looser tolerance "
+                   "(see summary.json)", err=True)
     if code:
         _fail(message, code)
 

@@ -102,12 +102,19 @@ def access(sets: tuple[str, ...] = (), incs: tuple[str, ...] = (), updates: tupl
 
 @attrs.frozen
 class Phase:
-    """A named, ordered group of ops, run ``repeat`` times in a row."""
+    """A named, ordered group of ops, run ``repeat`` times in a row.
+
+    A *relaxation* phase names a scalar buffer in ``until``: it stops early, after the first
+    pass at which that buffer (a residual its ops write) is at most ``tol``, so ``repeat`` is
+    its step budget.
+    """
 
     name: str
     ops: tuple[Op, ...]
     repeat: int = 1
     doc: str = ""
+    until: str = ""
+    tol: float = 0.0
 
 
 @attrs.frozen
@@ -119,6 +126,7 @@ class Program:
     ``params`` maps public parameter names (``"x->h1"``, ``"h1.bias"``) to their buffers, and
     ``grads`` maps the same names to the gradient-estimate buffers of a probe program,
     ``lrs`` to their learning rates; ``loss_params`` are the names the loss depends on.
+    ``predict_phases`` are the phases that produce ``output`` from the inputs alone.
     """
 
     name: str
@@ -134,6 +142,7 @@ class Program:
     inputs: tuple[str, ...] = ()
     output: str = ""
     loss: str = ""
+    predict_phases: tuple[str, ...] = ()
 
     def phase(self, name: str) -> Phase:
         """The phase called ``name``."""
@@ -178,6 +187,9 @@ class Program:
                                       f"in phase '{phase.name}'")
                     setters[name] = op
                     written.add(name)
+            if phase.until and (phase.until not in setters or self.buffers[phase.until].shape != ()):
+                raise CompileError(f"phase '{phase.name}' stops on '{phase.until}', which must be a "
+                                   "scalar that one of its ops sets")
 
     def describe(self, batch: int | None = None) -> str:
         """The schedule as text: phases, ops in run order, buffers with shapes and sizes."""
@@ -188,6 +200,8 @@ class Program:
         lines = [f"program '{self.name}' · rule {self.rule} · mode {self.mode} · {self.dtype}", ""]
         for phase in self.phases:
             times = f" × {phase.repeat}" if phase.repeat != 1 else ""
+            if phase.until:
+                times = f" × at most {phase.repeat}, until {phase.until} ≤ {phase.tol:g}"
             doc = f"  — {phase.doc}" if phase.doc else ""
             lines.append(f"phase {phase.name}{times}{doc}")
             for index, op in enumerate(phase.ops, 1):

@@ -60,6 +60,8 @@ class Model:
         self.backend = get_backend(backend or self.spec.run.backend, self.spec.run.seed)
         self.sim = Simulator(self.backend, self.spec.run.dtype)
         self._programs: dict[str, Program] = {"train": self.program}
+        self.unconverged: dict[str, int] = {}
+        """Relaxation phase → how many runs ended at the step budget above tolerance."""
         for buf in self.program.buffers.values():
             if buf.persistent:
                 self.sim.persistent(buf)
@@ -114,6 +116,9 @@ class Model:
         # reports it, so NumPy's floating-point warnings would only repeat the news.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             exe.run(phases)
+        for phase, relaxed in exe.relaxation.items():
+            if not relaxed.converged:
+                self.unconverged[phase] = self.unconverged.get(phase, 0) + 1
         return exe
 
     # -- public API ------------------------------------------------------------------------------
@@ -136,7 +141,7 @@ class Model:
         chunks = []
         for start in range(0, len(x), self.spec.run.eval_batch_size):
             part = x[start:start + self.spec.run.eval_batch_size]
-            exe = self.run("infer", part, phases=("forward",))
+            exe = self.run("infer", part, phases=self.compiled("infer").predict_phases)
             chunks.append(np.array(self.backend.to_numpy(exe.arrays[self.program.output])))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.graph.population(self.graph.output).size))
 
@@ -171,7 +176,14 @@ class Model:
                 for name, buf in program.grads.items()}
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """The exact gradient of the batch loss for every parameter the loss depends on."""
+        """The exact gradient of the batch loss for every parameter the loss depends on.
+
+        Feed-forward rules compile their reference rule's probe program (backprop); energy
+        rules differentiate the loss at the free fixed point implicitly.
+        """
+        exact = getattr(self.rule, "exact_gradients", None)
+        if exact is not None:
+            return exact(self, x, y)
         program = self.compiled("reference")
         exe = self.run("reference", x, y)
         return {name: np.array(self.backend.to_numpy(exe.arrays[program.grads[name]]))

@@ -116,8 +116,12 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, float]]:
 
 
 def summarize(spec: CircuitSpec, records: list[EpochRecord], *, status: str, message: str,
-              wall_seconds: float, backend: str) -> dict[str, Any]:
-    """The content of ``summary.json`` for the epochs that finished."""
+              wall_seconds: float, backend: str, unconverged: dict[str, int] | None = None) -> dict[str, Any]:
+    """The content of ``summary.json`` for the epochs that finished.
+
+    ``unconverged`` counts, per relaxation phase, the runs that used their whole step budget
+    without reaching the tolerance.
+    """
     last = records[-1] if records else None
     trained = sum(r.seconds for r in records)
     examples = sum(r.examples for r in records)
@@ -133,4 +137,5 @@ def summarize(spec: CircuitSpec, records: list[EpochRecord], *, status: str, mes
         "best_test_accuracy": max((r.test_accuracy for r in records), default=float("nan")),
         "wall_seconds": round(wall_seconds, 3),
         "examples_per_second": round(examples / trained, 1) if trained > 0 else float("nan"),
+        "unconverged_relaxations": dict(unconverged or {}),
     }

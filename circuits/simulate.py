@@ -9,7 +9,7 @@ on first use and cached.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,7 +19,15 @@ from circuits.initializers import init_weight
 from circuits.ir import Buffer, Program
 from circuits.spec import InitSpec
 
-__all__ = ["Simulator", "Executable"]
+__all__ = ["Simulator", "Executable", "Relaxation"]
+
+
+class Relaxation(NamedTuple):
+    """How a relaxation phase ended: steps taken, final residual, whether it met its tolerance."""
+
+    steps: int
+    residual: float
+    converged: bool
 
 
 class Executable:
@@ -29,18 +37,31 @@ class Executable:
         self.program = program
         self.batch = batch
         self.arrays = arrays
-        self.phases = [(phase.name, phase.repeat, [backend.step(op, arrays) for op in phase.ops])
-                       for phase in program.phases]
+        self.phases = [(phase, [backend.step(op, arrays) for op in phase.ops]) for phase in program.phases]
+        self.relaxation: dict[str, Relaxation] = {}
 
     def run(self, phases: Iterable[str] | None = None) -> None:
-        """Run the named phases (all, in program order, when ``None``)."""
+        """Run the named phases (all, in program order, when ``None``).
+
+        A relaxation phase stops once its residual is within tolerance; how many steps it
+        took and where its residual ended are kept in :attr:`relaxation`.
+        """
         wanted = None if phases is None else set(phases)
-        for name, repeat, steps in self.phases:
-            if wanted is not None and name not in wanted:
+        for phase, steps in self.phases:
+            if wanted is not None and phase.name not in wanted:
                 continue
-            for _ in range(repeat):
+            if not phase.until:
+                for _ in range(phase.repeat):
+                    for step in steps:
+                        step()
+                continue
+            residual, count = float("inf"), 0
+            while count < phase.repeat and not residual <= phase.tol:
                 for step in steps:
                     step()
+                count += 1
+                residual = float(self.arrays[phase.until])
+            self.relaxation[phase.name] = Relaxation(count, residual, residual <= phase.tol)
 
 
 class Simulator:

@@ -463,12 +463,12 @@ def op_profile(runner: CircuitsRunner, work: Workload, steps: int = 50) -> list[
     ops_by_phase = {phase.name: phase.ops for phase in model.program.phases}
     samples: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     for _ in range(steps):
-        for phase, repeat, closures in exe.phases:
-            for _ in range(repeat):
+        for phase, closures in exe.phases:
+            for _ in range(phase.repeat):
                 for index, closure in enumerate(closures):
                     start = time.perf_counter()
                     closure()
-                    samples[(phase, index)].append(time.perf_counter() - start)
+                    samples[(phase.name, index)].append(time.perf_counter() - start)
     rows = []
     for (phase, index), times in samples.items():
         op = ops_by_phase[phase][index]

@@ -59,7 +59,8 @@ class Builder:
         self.dtype = dtype
         self.buffers: dict[str, Buffer] = {}
         self.phase_ops: dict[str, list[Op]] = {}
-        self.phase_info: dict[str, tuple[int, str]] = {}
+        self.phase_info: dict[str, dict[str, Any]] = {}
+        self.separate_rates = False
         self.learned: dict[str, list[tuple[str, str, float]]] = {}
         self.learned_bias: dict[str, list[tuple[str, float]]] = {}
         self.public: dict[str, str] = {}
@@ -96,7 +97,7 @@ class Builder:
 
     def rate(self, pop: str) -> str:
         """Buffer of ``pop``'s activity (the pre-activation itself for linear and input units)."""
-        if self.graph.population(pop).role == "input":
+        if self.graph.population(pop).role == "input" or self.separate_rates:
             return f"{pop}.rate"
         return self.settled(pop) if self.linear(pop) else f"{pop}.rate"
 
@@ -140,10 +141,10 @@ class Builder:
         """Declare a batched temp buffer shaped like ``pop``'s activity."""
         return self.add_buffer(name, (BATCH, self.size(pop)), "temp")
 
-    def phase(self, name: str, *, repeat: int = 1, doc: str = "") -> None:
-        """Open a phase (phases run in the order they are opened)."""
+    def phase(self, name: str, *, repeat: int = 1, doc: str = "", until: str = "", tol: float = 0.0) -> None:
+        """Open a phase (phases run in the order they are opened); see :class:`Phase` for ``until``."""
         self.phase_ops.setdefault(name, [])
-        self.phase_info[name] = (repeat, doc)
+        self.phase_info[name] = {"repeat": repeat, "doc": doc, "until": until, "tol": tol}
 
     def emit(self, phase: str, *new_ops: Op) -> None:
         """Append ops to ``phase``, declaring any activity buffers they write."""
@@ -336,11 +337,15 @@ class Builder:
         names += [n for n in self.public if n.endswith(".bias")]
         return {n: self.public[n] for n in names}
 
+    @staticmethod
+    def _predict_phases(phases: tuple[Phase, ...]) -> tuple[str, ...]:
+        names = [phase.name for phase in phases]
+        return tuple(names[:names.index("loss")] if "loss" in names else names)
+
     def finish(self, name: str) -> Program:
         """Order every phase, validate, and return the program."""
         phases = tuple(
-            Phase(name=phase, ops=order_ops(phase_ops), repeat=self.phase_info[phase][0],
-                  doc=self.phase_info[phase][1])
+            Phase(name=phase, ops=order_ops(phase_ops), **self.phase_info[phase])
             for phase, phase_ops in self.phase_ops.items() if phase_ops
         )
         grads = {}
@@ -350,7 +355,8 @@ class Builder:
                           buffers=dict(self.buffers), phases=phases, params=dict(self.public),
                           grads=grads, lrs=dict(self.lr_of), loss_params=tuple(self.loss_params()),
                           inputs=tuple(b for b, buf in self.buffers.items() if buf.kind == "input"),
-                          output=self.rate(self.graph.output), loss="loss.value")
+                          output=self.rate(self.graph.output), loss="loss.value",
+                          predict_phases=self._predict_phases(phases))
         program.validate()
         return program
 

@@ -12,7 +12,9 @@ from circuits.errors import CompileError, did_you_mean
 from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
 from circuits.rules.backprop import Backprop
 from circuits.rules.base import Rule
+from circuits.rules.eqprop import EquilibriumPropagation
 from circuits.rules.perturbation import NodePerturbation, WeightPerturbation
+from circuits.rules.predictive import PredictiveCoding
 from circuits.rules.recirculation import Recirculation
 from circuits.rules.targetprop import DifferenceTargetPropagation, TargetPropagation
 from circuits.rules.temporal import TemporalDerivative
@@ -64,6 +66,8 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(DifferenceTargetPropagation())
     registry.register(Recirculation())
     registry.register(TemporalDerivative())
+    registry.register(PredictiveCoding())
+    registry.register(EquilibriumPropagation())
     if plugins:
         for entry in entry_points(group="circuits.rules"):
             registry.register(entry.load()())

@@ -1,0 +1,385 @@
+"""Energy-based circuits: the Hopfield energy, its relaxation dynamics, and exact gradients.
+
+Every population but the inputs carries a state ``s`` (buffer ``<pop>.pre``) and a rate
+``ρ(s)`` (buffer ``<pop>.rate``). Forward projections are *symmetric couplings*: a projection
+A→B with weight ``W`` (shape ``n_A × n_B``) enters the energy
+
+    E(s) = ½ Σ_B ‖s_B‖² − Σ_{A→B} ρ(s_A)ᵀ W ρ(s_B) − Σ_B b_Bᵀ ρ(s_B)
+
+(Scellier & Bengio 2017), so B is driven by ``ρ(s_A) @ W`` and A by ``ρ(s_B) @ W.T``. A
+feedback projection B→A in the spec replaces that transpose by its own weight (untied
+couplings: the dynamics are then a vector field, not the gradient of an energy). Inputs are
+clamped to the data. The dynamics are leaky integrators,
+
+    ds_B/dt = ρ'(s_B) ⊙ drive_B − s_B,   drive_B = −∂E/∂ρ(s_B) (+ β(target − ρ(s_y)) at the output)
+
+integrated by Euler steps of each population's ``step`` ε (plus Langevin noise of std
+``noise``·√ε per step when a population declares it); hard-sigmoid states live in [0, 1].
+A *relaxation* phase repeats one synchronous step of every population until the largest
+per-example force norm falls to the rule's tolerance or its step budget is spent.
+
+:func:`exact_gradients` differentiates the loss at the free fixed point implicitly, which is
+what every energy rule's update is compared against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from circuits import ops
+from circuits.compile import Builder
+from circuits.errors import CompileError
+from circuits.graph import CircuitGraph
+from circuits.rules.base import Rule, find_feedback
+from circuits.schema import Param
+
+if TYPE_CHECKING:
+    from circuits.model import Model
+
+__all__ = ["EnergyRule", "RELAXATION_PARAMS", "dynamic_populations", "lower_relaxation",
+           "lower_settle", "lower_init", "exact_gradients", "energy", "force"]
+
+RESIDUAL = "relax.residual"
+SQUARED = "relax.squared"
+
+RELAXATION_PARAMS: tuple[Param, ...] = (
+    Param("free_steps", 20, "step budget of the free relaxation", minimum=1),
+    Param("tol", 1e-4, "largest per-example force norm at which a relaxation has converged",
+          minimum=0.0),
+)
+
+
+def dynamic_populations(graph: CircuitGraph) -> list[str]:
+    """Every population with a state (all but the inputs), in forward order."""
+    return [p for p in graph.forward_order() if graph.population(p).role != "input"]
+
+
+def couplings(graph: CircuitGraph, pop: str) -> list[tuple[str, str, bool]]:
+    """``(source population, projection name, transpose)`` of every term of ``pop``'s drive.
+
+    Bottom-up: ``A.rate @ W_{A→pop}``. Top-down from each C that ``pop`` projects to: the
+    feedback projection C→pop when the spec has one, else ``C.rate @ W_{pop→C}.T``.
+    """
+    terms = [(p.source, p.name, False) for p in graph.incoming(pop)]
+    for p in graph.outgoing(pop):
+        if graph.population(p.target).role == "input":
+            continue
+        back = find_feedback(graph, p.target, pop)
+        terms.append((p.target, back.name, False) if back else (p.target, p.name, True))
+    return terms
+
+
+class EnergyRule(Rule):
+    """Base of the rules whose circuits relax to a fixed point of their dynamics."""
+
+    def check(self, graph: CircuitGraph) -> None:
+        if graph.projections("lateral"):
+            proj = graph.projections("lateral")[0]
+            raise CompileError(f"{graph.spec.source}: projection '{proj.name}': rule '{self.name}' "
+                               "does not support lateral projections yet; couple populations with "
+                               "forward projections (they are symmetric in an energy model)")
+        if graph.spec.task.loss != "mse":
+            raise CompileError(f"{graph.spec.source}: rule '{self.name}' nudges the output with the "
+                               "squared error; set task.loss = \"mse\"")
+        for pop in dynamic_populations(graph):
+            if graph.population(pop).activation == "softmax":
+                raise CompileError(f"{graph.spec.source}: populations.{pop}.activation: softmax units "
+                                   f"have no leaky-integrator dynamics under rule '{self.name}'; use "
+                                   "sigmoid or hard_sigmoid")
+            if graph.population(pop).dropout > 0:
+                raise CompileError(f"{graph.spec.source}: populations.{pop}.dropout: rule '{self.name}' "
+                                   "does not support dropout; set it to 0")
+        for proj in graph.projections("feedback"):
+            forward = [p for p in graph.projections("forward")
+                       if p.source == proj.target and p.target == proj.source]
+            if not forward:
+                raise CompileError(f"{graph.spec.source}: feedback projection '{proj.name}' has no forward "
+                                   f"projection {proj.target}→{proj.source} to untie; remove it or add one")
+
+    def exact_gradients(self, model: Model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The gradient of the batch loss at the free fixed point (see :func:`exact_gradients`)."""
+        return exact_gradients(model, x, y)
+
+
+# -- lowering ----------------------------------------------------------------------------------
+
+
+def lower_init(b: Builder, phase: str = "init") -> None:
+    """Declare state, rate and drive buffers; start every state at zero."""
+    b.separate_rates = True
+    b.phase(phase, doc="states start at rest")
+    for pop in dynamic_populations(b.graph):
+        b.activity(b.pre(pop), pop)
+        b.activity(b.rate(pop), pop)
+        b.activity(f"{pop}.drive", pop)
+        b.emit(phase, ops.Fill(b.pre(pop), 0.0))
+
+
+def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: float = 0.0,
+                     doc: str = "") -> None:
+    """One relaxation phase: every population takes synchronous leaky-integrator steps.
+
+    Each step computes every rate from the current states, then every drive, then moves
+    every state, so no population sees another's new state within a step. With ``beta``
+    the output's drive is pulled toward the target (the nudged phase).
+    """
+    graph = b.graph
+    b.add_buffer(SQUARED, ("batch",), "temp")
+    b.add_buffer(RESIDUAL, (), "temp")
+    b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol,
+            doc=doc or ("free relaxation" if not beta else f"relaxation nudged toward the target with β = {beta:g}"))
+    pops = dynamic_populations(graph)
+    for pop in pops:
+        b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.rate(pop)))
+    for pop in pops:
+        drive = f"{pop}.drive"
+        for index, (source, weight, transpose) in enumerate(couplings(graph, pop)):
+            b.emit(phase, ops.MatMul(b.rate(source), b.weight(weight), drive, transpose_b=transpose,
+                                     accumulate=index > 0))
+        if graph.has_bias(pop):
+            b.emit(phase, ops.AddBias(b.bias(pop), drive))
+        if beta and pop == graph.output:
+            b.emit(phase, ops.Nudge(b.rate(pop), f"{pop}.target", drive, beta))
+    for index, pop in enumerate(pops):
+        spec = graph.population(pop)
+        noise = spec.noise if b.mode != "infer" else 0.0
+        b.emit(phase, ops.LeakyIntegrate(spec.activation, b.pre(pop), b.rate(pop), f"{pop}.drive", SQUARED,
+                                         spec.step, noise, stream=f"{pop}.langevin" if noise else "",
+                                         accumulate=index > 0))
+    b.emit(phase, ops.ResidualNorm(SQUARED, RESIDUAL))
+
+
+def lower_settle(b: Builder, phase: str, suffix: str = "") -> None:
+    """Rates from the final states (into ``<pop>.rate<suffix>`` when a suffix is given)."""
+    b.phase(phase, doc="rates of the relaxed states" + (f", kept as *.rate{suffix}" if suffix else ""))
+    for pop in dynamic_populations(b.graph):
+        out = b.activity(b.rate(pop) + suffix, pop)
+        b.emit(phase, ops.Activate(b.graph.population(pop).activation, b.pre(pop), out))
+
+
+def contrast(b: Builder, rates: Sequence[tuple[str, float]]) -> None:
+    """Learn ``Σ_k c_k · ρ_Aᵏ.T @ ρ_Bᵏ / batch`` for every coupling, as an estimate of ∂J/∂W.
+
+    ``rates`` pairs a rate-buffer suffix with its coefficient ``c_k`` (e.g. the EqProp
+    estimator ``(".nudged", −1/β), (".free", 1/β)``). Each projection A→B (forward or
+    feedback) and each bias learns the same contrast of its two ends' co-activity; inputs
+    contribute their (clamped) data rate.
+    """
+    graph = b.graph
+
+    def rate(pop: str, suffix: str) -> str:
+        return b.rate(pop) if graph.population(pop).role == "input" else b.rate(pop) + suffix
+
+    b.phase("contrast", doc="co-activity of each coupling's two ends, contrasted between phases")
+    for suffix, coeff in rates:
+        for pop in dynamic_populations(graph):
+            scaled = b.activity(f"{pop}.scaled{suffix}", pop)
+            b.emit("contrast", ops.LinearCombination((rate(pop, suffix),), (coeff,), scaled, powers=(-1,)))
+        for proj in graph.projections():
+            if proj.plastic and proj.type != "lateral":
+                b.learn(proj.name, rate(proj.source, suffix), f"{proj.target}.scaled{suffix}")
+        for pop in dynamic_populations(graph):
+            b.learn_bias(pop, f"{pop}.scaled{suffix}")
+
+
+# -- NumPy reference: energy, force and implicit gradients ---------------------------------------
+
+
+_RATES = {
+    "linear": (lambda s: s, lambda s: np.ones_like(s), lambda s: np.zeros_like(s)),
+    "hard_sigmoid": (lambda s: np.clip(s, 0.0, 1.0), lambda s: np.ones_like(s), lambda s: np.zeros_like(s)),
+    "tanh": (np.tanh, lambda s: 1 - np.tanh(s) ** 2, lambda s: -2 * np.tanh(s) * (1 - np.tanh(s) ** 2)),
+    "sigmoid": (lambda s: 1 / (1 + np.exp(-s)),
+                lambda s: (1 / (1 + np.exp(-s))) * (1 - 1 / (1 + np.exp(-s))),
+                lambda s: (lambda g: g * (1 - g) * (1 - 2 * g))(1 / (1 + np.exp(-s)))),
+    "relu": (lambda s: np.maximum(s, 0.0), lambda s: (s > 0).astype(float), lambda s: np.zeros_like(s)),
+}
+
+
+def _host_params(model: Model) -> dict[str, np.ndarray]:
+    return {name: np.asarray(model.backend.to_numpy(value), dtype=np.float64) for name, value in model.params.items()}
+
+
+def _inputs(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
+    rates, start = {}, 0
+    for pop in model.graph.inputs:
+        width = model.graph.population(pop).size
+        rates[pop] = np.asarray(x, dtype=np.float64)[:, start:start + width]
+        start += width
+    return rates
+
+
+def _drives(model: Model, params: dict[str, np.ndarray], rates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    graph = model.graph
+    drives = {}
+    for pop in dynamic_populations(graph):
+        total = sum((rates[src] @ (params[name].T if t else params[name])) for src, name, t in couplings(graph, pop))
+        if graph.has_bias(pop):
+            total = total + params[f"{pop}.bias"]
+        drives[pop] = total
+    return drives
+
+
+def force(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, target: np.ndarray | None = None,
+          beta: float = 0.0) -> dict[str, np.ndarray]:
+    """``ρ'(s) ⊙ drive − s`` per population (float64, NumPy), nudged by ``beta`` toward ``target``."""
+    graph, params = model.graph, _host_params(model)
+    rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+    drives = _drives(model, params, rates)
+    if beta:
+        drives[graph.output] = drives[graph.output] + beta * (target - rates[graph.output])
+    return {p: _RATES[graph.population(p).activation][1](states[p]) * drives[p] - states[p] for p in states}
+
+
+def energy(model: Model, x: np.ndarray, states: dict[str, np.ndarray]) -> np.ndarray:
+    """The Hopfield energy ``E(s)`` of each example (tied couplings; feedback weights ignored)."""
+    graph, params = model.graph, _host_params(model)
+    rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+    total = sum(0.5 * np.sum(s * s, axis=1) for s in states.values())
+    for proj in graph.projections("forward"):
+        total = total - np.sum((rates[proj.source] @ params[proj.name]) * rates[proj.target], axis=1)
+    for pop in states:
+        if graph.has_bias(pop):
+            total = total - rates[pop] @ params[f"{pop}.bias"]
+    return total
+
+
+def free_states(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The states at the end of the model's own free relaxation (host float64 copies)."""
+    program = model.compiled("infer")
+    exe = model.run("infer", x, phases=program.predict_phases)
+    return {p: np.array(model.backend.to_numpy(exe.arrays[f"{p}.pre"]), dtype=np.float64)
+            for p in dynamic_populations(model.graph)}
+
+
+def _layout(model: Model) -> tuple[list[str], dict[str, slice], int]:
+    pops = dynamic_populations(model.graph)
+    offsets, start = {}, 0
+    for pop in pops:
+        size = model.graph.population(pop).size
+        offsets[pop] = slice(start, start + size)
+        start += size
+    return pops, offsets, start
+
+
+def _jacobian(model: Model, params: dict[str, np.ndarray], states: dict[str, np.ndarray],
+              drives: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example Jacobian of the force (batch × n × n) and the gains ``ρ'`` (zero where a
+    hard-sigmoid unit sits at a bound its force presses against, which it cannot leave)."""
+    graph = model.graph
+    pops, at, n = _layout(model)
+    batch = next(iter(states.values())).shape[0]
+    gain = np.zeros((batch, n))
+    curve = np.zeros((batch, n))
+    for pop in pops:
+        fn = graph.population(pop).activation
+        s = states[pop]
+        g = _RATES[fn][1](s)
+        if fn == "hard_sigmoid":
+            push = g * drives[pop] - s
+            g = np.where(((s <= 0.0) & (push <= 0.0)) | ((s >= 1.0) & (push >= 0.0)), 0.0, g)
+        gain[:, at[pop]] = g
+        curve[:, at[pop]] = _RATES[fn][2](s) * drives[pop]
+    coupling = np.zeros((n, n))  # ∂drive_i / ∂ρ_j
+    for pop in pops:
+        for source, name, transpose in couplings(graph, pop):
+            if source in at:
+                matrix = params[name]
+                coupling[at[pop], at[source]] = matrix if transpose else matrix.T
+    jac = gain[:, :, None] * coupling[None] * gain[:, None, :]
+    jac += np.einsum("bi,ij->bij", curve - 1.0, np.eye(n))
+    return jac, gain
+
+
+def polish(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, iterations: int = 30,
+           tol: float = 1e-13) -> dict[str, np.ndarray]:
+    """Newton iterations on ``force = 0`` from ``states`` (float64), keeping hard-sigmoid states in [0, 1]."""
+    graph, params = model.graph, _host_params(model)
+    pops, at, _ = _layout(model)
+    states = {p: s.copy() for p, s in states.items()}
+    for _ in range(iterations):
+        push = force(model, x, states)
+        flat = np.concatenate([push[p] for p in pops], axis=1)
+        rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+        jac, gain = _jacobian(model, params, states, _drives(model, params, rates))
+        for pop in pops:  # a unit pinned at its bound has no residual to remove
+            if graph.population(pop).activation == "hard_sigmoid":
+                flat[:, at[pop]] = np.where(gain[:, at[pop]] == 0.0, 0.0, flat[:, at[pop]])
+        if np.max(np.abs(flat)) <= tol:
+            break
+        step = np.linalg.solve(jac, -flat[..., None])[..., 0]
+        for pop in pops:
+            new = states[pop] + step[:, at[pop]]
+            states[pop] = np.clip(new, 0.0, 1.0) if graph.population(pop).activation == "hard_sigmoid" else new
+    return states
+
+
+def exact_gradients(model: Model, x: np.ndarray, y: np.ndarray,
+                    states: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """∂J/∂θ of the batch loss ``J = mean ½‖ρ(s*_y) − target‖²`` at the free fixed point ``s*``.
+
+    The fixed point is the model's own free relaxation, refined by Newton iterations; then
+    implicit differentiation of ``force(s*, θ) = 0``: with the force's Jacobian ``K`` at
+    ``s*``, solve ``Kᵀλ = −∂J/∂s`` per example and read ``∂J/∂θ = λᵀ ∂force/∂θ``. A weight
+    ``W_{A→B}`` gets ``ρ_A.T @ (ρ'_B ⊙ λ_B)``, plus ``(ρ'_A ⊙ λ_A).T @ ρ_B`` where it also
+    carries the top-down drive of A; a bias gets ``Σ_batch ρ'_B ⊙ λ_B``.
+    """
+    graph, params = model.graph, _host_params(model)
+    pops, at, _ = _layout(model)
+    out = graph.output
+    target = np.eye(graph.population(out).size)[y] if np.ndim(y) == 1 else np.asarray(y, dtype=np.float64)
+    states = polish(model, x, states if states is not None else free_states(model, x))
+    rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+    jac, gain = _jacobian(model, params, states, _drives(model, params, rates))
+    cost = np.zeros_like(gain)
+    cost[:, at[out]] = gain[:, at[out]] * (rates[out] - target) / len(x)
+    lam = np.linalg.solve(np.transpose(jac, (0, 2, 1)), -cost[..., None])[..., 0]
+    signal = {p: gain[:, at[p]] * lam[:, at[p]] for p in pops}  # ρ' ⊙ λ
+    grads: dict[str, np.ndarray] = {}
+    for proj in graph.projections():
+        if proj.type == "lateral":
+            continue
+        if proj.type == "feedback":  # drive of proj.target gets ρ_source @ F
+            grads[proj.name] = rates[proj.source].T @ signal[proj.target]
+            continue
+        grad = rates[proj.source].T @ signal[proj.target] if proj.target in signal else 0.0
+        tied = proj.source in signal and graph.population(proj.target).role != "input" and \
+            find_feedback(graph, proj.target, proj.source) is None
+        if tied:
+            grad = grad + signal[proj.source].T @ rates[proj.target]
+        grads[proj.name] = np.asarray(grad) * np.ones_like(params[proj.name])
+    for pop in pops:
+        if graph.has_bias(pop):
+            grads[f"{pop}.bias"] = signal[pop].sum(axis=0)
+    return {name: grads[name] for name in model.compiled("train").loss_params if name in grads}
+
+
+def loss_at(model: Model, x: np.ndarray, y: np.ndarray, states: dict[str, np.ndarray]) -> float:
+    """``mean ½‖ρ(s_y) − target‖²`` at the given states."""
+    out = model.graph.output
+    target = np.eye(model.graph.population(out).size)[y] if np.ndim(y) == 1 else np.asarray(y, dtype=np.float64)
+    rate = _RATES[model.graph.population(out).activation][0](states[out])
+    return float(0.5 * np.sum((rate - target) ** 2) / len(x))
+
+
+def relaxation_trace(model: Model, x: np.ndarray, steps: int) -> dict[str, Any]:
+    """Energy and residual of the free relaxation at every step (for pictures and claims)."""
+    graph = model.graph
+    states = {p: np.zeros((len(x), graph.population(p).size)) for p in dynamic_populations(graph)}
+    energies, residuals = [], []
+    for _ in range(steps):
+        push = force(model, x, states)
+        squared = np.zeros(len(x))
+        for pop in states:
+            eps = graph.population(pop).step
+            new = states[pop] + eps * push[pop]
+            if graph.population(pop).activation == "hard_sigmoid":
+                new = np.clip(new, 0.0, 1.0)
+            squared += np.sum(((new - states[pop]) / eps) ** 2, axis=1)
+            states[pop] = new
+        energies.append(float(np.mean(energy(model, x, states))))
+        residuals.append(float(np.sqrt(np.max(squared))))
+    return {"energy": energies, "residual": residuals, "states": states}

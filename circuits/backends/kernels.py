@@ -420,6 +420,83 @@ def modulate(op: ops.Modulate, arrays: dict[str, Any], ctx: KernelContext) -> St
     return step
 
 
+# -- neural dynamics ---------------------------------------------------------------------------
+
+
+def fill(op: ops.Fill, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    out, value = arrays[op.out], op.value
+    return lambda: out.fill(value)
+
+
+def nudge(op: ops.Nudge, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp = ctx.xp
+    rate, target, drive = arrays[op.rate], arrays[op.target], arrays[op.drive]
+    scratch = xp.empty_like(drive)
+    beta = op.beta
+
+    def step() -> None:
+        xp.subtract(target, rate, out=scratch)
+        xp.multiply(scratch, beta, out=scratch)
+        xp.add(drive, scratch, out=drive)
+    return step
+
+
+def leaky_integrate(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    """One Euler(–Maruyama) step; ``move`` holds the step taken, so ``‖move‖/ε`` is the force."""
+    xp = ctx.xp
+    state, rate, drive, residual = (arrays[n] for n in (op.state, op.rate, op.drive, op.residual))
+    move = xp.empty_like(state)
+    norms = xp.empty_like(residual)
+    eps, fn = op.step, op.fn
+    rng = ctx.rng(op.stream) if op.noise else None
+    noise = op.noise * float(np.sqrt(eps))
+
+    def gain() -> None:  # move = ρ'(s) ⊙ drive
+        if fn in ("hard_sigmoid", "linear"):
+            xp.copyto(move, drive)
+        elif fn == "tanh":
+            xp.multiply(rate, rate, out=move)
+            xp.subtract(1, move, out=move)
+            xp.multiply(move, drive, out=move)
+        elif fn == "sigmoid":
+            xp.subtract(1, rate, out=move)
+            xp.multiply(move, rate, out=move)
+            xp.multiply(move, drive, out=move)
+        elif fn == "relu":
+            xp.greater(state, 0, out=move)
+            xp.multiply(move, drive, out=move)
+        else:
+            raise NotImplementedError(f"dynamics of rate function '{fn}'")
+
+    def step() -> None:
+        gain()
+        xp.subtract(move, state, out=move)
+        xp.multiply(move, eps, out=move)
+        if rng is not None:
+            xp.add(move, noise * rng.standard_normal(move.shape, dtype=move.dtype), out=move)
+        if fn == "hard_sigmoid":
+            xp.add(state, move, out=move)
+            xp.clip(move, 0, 1, out=move)
+            xp.subtract(move, state, out=move)
+        xp.add(state, move, out=state)
+        xp.multiply(move, move, out=move)
+        xp.sum(move, axis=1, out=norms)
+        if op.accumulate:
+            xp.add(residual, norms / (eps * eps), out=residual)
+        else:
+            xp.divide(norms, eps * eps, out=residual)
+    return step
+
+
+def residual_norm(op: ops.ResidualNorm, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp = ctx.xp
+    squared, out = arrays[op.squared], arrays[op.out]
+
+    def step() -> None:
+        out[...] = xp.sqrt(xp.max(squared)) if squared.size else 0.0
+    return step
+
+
 def default_kernels() -> KernelTable:
     """The kernel table every backend starts from, filled by explicit lines."""
     table = KernelTable()
@@ -443,4 +520,8 @@ def default_kernels() -> KernelTable:
     table.register(ops.Offset, offset)
     table.register(ops.RunningMean, running_mean)
     table.register(ops.Modulate, modulate)
+    table.register(ops.Fill, fill)
+    table.register(ops.Nudge, nudge)
+    table.register(ops.LeakyIntegrate, leaky_integrate)
+    table.register(ops.ResidualNorm, residual_norm)
     return table

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -168,12 +169,12 @@ def verify(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps([{"claim": o.claim, "status": o.status, "measured": o.measured,
                                 "expected": o.expected, "reason": o.reason} for o in outcomes], indent=2))
     else:
-        table = Table(title=f"claims of {resolved.rule.name} on {resolved.name}")
+        table = Table(title=escape(f"claims of {resolved.rule.name} on {resolved.name}"))
         for column in ("claim", "measured", "expected", "verdict"):
             table.add_column(column, overflow="fold")
         for o in outcomes:
             verdict = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}[o.status]
-            table.add_row(o.claim, o.describe_measured() or o.reason, o.expected, verdict)
+            table.add_row(escape(o.claim), escape(o.describe_measured() or o.reason), escape(o.expected), verdict)
         Console(width=160).print(table)
     failed = [o.claim for o in outcomes if o.status == "fail"]
     if failed:

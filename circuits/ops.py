@@ -148,13 +148,18 @@ class Activate(Op):
 
 @attrs.frozen
 class ActivationDeriv(Op):
-    """Implements ``out = grad ⊙ f'(pre)``; ``rate = f(pre)`` is read where it is cheaper."""
+    """Implements ``out = grad ⊙ f'(pre)``; ``rate = f(pre)`` is read where it is cheaper.
+
+    ``masked`` says that ``rate`` was multiplied by a dropout mask after ``f``, so it no
+    longer equals ``f(pre)`` and the kernel recomputes ``f(pre)`` where it needs it.
+    """
 
     fn: str
     pre: str
     rate: str
     grad: str
     out: str
+    masked: bool = False
 
     def access(self) -> dict[str, tuple[str, ...]]:
         return access(sets=(self.out,), reads=(self.pre, self.rate, self.grad))

@@ -139,6 +139,13 @@ def test_verify_json(repo_root):
     assert all(o["status"] == "pass" for o in outcomes)
 
 
+def test_verify_table_keeps_bracketed_keys(repo_root):
+    """Measured keys such as ``relative_error[y->h1]`` are text, not rich markup."""
+    result = invoke("verify", str(repo_root / "specs" / "wm_digits.toml"))
+    assert result.exit_code == 0
+    assert "relative_error[y->h1]" in result.output
+
+
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and "circuits" in result.output

@@ -101,3 +101,22 @@ def test_dropout_trains_and_is_off_for_predict(fa_spec):
     np.testing.assert_array_equal(model.predict(x), model.predict(x))
     assert "h1.mask" in model.program.buffers
     assert "h1.mask" not in model.compiled("infer").buffers
+
+
+def test_dropout_step_is_the_gradient_of_the_masked_network(repo_root):
+    """With dropout on tanh units, f' comes from the pre-activation, not the masked rate."""
+    model = circuits.load(repo_root / "specs" / "bp_digits.toml",
+                          {"populations.h1.dropout": 0.5, "populations.h1.activation": "tanh",
+                           "rule.momentum": 0.0, "task.loss": "mse", "run.dtype": "float64"})
+    rng = np.random.default_rng(5)
+    x, target = rng.standard_normal((6, 64)), rng.standard_normal((6, 10))
+    before = {k: np.array(v) for k, v in model.params.items()}
+    model.step(x, target)
+    mask = model.sim.executable(model.program, 6).arrays["h1.mask"]
+    h = np.tanh(x @ before["x->h1"] + before["h1.bias"]) * mask
+    y = h @ before["h1->y"] + before["y.bias"]
+    dy = (y - target) / 6
+    dpre = (dy @ before["h1->y"].T) * mask * (1 - np.tanh(x @ before["x->h1"] + before["h1.bias"]) ** 2)
+    lr = model.program.lrs["x->h1"]
+    np.testing.assert_allclose(model.params["x->h1"], before["x->h1"] - lr * x.T @ dpre, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.params["h1->y"], before["h1->y"] - lr * h.T @ dy, rtol=1e-10, atol=1e-12)

@@ -189,6 +189,15 @@ def activate(op: ops.Activate, arrays: dict[str, Any], ctx: KernelContext) -> St
 def activation_deriv(op: ops.ActivationDeriv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
     xp = ctx.xp
     pre, rate, grad, out = (arrays[n] for n in (op.pre, op.rate, op.grad, op.out))
+    if op.masked and op.fn in ("tanh", "sigmoid"):  # f(pre) again: the rate carries the dropout mask
+        unmasked = xp.empty_like(rate)
+        inner = activation_deriv(attrs.evolve(op, masked=False), {**arrays, op.rate: unmasked}, ctx)
+        refresh = activate(ops.Activate(op.fn, op.pre, op.rate), {op.pre: pre, op.rate: unmasked}, ctx)
+
+        def recomputed() -> None:
+            refresh()
+            inner()
+        return recomputed
     if op.fn == "relu":
         def relu() -> None:
             xp.greater(pre, 0, out=out)

@@ -222,12 +222,13 @@ class Builder:
 
     def _deriv(self, phase: str, pop: str) -> None:
         """``delta = grad ⊙ f'`` (through the lateral step, if any), after the dropout mask."""
-        if self.graph.population(pop).dropout > 0 and self.mode == "train" and pop != self.graph.output:
+        masked = self.graph.population(pop).dropout > 0 and self.mode == "train" and pop != self.graph.output
+        if masked:
             self.emit(phase, ops.Multiply(f"{pop}.mask", self.grad(pop)))
         fn = self.graph.population(pop).activation
         if not self.linear(pop):
             self.emit(phase, ops.ActivationDeriv(fn, self.settled(pop), self.rate(pop), self.grad(pop),
-                                                 self.activity(self.delta2(pop), pop)))
+                                                 self.activity(self.delta2(pop), pop), masked=masked))
         self._lateral_deriv(phase, pop)
 
     def _lateral_deriv(self, phase: str, pop: str) -> None:

@@ -47,9 +47,19 @@ RUNS = ROOT / "runs" / "gallery"
 PUBLISHED = {
     "lillicrap_bp_mnist": "2.4 % error (Lillicrap et al. 2016, mean of 20 runs)",
     "lillicrap_fa_mnist": "2.1 % error (Lillicrap et al. 2016, mean of 20 runs)",
+    "bartunov_bp_mnist": "1.48 % error (Bartunov et al. 2018, best of 500 epochs)",
+    "bartunov_fa_mnist": "1.85 % error (Bartunov et al. 2018)",
+    "bartunov_dfa_mnist": "2.75 % error (Bartunov et al. 2018)",
+    "bartunov_dtp_mnist": "1.83 % error alternating, 2.86 % parallel (Bartunov et al. 2018)",
+    "hinton_bp_mnist": "153 errors = 1.53 % (Hinton, talk; UNVERIFIED)",
+    "hinton_td_mnist": "160 errors fixed, 150 adaptive (Hinton, talk; UNVERIFIED)",
+    "hinton_td_adaptive_mnist": "150 errors = 1.50 % (Hinton, talk; UNVERIFIED)",
+    "scellier_mnist": "2–3 % error (Scellier & Bengio 2017)",
 }
 TARGETS = {"backprop": 0.95, "feedback_alignment": 0.95, "kolen_pollack": 0.95,
-           "direct_feedback_alignment": 0.90, "weight_mirror": 0.90}
+           "direct_feedback_alignment": 0.90, "weight_mirror": 0.90, "target_propagation": 0.90,
+           "difference_target_propagation": 0.90, "temporal_derivative": 0.90, "node_perturbation": 0.80,
+           "equilibrium_propagation": 0.90, "contrastive_hebbian": 0.90, "predictive_coding": 0.90}
 
 
 def run(spec: Path) -> dict:
@@ -61,17 +71,23 @@ def run(spec: Path) -> dict:
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     summary = json.loads((out / "summary.json").read_text())
     summary["command"] = " ".join(command)
+    collect_pictures(out, spec.stem, summary)
+    return summary
+
+
+def collect_pictures(out: Path, stem: str, summary: dict) -> None:
+    """Copy a run folder's learning curves into the gallery and plot its alignment records."""
     (GALLERY / "curves").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "curves.png", GALLERY / "curves" / f"{spec.stem}.png")
+    if (out / "curves.png").exists():
+        shutil.copyfile(out / "curves.png", GALLERY / "curves" / f"{stem}.png")
     if (out / "alignment.csv").exists():
         with open(out / "alignment.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         records = [(int(r["step"]), {k: float(v) for k, v in r.items() if k not in ("step", "epoch")})
                    for r in rows]
         (GALLERY / "alignment").mkdir(parents=True, exist_ok=True)
-        plot_alignment(records, GALLERY / "alignment" / f"{spec.stem}.png",
+        plot_alignment(records, GALLERY / "alignment" / f"{stem}.png",
                        title=f"{summary['circuit']} · angle to the backprop update")
-    return summary
 
 
 def conservation_plot() -> Path:
@@ -114,8 +130,12 @@ def write_table(summaries: list[dict]) -> Path:
     for stem, s in sorted(table.items()):
         target = PUBLISHED.get(stem) or (f"≥ {100 * TARGETS[s['rule']]:.0f} % acc" if s["dataset"] == "digits"
                                          and s["rule"] in TARGETS else "")
-        lines.append(f"| {stem} | {s['rule']} | {s['dataset']} | {s['epochs']} | "
-                     f"{100 * s['final']['test_accuracy']:.2f} % | {100 * s['best_test_accuracy']:.2f} % | "
+        if s["final"]["test_accuracy"] is None or s["final"]["test_accuracy"] != s["final"]["test_accuracy"]:
+            final, best = f"test loss {s['final']['test_loss']:.4f}", "—"  # regression: no accuracy
+        else:
+            final = f"{100 * s['final']['test_accuracy']:.2f} %"
+            best = f"{100 * s['best_test_accuracy']:.2f} %"
+        lines.append(f"| {stem} | {s['rule']} | {s['dataset']} | {s['epochs']} | {final} | {best} | "
                      f"{target} | {s['wall_seconds']:.1f} | `{s['command']}` |")
     out = GALLERY / "results.md"
     out.write_text("\n".join(lines) + "\n")
@@ -126,7 +146,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("specs", nargs="*", type=Path)
     parser.add_argument("--mnist", action="store_true", help="also run the MNIST specs")
+    parser.add_argument("--record", nargs=3, metavar=("RUN_DIR", "ROW", "COMMAND"),
+                        help="add a finished run folder to the table as ROW, produced by COMMAND "
+                             "(for long runs made by hand, e.g. with fewer epochs)")
     args = parser.parse_args()
+    if args.record:
+        folder, row, command = args.record
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+        summary.update(spec=row, command=command)
+        collect_pictures(Path(folder), row, summary)
+        print(f"wrote {write_table([summary])}")
+        return
     specs = [p.resolve() for p in args.specs] or sorted(
         p for p in (ROOT / "specs").glob("*.toml") if args.mnist or "mnist" not in p.stem)
     summaries = []

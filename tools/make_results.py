@@ -164,8 +164,10 @@ def main() -> None:
         summary = run(spec)
         summary["spec"] = spec.stem
         summaries.append(summary)
-        print(f"{spec.stem}: {100 * summary['final']['test_accuracy']:.2f} % test accuracy "
-              f"in {summary['wall_seconds']:.0f} s", flush=True)
+        accuracy = summary["final"]["test_accuracy"]
+        measured = f"test loss {summary['final']['test_loss']:.4f}" if accuracy is None or accuracy != accuracy \
+            else f"{100 * accuracy:.2f} % test accuracy"
+        print(f"{spec.stem}: {measured} in {summary['wall_seconds']:.0f} s", flush=True)
     print(f"wrote {write_table(summaries)}")
     print(f"wrote {conservation_plot()}")
 

@@ -1,0 +1,196 @@
+"""The energy-model core: dynamics ops, relaxation phases, and the implicit-gradient reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import circuits
+from circuits import ops
+from circuits.cli import main
+from circuits.errors import CompileError
+from circuits.ir import Buffer, Phase, Program
+from circuits.rules import energy
+from test_kernels import run
+
+SPEC = """
+[circuit]
+name = "energy-tiny"
+[populations]
+x = {{ size = {nx}, role = "input" }}
+h1 = {{ size = 4, activation = "{act}", step = {step} }}
+h2 = {{ size = 3, activation = "{act}", step = {step} }}
+y = {{ size = {ny}, role = "output", activation = "{act}", step = {step} }}
+[[projections]]
+chain = ["x", "h1", "h2", "y"]
+init = {{ scheme = "normal", std = {std} }}
+[rule]
+name = "equilibrium_propagation"
+lr = 0.05
+free_steps = {steps}
+nudged_steps = {steps}
+tol = {tol}
+beta = 0.01
+[task]
+dataset = "digits"
+loss = "mse"
+[run]
+seed = 0
+dtype = "float64"
+"""
+
+
+def model(tmp_path, *, act="sigmoid", step=0.2, steps=20000, tol=1e-13, std=0.8, nx=5, ny=2, overrides=()):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC.format(act=act, step=step, steps=steps, tol=tol, std=std, nx=nx, ny=ny))
+    return circuits.load(path, list(overrides)), path
+
+
+def batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(3, 5)), rng.uniform(size=(3, 2))
+
+
+# -- kernels -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", ["sigmoid", "tanh", "linear", "hard_sigmoid", "relu"])
+def test_leaky_integrate_is_one_euler_step(backend, fn):
+    rng = np.random.default_rng(1)
+    s = rng.uniform(-0.5, 1.5, size=(4, 3))
+    drive = rng.normal(size=(4, 3))
+    rate = {"sigmoid": 1 / (1 + np.exp(-s)), "tanh": np.tanh(s), "linear": s,
+            "hard_sigmoid": np.clip(s, 0, 1), "relu": np.maximum(s, 0)}[fn]
+    gain = {"sigmoid": rate * (1 - rate), "tanh": 1 - rate ** 2, "linear": np.ones_like(s),
+            "hard_sigmoid": np.ones_like(s), "relu": (s > 0).astype(float)}[fn]
+    if fn == "hard_sigmoid":
+        s = np.clip(s, 0, 1)
+    out = run(backend, ops.LeakyIntegrate(fn, "s", "r", "d", "res", 0.3),
+              {"s": s, "r": rate, "d": drive, "res": np.full(4, 7.0)})
+    want = s + 0.3 * (gain * drive - s)
+    if fn == "hard_sigmoid":
+        want = np.clip(want, 0, 1)
+    np.testing.assert_allclose(out["s"], want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out["res"], np.sum(((want - s) / 0.3) ** 2, axis=1), rtol=1e-10)
+
+
+def test_nudge_fill_and_residual_norm(backend):
+    rng = np.random.default_rng(2)
+    rate, target, drive = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    out = run(backend, ops.Nudge("r", "t", "d", 0.25), {"r": rate, "t": target, "d": drive})
+    np.testing.assert_allclose(out["d"], drive + 0.25 * (target - rate), rtol=1e-12)
+    out = run(backend, ops.Fill("d", 0.5), {"d": drive})
+    np.testing.assert_array_equal(out["d"], np.full_like(drive, 0.5))
+    out = run(backend, ops.ResidualNorm("sq", "r"), {"sq": np.array([4.0, 9.0, 1.0]), "r": np.array(0.0)})
+    assert float(out["r"]) == 3.0
+
+
+def test_langevin_noise_is_seeded_and_scaled(backend):
+    s, zeros = np.zeros((2000, 4)), np.zeros((2000, 4))
+    op = ops.LeakyIntegrate("linear", "s", "r", "d", "res", 0.25, noise=0.4, stream="h.langevin")
+    first = run(backend, op, {"s": s, "r": zeros, "d": zeros, "res": np.zeros(2000)})["s"]
+    again = run(backend, op, {"s": s, "r": zeros, "d": zeros, "res": np.zeros(2000)})["s"]
+    np.testing.assert_array_equal(first, again)
+    assert abs(first.std() - 0.4 * np.sqrt(0.25)) < 0.01
+
+
+# -- relaxation phases ---------------------------------------------------------------------------
+
+
+def test_relaxation_stops_at_tolerance_and_records_it(tmp_path):
+    m, _ = model(tmp_path, tol=1e-6)
+    x, y = batch()
+    exe = m.run("train", x, y)
+    free = exe.relaxation["free"]
+    assert free.converged and free.residual <= 1e-6 and 1 < free.steps < 20000
+    # one more step from the fixed point moves nothing measurable
+    states = energy.free_states(m, x)
+    push = energy.force(m, x, states)
+    assert max(np.abs(f).max() for f in push.values()) < 1e-5
+
+
+def test_unconverged_relaxation_is_counted_and_warned(tmp_path):
+    m, _ = model(tmp_path, steps=3, tol=1e-12)
+    x, y = batch()
+    m.step(x, y)
+    assert m.unconverged == {"free": 1, "nudged": 1}
+    _, path = model(tmp_path, steps=3, tol=1e-12, nx=64, ny=10)
+    result = CliRunner().invoke(main, ["simulate", str(path), "--quiet", "--out", str(tmp_path / "run"),
+                                       "--set", "task.epochs=1", "--set", "task.n_train=40"])
+    assert result.exit_code == 0, result.output
+    assert "relaxation phase 'free' used its whole step budget" in result.output
+
+
+def test_until_must_name_a_scalar_the_phase_sets():
+    buffers = {"a": Buffer("a", (2,), "temp"), "r": Buffer("r", (), "temp")}
+    phase = Phase("p", (ops.Fill("a", 0.0),), repeat=5, until="r", tol=1e-3)
+    with pytest.raises(CompileError, match="stops on 'r'"):
+        Program(name="t", rule="t", mode="train", dtype="float64", buffers=buffers, phases=(phase,)).validate()
+
+
+def test_schedule_shows_the_relaxation(tmp_path):
+    m, _ = model(tmp_path, tol=1e-6)
+    text = m.program.describe()
+    assert "phase free × at most 20000, until relax.residual ≤ 1e-06" in text
+    assert "h1.drive += h2.rate @ h1->h2.weight.T" in text  # the coupling's top-down half
+    assert "y.drive += 0.01·(y.target − y.rate)" in text
+
+
+def test_energy_descends_along_small_steps(tmp_path):
+    m, _ = model(tmp_path, step=0.05)
+    x, _ = batch(3)
+    trace = energy.relaxation_trace(m, x, 200)
+    assert np.all(np.diff(trace["energy"]) <= 1e-12)
+
+
+def test_predict_runs_the_free_relaxation(tmp_path):
+    m, _ = model(tmp_path, tol=1e-12)
+    x, _ = batch(4)
+    states = energy.polish(m, x, energy.free_states(m, x))
+    np.testing.assert_allclose(m.predict(x), 1 / (1 + np.exp(-states["y"])), atol=1e-10)
+
+
+# -- implicit gradients --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "hard_sigmoid"])
+def test_implicit_gradient_equals_finite_differences(tmp_path, act):
+    m, _ = model(tmp_path, act=act, std=1.5 if act == "hard_sigmoid" else 0.8)
+    x, y = batch(5)
+    grads = m.gradients(x, y)
+
+    def loss() -> float:
+        return energy.loss_at(m, x, y, energy.polish(m, x, energy.free_states(m, x)))
+
+    for name in ("h1->h2", "y.bias"):
+        param, fd = m.params[name], np.zeros_like(m.params[name])
+        for index in np.ndindex(param.shape):
+            param[index] += 1e-6
+            up = loss()
+            param[index] -= 2e-6
+            down = loss()
+            param[index] += 1e-6
+            fd[index] = (up - down) / 2e-6
+        np.testing.assert_allclose(grads[name], fd, rtol=1e-5, atol=1e-9)
+
+
+def test_eqprop_tends_to_the_implicit_gradient(tmp_path):
+    x, y = batch(6)
+    errors = {}
+    for estimator in ("one_sided", "symmetric"):
+        for beta in (1e-1, 1e-2):
+            m, _ = model(tmp_path, overrides=[f"rule.estimator={estimator}", f"rule.beta={beta}"])
+            grads, deltas = m.gradients(x, y), m.deltas(x, y)
+            errors[estimator, beta] = max(np.linalg.norm(-deltas[k] / 0.05 - g) / np.linalg.norm(g)
+                                          for k, g in grads.items())
+    assert 8 < errors["one_sided", 1e-1] / errors["one_sided", 1e-2] < 12  # O(β)
+    assert 80 < errors["symmetric", 1e-1] / errors["symmetric", 1e-2] < 120  # O(β²)
+    assert errors["symmetric", 1e-2] < 1e-2 * errors["one_sided", 1e-2]
+
+
+def test_energy_rules_reject_what_they_cannot_run(tmp_path):
+    with pytest.raises(CompileError, match="task.loss"):
+        model(tmp_path, overrides=["task.loss=cross_entropy"])
+    with pytest.raises(CompileError, match="dropout"):
+        model(tmp_path, overrides=["populations.h1.dropout=0.5"])

@@ -22,8 +22,9 @@ from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Buffer, Op, Phase, Program
 from circuits.model import Model, angle_degrees, load
 from circuits.rules import Rule, RuleRegistry, default_registry
-from circuits.spec import CircuitSpec, dump_spec, parse_spec
+from circuits.spec import CircuitSpec, parse_spec
 from circuits.spec import load_spec as _load_spec
+from circuits.spec_writer import dump_spec
 from circuits.training import EpochRecord, fit, load_data
 
 __all__ = [

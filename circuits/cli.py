@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from circuits import render
+from circuits import plots, render
 from circuits.claims import default_claims, verify as verify_claims
 from circuits.compile import MODES, compile_circuit
 from circuits.errors import CircuitsError, SimulationError
@@ -229,7 +229,7 @@ def simulate(spec: str, overrides: tuple[str, ...], out: str | None, backend: st
                                    unconverged=model.unconverged))
     if records:
         title = f"{model.spec.name} · {model.spec.rule.name}"
-        render.plot_curves(read_metrics(folder.path / "metrics.csv"), folder.path / "curves.png", title=title)
+        plots.plot_curves(read_metrics(folder.path / "metrics.csv"), folder.path / "curves.png", title=title)
     if not quiet:
         _table(records, folder.path)
     click.echo(f"run folder: {folder.path}")

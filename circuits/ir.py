@@ -143,6 +143,10 @@ class Program:
     output: str = ""
     loss: str = ""
     predict_phases: tuple[str, ...] = ()
+    particles: dict[str, str] = attrs.field(factory=dict, hash=False)
+    """Persistent particles: input buffer → the buffer saved back into it after a run. A caller
+    that names the batch's examples (``Model.run(..., index=...)``) loads each example's last
+    saved value into the input before the run; without names the input starts at zero."""
 
     def phase(self, name: str) -> Phase:
         """The phase called ``name``."""
@@ -190,6 +194,11 @@ class Program:
             if phase.until and (phase.until not in setters or self.buffers[phase.until].shape != ()):
                 raise CompileError(f"phase '{phase.name}' stops on '{phase.until}', which must be a "
                                    "scalar that one of its ops sets")
+        for load, store in self.particles.items():
+            if self.buffers.get(load, Buffer(load, (), "temp")).kind != "input" or store not in self.buffers \
+                    or self.buffers[store].shape != self.buffers[load].shape or BATCH not in self.buffers[load].shape:
+                raise CompileError(f"particle '{load}' ← '{store}' needs a batched input buffer and a "
+                                   "buffer of the same shape")
 
     def describe(self, batch: int | None = None) -> str:
         """The schedule as text: phases, ops in run order, buffers with shapes and sizes."""
@@ -206,6 +215,10 @@ class Program:
             lines.append(f"phase {phase.name}{times}{doc}")
             for index, op in enumerate(phase.ops, 1):
                 lines.append(f"  {index:>3}. {op.math()}")
+            lines.append("")
+        for load, store in self.particles.items():
+            lines.append(f"particle {load} ← {store} of the same examples at the end of their last run")
+        if self.particles:
             lines.append("")
         lines.append("buffers")
         width = max((len(n) for n in self.buffers), default=0)

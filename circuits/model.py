@@ -62,6 +62,10 @@ class Model:
         self._programs: dict[str, Program] = {"train": self.program}
         self.unconverged: dict[str, int] = {}
         """Relaxation phase → how many runs ended at the step budget above tolerance."""
+        self._relaxed: dict[str, tuple[int, int, float]] = {}
+        self.particles: dict[str, Any] = {}
+        """Particle input buffer → per-example cache (examples × units, on the backend); see
+        :meth:`run`'s ``index``. Examples never run start at zero."""
         for buf in self.program.buffers.values():
             if buf.persistent:
                 self.sim.persistent(buf)
@@ -107,11 +111,48 @@ class Model:
                                 f"(got {target.shape})")
             exe.arrays[f"{out}.target"][...] = self.backend.from_numpy(target)
 
+    def _load_particles(self, exe: Executable, index: np.ndarray | None) -> None:
+        """Fill each particle input with the named examples' saved states (zeros without names)."""
+        if not exe.program.particles:
+            return
+        if index is not None:
+            index = np.asarray(index)
+            if index.shape != (exe.batch,) or not np.issubdtype(index.dtype, np.integer) or index.min(initial=0) < 0:
+                raise DataError(f"index must hold one non-negative integer example number per row of the "
+                                f"batch, shape ({exe.batch},) (got {index.dtype} with shape {index.shape})")
+        for load in exe.program.particles:
+            if index is None:
+                exe.arrays[load].fill(0)
+                continue
+            cache = self.particles.get(load)
+            need = int(index.max(initial=-1)) + 1
+            if cache is None or cache.shape[0] < need:
+                grown = self.backend.empty((max(need, 2 * (0 if cache is None else cache.shape[0])),
+                                            exe.arrays[load].shape[1]), self.spec.run.dtype)
+                if cache is not None:
+                    grown[:cache.shape[0]] = cache
+                cache = self.particles[load] = grown
+            exe.arrays[load][...] = cache[self.backend.from_numpy(index)]
+
+    def _store_particles(self, exe: Executable, index: np.ndarray | None) -> None:
+        if index is None:
+            return
+        where = self.backend.from_numpy(np.asarray(index))
+        for load, store in exe.program.particles.items():
+            self.particles[load][where] = exe.arrays[store]
+
     def run(self, mode: str, x: np.ndarray, y: np.ndarray | None = None,
-            phases: Sequence[str] | None = None) -> Executable:
-        """Bind a batch and run ``mode``'s program (or some of its phases)."""
+            phases: Sequence[str] | None = None, index: np.ndarray | None = None) -> Executable:
+        """Bind a batch and run ``mode``'s program (or some of its phases).
+
+        ``index`` numbers the batch's examples (rows of the training set): a program with
+        persistent particles starts each example from the state it saved on that example's
+        last run, and saves the new one. Without ``index`` particles start at zero and nothing
+        is saved; programs without particles ignore it.
+        """
         exe = self.sim.executable(self.compiled(mode), len(x))
         self._bind(exe, x, y)
+        self._load_particles(exe, index)
         # A diverging run overflows before its loss turns NaN; the caller checks the loss and
         # reports it, so NumPy's floating-point warnings would only repeat the news.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -119,7 +160,17 @@ class Model:
         for phase, relaxed in exe.relaxation.items():
             if not relaxed.converged:
                 self.unconverged[phase] = self.unconverged.get(phase, 0) + 1
+            runs, steps, worst = self._relaxed.get(phase, (0, 0, 0.0))
+            self._relaxed[phase] = (runs + 1, steps + relaxed.steps, max(worst, relaxed.residual))
+        self._store_particles(exe, index)
         return exe
+
+    def take_relaxation(self) -> dict[str, tuple[float, float]]:
+        """Per relaxation phase, the mean steps and the largest final residual of the runs
+        since the last call (then forgets them)."""
+        taken = {phase: (steps / runs, worst) for phase, (runs, steps, worst) in self._relaxed.items()}
+        self._relaxed = {}
+        return taken
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -163,9 +214,12 @@ class Model:
         accuracy = correct / len(x) if labelled else float("nan")
         return total / max(len(x), 1), accuracy
 
-    def step(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One learning step on a batch; returns the batch loss before the update."""
-        exe = self.run("train", x, y)
+    def step(self, x: np.ndarray, y: np.ndarray, index: np.ndarray | None = None) -> float:
+        """One learning step on a batch; returns the batch loss before the update.
+
+        ``index`` numbers the examples (see :meth:`run`); rules with persistent particles need it.
+        """
+        exe = self.run("train", x, y, index=index)
         return float(exe.arrays["loss.value"])
 
     def deltas(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ __all__ = [
     "LinearCombination",
     "ExampleLoss", "Offset", "RunningMean", "Modulate",
     "Fill", "Nudge", "LeakyIntegrate", "ResidualNorm",
+    "RandomSign",
 ]
 
 Shapes = Mapping[str, tuple[int | str, ...]]
@@ -545,7 +546,8 @@ class Fill(Op):
 
 @attrs.frozen
 class Nudge(Op):
-    """Implements ``drive += beta · (target − rate)``: the output pulled toward its target.
+    """Implements ``drive += beta · (target − rate)``, or ``drive += beta · sign · (target − rate)``
+    with a scalar buffer ``sign`` (a sign of β drawn at run time): the output pulled toward its target.
 
     Added to the output's drive before :class:`LeakyIntegrate` multiplies by ``ρ'(s)``, this is
     the force ``−β ∂C/∂s`` of the cost ``C = ½‖ρ(s) − target‖²``.
@@ -555,15 +557,19 @@ class Nudge(Op):
     target: str
     drive: str
     beta: float
+    sign: str = ""
 
     def access(self) -> dict[str, tuple[str, ...]]:
-        return access(incs=(self.drive,), reads=(self.rate, self.target))
+        return access(incs=(self.drive,), reads=(self.rate, self.target) + ((self.sign,) if self.sign else ()))
 
     def math(self) -> str:
-        return f"{self.drive} += {self.beta:g}·({self.target} − {self.rate})"
+        sign = f"{self.sign}·" if self.sign else ""
+        return f"{self.drive} += {self.beta:g}·{sign}({self.target} − {self.rate})"
 
     def check(self, shapes: Shapes) -> None:
         _same(self, shapes, self.drive, self.rate, self.target)
+        if self.sign and shapes[self.sign] != ():
+            raise self.fail(f"the sign must be a scalar (got shape {shapes[self.sign]})")
 
 
 @attrs.frozen
@@ -630,3 +636,24 @@ class ResidualNorm(Op):
     def check(self, shapes: Shapes) -> None:
         if shapes[self.out] != () or len(shapes[self.squared]) != 1:
             raise self.fail("needs one squared norm per example and a scalar output")
+
+
+@attrs.frozen
+class RandomSign(Op):
+    """Implements ``out = ±1``, each with probability ½, a scalar drawn from the seeded stream ``stream``.
+
+    EqProp's random-sign estimator draws the sign of β once per batch with it.
+    """
+
+    out: str
+    stream: str
+
+    def access(self) -> dict[str, tuple[str, ...]]:
+        return access(sets=(self.out,))
+
+    def math(self) -> str:
+        return f"{self.out} = ±1 with probability ½ each (stream '{self.stream}')"
+
+    def check(self, shapes: Shapes) -> None:
+        if shapes[self.out] != ():
+            raise self.fail(f"the sign must be a scalar (got shape {shapes[self.out]})")

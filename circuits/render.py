@@ -1,4 +1,4 @@
-"""Pictures of a circuit and of its training: diagrams and learning curves.
+"""Diagrams of a circuit as pictures, laid out and drawn with matplotlib.
 
 Stages of :func:`render_graph` for a picture (``.svg``, ``.png``, ``.pdf``):
 
@@ -10,18 +10,18 @@ Stages of :func:`render_graph` for a picture (``.svg``, ``.png``, ``.pdf``):
    edges exactly) with a legend and a title;
 3. it is saved with fixed metadata and SVG hash salt, so one graph always gives the same bytes.
 
-``.dot`` (Graphviz) and ``.mmd`` (Mermaid) diagrams are text, written without matplotlib.
+``.dot`` (Graphviz) and ``.mmd`` (Mermaid) diagrams are text, written by
+:mod:`circuits.render_text` (which also holds the palette, titles and layers every diagram
+shares); learning curves are drawn by :mod:`circuits.plots`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import matplotlib
-import networkx as nx
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -32,16 +32,12 @@ from matplotlib.textpath import TextToPath
 
 from circuits.errors import SpecError
 from circuits.graph import CircuitGraph
-from circuits.spec import PopulationSpec, ProjectionSpec
+from circuits.render_text import (EDGE_COLORS, ROLE_COLORS, box_detail, diagram_title, layer_depths,
+                                  to_dot, to_mermaid)
+from circuits.spec import ProjectionSpec
 
-__all__ = ["ROLE_COLORS", "EDGE_COLORS", "Layout", "layout", "render_graph", "to_dot", "to_mermaid",
-           "plot_curves", "plot_alignment"]
+__all__ = ["Layout", "layout", "render_graph"]
 
-#: Role → (fill, outline) of population boxes.
-ROLE_COLORS = {"input": ("#dce8f4", "#4a78a8"), "hidden": ("#eceff1", "#6b7b86"),
-               "output": ("#f8e3c8", "#c47f2c")}
-#: Projection type → line colour.
-EDGE_COLORS = {"forward": "#37474f", "feedback": "#a23b72", "lateral": "#2a7f8f"}
 _DASHES = {"forward": "-", "feedback": (0, (4.0, 2.4)), "lateral": (0, (1.0, 1.6))}
 _SIDE = {"forward": -1.0, "feedback": 1.0, "lateral": 1.0}   # bend forward left, the rest right
 _LINE_W = {True: 1.5, False: 0.9}                            # plastic, fixed
@@ -97,34 +93,8 @@ def _wrap(text: str, points: float, width: float, weight: str = "normal") -> tup
     return tuple(lines)
 
 
-def _detail(pop: PopulationSpec) -> str:
-    return f"{pop.size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
-
-
-def _head(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:
-    return title or " · ".join([graph.spec.name, graph.spec.rule.name]
-                               + ([f"phases: {', '.join(phases)}"] if phases else []))
-
-
 # ---------------------------------------------------------------------------------------------
 # Layout
-
-
-def _depths(graph: CircuitGraph) -> dict[str, int]:
-    """Forward depth; in a cyclic (energy-based) circuit, that of the graph without back edges."""
-    forward = graph.forward_graph()
-    if nx.is_directed_acyclic_graph(forward):
-        return graph.depth()
-    index = {name: i for i, name in enumerate(graph.populations)}
-    dist = nx.multi_source_dijkstra_path_length(forward, set(graph.inputs))
-    rank = {n: (dist.get(n, 0), index[n]) for n in forward}
-    dag = nx.DiGraph([(u, v) for u, v in forward.edges if rank[u] < rank[v]])
-    dag.add_nodes_from(forward)
-    depth: dict[str, int] = {}
-    for name in nx.lexicographical_topological_sort(dag, key=index.get):
-        depth[name] = 1 + max((depth[p] for p in dag.predecessors(name)), default=-1)
-    depth[graph.output] = 1 + max((d for n, d in depth.items() if n != graph.output), default=0)
-    return depth
 
 
 def _slots(order: list[list[str]]) -> dict[str, float]:
@@ -309,9 +279,9 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
     Layout
         Box centres and curves in inches: inputs lowest, the output highest.
     """
-    depth = _depths(graph)
+    depth = layer_depths(graph)
     order = _order_layers(graph, depth)
-    w = max([0.95] + [max(_text_width(p.name, _NAME_PT, "bold"), _text_width(_detail(p), _DETAIL_PT))
+    w = max([0.95] + [max(_text_width(p.name, _NAME_PT, "bold"), _text_width(box_detail(p), _DETAIL_PT))
                       + _BOX_PAD for p in graph.populations.values()])
     centres = {n: np.array([(i - (len(layer) - 1) / 2) * (w + _SLOT_GAP), k * _LAYER_DY])
                for k, layer in enumerate(order) for i, n in enumerate(layer)}
@@ -323,7 +293,7 @@ def layout(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
     entries = _legend(graph)
     legend_w = max(_text_width(label, _LEGEND_PT) for label, _ in entries) + 0.75
     width = max(6.0, extent[0] + legend_w + 3 * _MARGIN)
-    head = _head(graph, title, phases)
+    head = diagram_title(graph, title, phases)
     if _text_width(head, _TITLE_PT, "bold") > width - 2 * _MARGIN:   # the phases get a line of their own
         head = head.replace(" · phases: ", "\nphases: ")
     title_lines = _wrap(head, _TITLE_PT, width - 2 * _MARGIN, "bold")
@@ -382,7 +352,7 @@ def _diagram(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> F
                                     boxstyle=f"round,pad={r}", facecolor=ROLE_COLORS[pop.role][0],
                                     edgecolor=ROLE_COLORS[pop.role][1], lw=1.2, zorder=3))
         ax.text(x, yc + 0.1, name, fontsize=_NAME_PT, fontweight="bold", ha="center", va="center", zorder=5)
-        ax.text(x, yc - 0.12, _detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center",
+        ax.text(x, yc - 0.12, box_detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center",
                 zorder=5)
     for proj in graph.projections():
         _draw_projection(ax, proj, lay.routes[proj.name])
@@ -442,149 +412,3 @@ def render_graph(graph: CircuitGraph, path: str | Path, *, title: str | None = N
         return path
     with matplotlib.rc_context(_RC):
         return _save(_diagram(graph, title, phases), path, suffix)
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def to_dot(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[str] = ()) -> str:
-    """Graphviz text: inputs at the bottom, feedback dashed, lateral dotted, fixed ones thin."""
-    label = _head(graph, title, phases) + (f"\n{graph.spec.doc}" if graph.spec.doc else "")
-    lines = [f"digraph {_quote(graph.spec.name)} {{", "  rankdir=BT;", f"  label={_quote(label)};",
-             '  labelloc=t;\n  fontname="Helvetica";',
-             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
-             '  edge [fontname="Helvetica", fontsize=9];']
-    lines += [f"  {_quote(n)} [label={_quote(n + chr(10) + _detail(p))}, "
-              f'fillcolor="{ROLE_COLORS[p.role][0]}", color="{ROLE_COLORS[p.role][1]}"];'
-              for n, p in graph.populations.items()]
-    depth = _depths(graph)
-    lines += [f"  {{ rank=same; {'; '.join(_quote(n) for n in graph.populations if depth[n] == k)}; }}"
-              for k in range(max(depth.values()) + 1)]
-    style = {"forward": [], "feedback": ["style=dashed", "constraint=false"],
-             "lateral": ["style=dotted", "constraint=false"]}
-    for proj in graph.projections():
-        attrs_ = [f'color="{EDGE_COLORS[proj.type]}"', f"tooltip={_quote(proj.name)}", *style[proj.type]]
-        attrs_ += [] if proj.plastic else ["penwidth=0.7", "arrowhead=empty", 'label="fixed"']
-        lines.append(f"  {_quote(proj.source)} -> {_quote(proj.target)} [{', '.join(attrs_)}];")
-    return "\n".join(lines + ["}", ""])
-
-
-_MERMAID_WORDS = {"end", "graph", "subgraph", "flowchart", "style", "class", "classdef", "click",
-                  "linkstyle", "direction", "default"}
-
-
-def to_mermaid(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[str] = ()) -> str:
-    """Mermaid flowchart text: ``-->`` forward, ``-.->`` feedback, ``==>`` lateral."""
-    ids = {n: f"pop_{n}" if n.lower() in _MERMAID_WORDS else n for n in graph.populations}
-    lines = ["---", f"title: {_quote(_head(graph, title, phases))}", "---", "flowchart BT"]
-    lines += [f"  %% {graph.spec.doc}"] if graph.spec.doc else []
-    lines += [f'  {ids[n]}["{n}<br/>{_detail(p)}"]:::{p.role}' for n, p in graph.populations.items()]
-    arrows = {"forward": "-->", "feedback": "-.->", "lateral": "==>"}
-    for proj in graph.projections():
-        label = ([] if proj.type == "forward" else [proj.type]) + ([] if proj.plastic else ["fixed"])
-        text = f"|{', '.join(label)}|" if label else ""
-        lines.append(f"  {ids[proj.source]} {arrows[proj.type]}{text} {ids[proj.target]}")
-    lines += [f"  classDef {role} fill:{fill},stroke:{edge}" for role, (fill, edge) in ROLE_COLORS.items()]
-    lines += [f"  linkStyle {i} stroke:{EDGE_COLORS[p.type]}" for i, p in enumerate(graph.projections())]
-    return "\n".join(lines + [""])
-
-
-# ---------------------------------------------------------------------------------------------
-# Training curves
-
-
-def _angle_axes(ax, steps: Sequence[float], angles: Mapping[str, Sequence[float]]) -> None:
-    peak = max([90.0] + [a for values in angles.values() for a in values if math.isfinite(a)])
-    ax.axhline(90.0, color="#999999", lw=1.0, linestyle="--", zorder=1)
-    for name, values in angles.items():
-        ax.plot(steps, values, lw=1.4, label=name)
-    ax.set_ylim(0.0, peak + 5.0)
-    ax.set_yticks(np.arange(0.0, peak + 1.0, 15.0))
-    ax.set_ylabel("angle to backprop's update (°)")
-    if angles:
-        ax.legend(frameon=False, fontsize=_LEGEND_PT)
-
-
-def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title: str) -> Path:
-    """Learning curves from ``metrics.csv`` rows: loss, test accuracy and alignment angles.
-
-    Parameters
-    ----------
-    rows
-        One mapping per epoch with ``epoch``, ``train_loss``, ``test_loss``, ``test_accuracy``
-        (a fraction) and optional ``align.<param>`` angles in degrees; missing values are NaN.
-        The accuracy panel is left out when every accuracy is NaN (regression), the angle
-        panel when there are no ``align.`` columns.
-    path
-        ``.png``, ``.svg`` or ``.pdf``.
-    title
-        Shown above the panels.
-
-    Raises
-    ------
-    SpecError
-        When the suffix names no known format.
-    """
-    path = Path(path)
-    suffix = _suffix(path, _PICTURES, "plot")
-
-    def column(key: str) -> list[float]:
-        return [float(row.get(key, math.nan)) for row in rows]
-    epochs, accuracy = column("epoch"), column("test_accuracy")
-    aligned = sorted({k for row in rows for k in row if k.startswith("align.")})
-    finite = [a for a in accuracy if math.isfinite(a)]
-    panels = ["loss"] + (["accuracy"] if finite else []) + (["align"] if aligned else [])
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(3.6 * len(panels), 3.2), layout="constrained")
-        FigureCanvasAgg(fig)
-        fig.suptitle(title, fontsize=_TITLE_PT, fontweight="bold")
-        for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-            ax.set_xlabel("epoch")
-            ax.spines[["top", "right"]].set_visible(False)
-            if panel == "loss":
-                ax.plot(epochs, column("train_loss"), color=EDGE_COLORS["forward"], lw=1.5, label="train")
-                ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5, ls="--",
-                        label="test")
-                ax.set_ylabel("loss")
-                ax.legend(frameon=False, fontsize=_LEGEND_PT)
-            elif panel == "accuracy":
-                scale = 100.0 if max(finite) <= 1.0 else 1.0   # fractions, or percentages already
-                ax.plot(epochs, [a * scale for a in accuracy], color=ROLE_COLORS["input"][1], lw=1.5)
-                ax.set_ylabel("test accuracy (%)")
-            else:
-                _angle_axes(ax, epochs, {k.removeprefix("align."): column(k) for k in aligned})
-        return _save(fig, path, suffix)
-
-
-def plot_alignment(records: Sequence[tuple[int, Mapping[str, float]]], path: str | Path, *,
-                   title: str) -> Path:
-    """Angle between each parameter's update and backprop's, against the training step.
-
-    Parameters
-    ----------
-    records
-        ``(step, {parameter: angle in degrees})`` pairs in step order.
-    path
-        ``.png``, ``.svg`` or ``.pdf``.
-    title
-        Shown above the plot.
-
-    Raises
-    ------
-    SpecError
-        When the suffix names no known format.
-    """
-    path = Path(path)
-    suffix = _suffix(path, _PICTURES, "plot")
-    names = sorted({name for _, angles in records for name in angles})
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(5.0, 3.4), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.subplots()
-        ax.set_title(title, fontsize=_TITLE_PT, fontweight="bold")
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.set_xlabel("training step")
-        _angle_axes(ax, [float(step) for step, _ in records],
-                    {n: [float(a.get(n, math.nan)) for _, a in records] for n in names})
-        return _save(fig, path, suffix)

@@ -18,7 +18,8 @@ import numpy as np
 
 from circuits.errors import SimulationError
 from circuits.ir import Program
-from circuits.spec import CircuitSpec, dump_spec
+from circuits.spec import CircuitSpec
+from circuits.spec_writer import dump_spec
 from circuits.training import AlignmentRecord, EpochRecord
 
 __all__ = ["RunFolder", "read_metrics", "summarize"]
@@ -65,6 +66,8 @@ class RunFolder:
         row = {"epoch": record.epoch, "train_loss": record.train_loss, "test_loss": record.test_loss,
                "test_accuracy": record.test_accuracy, "seconds": round(record.seconds, 4)}
         row.update({f"align.{name}": angle for name, angle in record.mean_alignment().items()})
+        for phase, (steps, residual) in record.relaxation.items():
+            row.update({f"relax.{phase}.steps": round(steps, 2), f"relax.{phase}.residual": residual})
         if self._columns is None:
             self._columns = list(row)
         self._append("metrics.csv", self._columns, [row])

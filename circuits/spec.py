@@ -4,17 +4,17 @@ Stages of :func:`parse_spec`:
 
 1. parse TOML (syntax errors carry line and column);
 2. expand ``chain = [...]`` shorthands into one projection per link;
-3. apply ``--set key=value`` overrides to the raw tables, so they are checked like the file;
+3. apply ``--set key=value`` overrides (:mod:`circuits.overrides`) to the raw tables, so they
+   are checked like the file;
 4. read every table key by key (unknown keys, wrong types, ranges, NaN/inf, names);
 5. fill defaults, including the rule's declared parameters.
 
-The result is *resolved*: :func:`dump_spec` writes every value, so
+The result is *resolved*: :func:`circuits.spec_writer.dump_spec` writes every value, so
 ``parse_spec(dump_spec(s), rules=...) == s``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -25,12 +25,13 @@ import attrs
 
 from circuits.data import DATASETS
 from circuits.errors import SpecError, did_you_mean
+from circuits.overrides import apply_override, parse_overrides
 from circuits.schema import Param, RuleSignature, TableReader, check_params, describe_value
 
 __all__ = [
     "ACTIVATIONS", "ROLES", "PROJECTION_TYPES", "INIT_SCHEMES", "LOSSES",
     "InitSpec", "PopulationSpec", "ProjectionSpec", "RuleSpec", "TaskSpec", "RunSpec",
-    "CircuitSpec", "load_spec", "parse_spec", "dump_spec", "parse_overrides",
+    "CircuitSpec", "load_spec", "parse_spec",
 ]
 
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "hard_sigmoid", "softmax")
@@ -198,34 +199,8 @@ def parse_spec(text: str, *, source: str = "<spec>",
         raise SpecError(f"{source}: TOML syntax error: {exc}") from None
     raw["projections"] = _expand_projections(raw.get("projections", []), source)
     for key, value in parse_overrides(overrides, source=source).items():
-        _apply_override(raw, key, value, source)
+        apply_override(raw, key, value, source)
     return _read_spec(raw, source, rules)
-
-
-def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None, *,
-                    source: str = "<spec>") -> dict[str, Any]:
-    """Turn ``["a.b=1"]`` or ``{"a.b": 1}`` into ``{"a.b": 1}`` with TOML-typed values."""
-    if not overrides:
-        return {}
-    if isinstance(overrides, Mapping):
-        items = list(overrides.items())
-    else:
-        items = []
-        for item in overrides:
-            key, sep, value = str(item).partition("=")
-            if not sep or not key.strip():
-                raise SpecError(f"{source}: --set {item}: must look like key=value, e.g. rule.lr=0.01")
-            items.append((key.strip(), value.strip()))
-    parsed: dict[str, Any] = {}
-    for key, value in items:
-        key = str(key)
-        if isinstance(value, str):
-            try:
-                value = tomllib.loads(f"v = {value}")["v"]
-            except ValueError:  # not a TOML value (TOMLDecodeError) or too many digits: keep the string
-                pass
-        parsed[key] = value
-    return parsed
 
 
 def _expand_projections(entries: object, source: str) -> list[Any]:
@@ -250,39 +225,6 @@ def _expand_projections(entries: object, source: str) -> list[Any]:
         rest = {k: v for k, v in entry.items() if k != "chain"}
         expanded.extend({"from": a, "to": b, **rest} for a, b in zip(chain, chain[1:]))
     return expanded
-
-
-def _projection_name(entry: Mapping[str, Any]) -> str:
-    if isinstance(entry.get("name"), str) and entry["name"]:
-        return entry["name"]
-    return f"{entry.get('from')}->{entry.get('to')}"
-
-
-def _apply_override(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Set ``raw[a][b][c] = value`` for ``key = "a.b.c"``; projections are addressed by name."""
-    where = f"{source}: --set {key}"
-    parts = key.split(".")
-    if len(parts) < 2:
-        raise SpecError(f"{where}: must name a table and a key, e.g. rule.lr or populations.h1.size")
-    if parts[0] == "projections":
-        names = [_projection_name(p) for p in raw["projections"] if isinstance(p, dict)]
-        if len(parts) != 3 or parts[1] not in names:
-            raise SpecError(f"{where}: must be projections.<name>.<key> with a projection name "
-                            f"among {', '.join(names)}{did_you_mean(parts[1], names)}")
-        [p for p in raw["projections"] if isinstance(p, dict)][names.index(parts[1])][parts[2]] = value
-        return
-    if parts[0] == "populations" and isinstance(raw.get("populations"), dict):
-        names = list(raw["populations"])
-        if len(parts) != 3 or parts[1] not in names:
-            raise SpecError(f"{where}: must be populations.<name>.<key> with a population among "
-                            f"{', '.join(names)}{did_you_mean(parts[1], names)}")
-    table = raw
-    for depth, part in enumerate(parts[:-1]):
-        nxt = table.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise SpecError(f"{where}: '{'.'.join(parts[:depth + 1])}' is not a table")
-        table = nxt
-    table[parts[-1]] = value
 
 
 def _check_name(reader: TableReader, key: str, name: object) -> str:
@@ -461,72 +403,3 @@ def _read_run(reader: TableReader) -> RunSpec:
         Param("eval_batch_size", 1000, "batch size for evaluation", minimum=1),
     ])
     return RunSpec(**values)
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError("NaN/inf cannot be written to a spec")
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + "".join(_escape(c) for c in value) + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _escape(char: str) -> str:
-    """One character of a TOML basic string, escaped where TOML requires it."""
-    if char in ('"', "\\"):
-        return "\\" + char
-    if char == "\n":
-        return "\\n"
-    if char == "\t":
-        return char
-    if ord(char) < 0x20 or ord(char) == 0x7F:
-        return f"\\u{ord(char):04x}"
-    return char
-
-
-def _toml_key(key: str) -> str:
-    return key if key and set(key) <= _NAME_CHARS | {"-"} else _toml_value(key)
-
-
-def _table(name: str, items: Mapping[str, Any]) -> list[str]:
-    lines = [f"[{name}]"]
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in items.items() if v is not None]
-    return lines + [""]
-
-
-def dump_spec(spec: CircuitSpec) -> str:
-    """Write ``spec`` as TOML with every default filled in (the resolved spec)."""
-    lines = _table("circuit", {"name": spec.name, "doc": spec.doc})
-    lines.append("[populations]")
-    for pop in spec.populations:
-        fields = attrs.asdict(pop)
-        del fields["name"]
-        lines.append(f"{_toml_key(pop.name)} = {_toml_value(fields)}")
-    lines.append("")
-    for proj in spec.projections:
-        init = {k: v for k, v in attrs.asdict(proj.init).items() if v is not None}
-        entry = {"from": proj.source, "to": proj.target, "type": proj.type, "name": proj.name,
-                 "init": init, "bias": proj.bias, "plastic": proj.plastic, "lr": proj.lr}
-        lines += _table("[projections]", entry)
-    lines += _table("rule", {"name": spec.rule.name, **spec.rule.params})
-    task = attrs.asdict(spec.task)
-    options = task.pop("options")
-    lines += _table("task", task)
-    if options:
-        lines += _table("task.options", options)
-    lines += _table("run", attrs.asdict(spec.run))
-    return "\n".join(lines)

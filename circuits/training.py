@@ -43,6 +43,8 @@ class EpochRecord:
     seconds: float
     examples: int
     alignment: tuple[AlignmentRecord, ...] = ()
+    relaxation: dict[str, tuple[float, float]] = attrs.field(factory=dict, hash=False)
+    """Relaxation phase → (mean steps, largest final residual) over the epoch's training steps."""
 
     def mean_alignment(self) -> dict[str, float]:
         """Per-parameter mean angle over the epoch's alignment records."""
@@ -143,11 +145,12 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         losses, aligned = [], []
+        model.take_relaxation()
         for index, batch in enumerate(iterate_batches(data.n_train, spec.task.batch_size, rng)):
             xb, yb = x_train[batch], y_train[batch]
             if every and step % every == 0:
                 aligned.append(AlignmentRecord(step, epoch, model.alignment(xb, yb)))
-            loss = model.step(xb, yb)
+            loss = model.step(xb, yb, index=batch)
             if not math.isfinite(loss):
                 raise SimulationError(f"loss became {loss} at epoch {epoch}, batch {index + 1}; "
                                       "lower rule.lr or check the init scale (everything up to the "
@@ -157,7 +160,8 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
             if on_batch is not None:
                 on_batch(epoch, index, loss)
         seconds = time.perf_counter() - start
+        relaxation = model.take_relaxation()
         test_loss, test_accuracy = model.evaluate(x_test, y_test)
         yield EpochRecord(epoch=epoch, train_loss=float(np.mean(losses)), test_loss=test_loss,
                           test_accuracy=test_accuracy, seconds=seconds, examples=data.n_train,
-                          alignment=tuple(aligned))
+                          alignment=tuple(aligned), relaxation=relaxation)

@@ -1,4 +1,4 @@
-"""Tests of circuits.data: the registry, loaders, normalization, batching and IDX reading.
+"""Tests of circuits.data and circuits.idx: registry, loaders, normalization, batching, IDX files.
 
 None of these tests touches the network: downloads are disabled or served from file:// URLs.
 """
@@ -20,13 +20,11 @@ from circuits.data import (
     Dataset,
     DatasetInfo,
     DatasetRegistry,
-    _download,
-    data_home,
     iterate_batches,
     load_dataset,
-    read_idx,
 )
 from circuits.errors import DataError
+from circuits.idx import _download, data_home, read_idx
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -11,6 +11,7 @@ from circuits import ops
 from circuits.cli import main
 from circuits.errors import CompileError
 from circuits.ir import Buffer, Phase, Program
+from circuits.results import read_metrics
 from circuits.rules import energy
 from test_kernels import run
 
@@ -120,6 +121,9 @@ def test_unconverged_relaxation_is_counted_and_warned(tmp_path):
                                        "--set", "task.epochs=1", "--set", "task.n_train=40"])
     assert result.exit_code == 0, result.output
     assert "relaxation phase 'free' used its whole step budget" in result.output
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert rows[0]["relax.free.steps"] == 3 and rows[0]["relax.nudged.steps"] == 3
+    assert rows[0]["relax.free.residual"] > 1e-12
 
 
 def test_until_must_name_a_scalar_the_phase_sets():

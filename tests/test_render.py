@@ -12,7 +12,9 @@ import pytest
 
 from circuits.errors import SpecError
 from circuits.graph import CircuitGraph, build_graph
-from circuits.render import layout, plot_alignment, plot_curves, render_graph, to_dot, to_mermaid
+from circuits.plots import plot_alignment, plot_curves
+from circuits.render import layout, render_graph
+from circuits.render_text import to_dot, to_mermaid
 from circuits.rules import default_registry
 from circuits.spec import (CircuitSpec, PopulationSpec, ProjectionSpec, RuleSpec, RunSpec, TaskSpec,
                            parse_spec)

@@ -8,15 +8,15 @@ import pytest
 
 from circuits.errors import CircuitsError, SpecError
 from circuits.graph import build_graph
+from circuits.overrides import parse_overrides
 from circuits.spec import (
     InitSpec,
     PopulationSpec,
     ProjectionSpec,
-    dump_spec,
     load_spec,
-    parse_overrides,
     parse_spec,
 )
+from circuits.spec_writer import dump_spec
 
 BASE = """\
 [circuit]

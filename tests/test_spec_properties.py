@@ -23,7 +23,8 @@ from strategies import (
 
 from circuits.errors import GraphError, SpecError
 from circuits.graph import CircuitGraph, build_graph
-from circuits.spec import CircuitSpec, dump_spec, load_spec, parse_spec
+from circuits.spec import CircuitSpec, load_spec, parse_spec
+from circuits.spec_writer import dump_spec
 
 
 def parse(text: str, rules, **kwargs) -> CircuitSpec:

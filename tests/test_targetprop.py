@@ -1,5 +1,6 @@
 """Target propagation and DTP: the LinearCombination op, the rules pinned against NumPy on a tiny
-circuit, compile-time checks, and the TP claims as property tests with a mutant rule each."""
+circuit, the parallel and alternating schedules, compile-time checks, and the TP claims as
+property tests with a mutant rule each."""
 
 from __future__ import annotations
 
@@ -206,6 +207,41 @@ def test_train_step_updates_forward_weights_and_the_inverse(registry):
                                rtol=1e-10)
 
 
+def test_alternating_schedule_updates_the_inverse_before_the_targets(registry):
+    """One SGD step (σ = 0): the inverse steps exactly as under "parallel", then the targets, and so
+    the hidden populations' updates, are those of the updated inverse; the output's is unchanged."""
+    models = {schedule: tiny(registry, DTP, f'schedule = "{schedule}"') for schedule in ("parallel", "alternating")}
+    p = host(models["parallel"])
+    models["alternating"].set_params(p)
+    _, (h1, h2, _, _) = hand(p, True)
+    recon = np.tanh(h2 @ p["h2->h1"] + p["h2->h1.inverse_bias"])
+    rd = (recon - h1) / len(X) * (1 - recon ** 2)
+    stepped = {**p, "h2->h1": p["h2->h1"] - 0.05 * h2.T @ rd,
+               "h2->h1.inverse_bias": p["h2->h1.inverse_bias"] - 0.05 * rd.sum(0)}
+    for schedule, model in models.items():
+        used = stepped if schedule == "alternating" else p
+        est, _ = hand(used, True)
+        model.step(X, T)
+        after = host(model)
+        for name, value in stepped.items():
+            want = value - 0.1 * est[name] if name in est else value
+            np.testing.assert_allclose(after[name], want, rtol=1e-10, atol=1e-14, err_msg=f"{schedule}: {name}")
+    a, b = host(models["parallel"]), host(models["alternating"])
+    assert not np.allclose(a["x->h1"], b["x->h1"], rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(a["h2->y"], b["h2->y"])
+
+
+def test_schedule_orders_the_phases(registry):
+    order = {schedule: [ph.name for ph in tiny(registry, DTP, f'schedule = "{schedule}"').compiled("train").phases]
+             for schedule in ("parallel", "alternating")}
+    assert order["parallel"] == ["forward", "loss", "targets", "inverse", "update", "inverse_update"]
+    assert order["alternating"] == ["forward", "loss", "inverse", "inverse_update", "targets", "update"]
+    alternating = tiny(registry, DTP, 'schedule = "alternating"')
+    assert [ph.name for ph in alternating.compiled("probe").phases] == ["forward", "loss", "targets", "update"]
+    assert "phase inverse_update  — apply the inverses' updates before the targets use them (schedule = " \
+           "alternating)" in alternating.program.describe()
+
+
 def test_phases_per_mode(registry):
     model = tiny(registry, DTP)
     names = {mode: [ph.name for ph in model.compiled(mode).phases] for mode in ("train", "probe", "infer")}
@@ -244,6 +280,11 @@ def test_errors_name_the_fix(registry):
         "(or set rule.auto_feedback = true)")
     with pytest.raises(CompileError, match="rule.feedback: 'jacobian' goes with rule.top_target = 'penultimate'"):
         tiny(registry, DTP, 'top_target = "output"\nfeedback = "jacobian"')
+    with pytest.raises(CompileError) as err:
+        tiny(registry, DTP, 'schedule = "alternating"\nfeedback = "jacobian"')
+    assert str(err.value) == ("tiny.toml: rule.schedule: 'alternating' orders the training of learned inverses, "
+                              "and feedback = 'jacobian' has none; set rule.schedule = 'parallel' or "
+                              "rule.feedback = 'learned'")
 
 
 def test_auto_feedback_creates_plastic_inverses(registry):
@@ -256,10 +297,13 @@ def test_auto_feedback_creates_plastic_inverses(registry):
 # -- claims: property tests on drawn chains ---------------------------------------------------------------
 
 
-def chain_spec(registry, circuit, rule, extra="", *, ascending=False, smooth=False):
-    """A drawn DAG circuit re-wired as the chain of its populations in order (sizes and units kept)."""
+def chain_spec(registry, circuit, rule, extra="", *, ascending=False, smooth=False, square=False):
+    """A drawn DAG circuit re-wired as the chain of its populations in order (sizes and units kept;
+    ``ascending`` sorts the hidden sizes, ``square`` gives every hidden population the first one's)."""
     names = list(circuit["sizes"])
     sizes, acts = dict(circuit["sizes"]), dict(circuit["activations"])
+    if square:
+        sizes.update({name: sizes[names[1]] for name in names[1:-1]})
     if ascending:
         for name, size in zip(names[1:-1], sorted(sizes[n] for n in names[1:-1])):
             sizes[name] = size
@@ -301,6 +345,26 @@ def test_jacobian_feedback_dtp_is_backprop(registry, circuit):
     assert outcome.passed, outcome
 
 
+@given(circuit=dag_circuits())
+def test_dtp_gives_gauss_newton_targets_in_invertible_nets(registry, circuit):
+    assume(hidden_count(circuit) >= 2)
+    outcome = run_claim("dtp_gauss_newton_targets", chain_spec(registry, circuit, DTP, square=True), registry)
+    assume(outcome.status != "skip")  # an ill-conditioned draw
+    assert outcome.passed, outcome
+    assert 0.9 <= outcome.measured["gn_error_slope"] <= 1.1, outcome
+
+
+def test_gauss_newton_targets_are_not_backprop_targets(registry):
+    """On the tiny circuit the claim's targets are J⁻¹δ to ~1e-4 while Jᵀδ points far away."""
+    spec = registry.get(DTP).augment(parse_spec(TINY.format(rule=DTP, extra=""), source="tiny.toml",
+                                                rules=registry.signatures()))
+    outcome = run_claim("dtp_gauss_newton_targets", spec, registry)
+    assert outcome.passed, outcome
+    assert outcome.measured["gn_one_minus_cosine_at_smallest_alpha"] < 1e-6
+    assert outcome.measured["backprop_cosine_at_smallest_alpha"] < 0.9
+    assert outcome.measured["spec_inverse_gn_relative_error"] > 0.1  # untrained inverses: no GN targets
+
+
 @given(circuit=dag_circuits(), top=st.sampled_from(["penultimate", "output"]))
 def test_inverse_training_lowers_reconstruction(registry, circuit, top):
     assume(hidden_count(circuit) >= (1 if top == "output" else 2))
@@ -321,6 +385,8 @@ def test_preconditions_skip_with_a_reason(registry):
     spec = parse_spec(shrinking.format(rule=DTP, extra=""), source="s.toml", rules=registry.signatures())
     outcome = run_claim("perfect_inverse_dtp_is_tp", registry.get(DTP).augment(spec), registry)
     assert outcome.status == "skip" and "'h2' is smaller than 'h1'" in outcome.reason
+    outcome = run_claim("dtp_gauss_newton_targets", registry.get(DTP).augment(spec), registry)
+    assert outcome.status == "skip" and "every hidden population the same size" in outcome.reason
 
 
 # -- mutants: each claim fails on a rule wrong in the way it guards ----------------------------------------
@@ -356,6 +422,20 @@ class NoDerivativeJacobianDTP(DifferenceTargetPropagation):
         return result
 
 
+class BackpropDirectionDTP(DifferenceTargetPropagation):
+    """DTP that carries targets down by the transposed Jacobian of the forward layer whatever its
+    inverses: g(u) = (u ⊙ f') @ Wᵀ, backprop's direction Jᵀδ instead of Gauss-Newton's J⁻¹δ."""
+
+    def _g(self, b: Builder, lower: str, upper: str, source: str, tag: str, out: str | None = None) -> str:
+        scaled = b.activity(f"{upper}->{lower}.{tag}_scaled", upper)
+        result = b.activity(out or f"{upper}->{lower}.{tag}", lower)
+        b.emit("targets",
+               ops.ActivationDeriv(b.graph.population(upper).activation, b.pre(upper), b.rate(upper), source,
+                                   scaled),
+               ops.MatMul(scaled, b.weight(b.graph.incoming(upper)[0]), result, transpose_b=True))
+        return result
+
+
 class AscendingInverseTP(TargetPropagation):
     """TP whose inverses climb their reconstruction loss instead of descending it."""
 
@@ -379,6 +459,7 @@ MUTANTS = [
     ("dtp_fixed_point", CorrectingTP(), TP),
     ("perfect_inverse_dtp_is_tp", FlippedCorrectionDTP(), DTP),
     ("jacobian_dtp_is_backprop", NoDerivativeJacobianDTP(), DTP),
+    ("dtp_gauss_newton_targets", BackpropDirectionDTP(), DTP),
     ("inverse_training_reduces_reconstruction", AscendingInverseTP(), TP),
 ]
 

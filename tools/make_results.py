@@ -38,7 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from circuits.claims import default_claims  # noqa: E402
-from circuits.render import plot_alignment  # noqa: E402
+from circuits.plots import plot_alignment  # noqa: E402
 from circuits.rules import default_registry  # noqa: E402
 from circuits.spec import load_spec  # noqa: E402
 

@@ -442,10 +442,13 @@ def nudge(op: ops.Nudge, arrays: dict[str, Any], ctx: KernelContext) -> Step:
     rate, target, drive = arrays[op.rate], arrays[op.target], arrays[op.drive]
     scratch = xp.empty_like(drive)
     beta = op.beta
+    sign = arrays[op.sign] if op.sign else None
 
     def step() -> None:
         xp.subtract(target, rate, out=scratch)
         xp.multiply(scratch, beta, out=scratch)
+        if sign is not None:  # ±1: exact, so β·sign and −β nudge bit for bit alike
+            xp.multiply(scratch, sign, out=scratch)
         xp.add(drive, scratch, out=drive)
     return step
 
@@ -506,6 +509,15 @@ def residual_norm(op: ops.ResidualNorm, arrays: dict[str, Any], ctx: KernelConte
     return step
 
 
+def random_sign(op: ops.RandomSign, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    out = arrays[op.out]
+    rng = ctx.rng(op.stream)
+
+    def step() -> None:
+        out[...] = 1.0 if float(rng.random()) < 0.5 else -1.0
+    return step
+
+
 def default_kernels() -> KernelTable:
     """The kernel table every backend starts from, filled by explicit lines."""
     table = KernelTable()
@@ -533,4 +545,5 @@ def default_kernels() -> KernelTable:
     table.register(ops.Nudge, nudge)
     table.register(ops.LeakyIntegrate, leaky_integrate)
     table.register(ops.ResidualNorm, residual_norm)
+    table.register(ops.RandomSign, random_sign)
     return table

@@ -13,13 +13,20 @@ from circuits.backends import stream_seed
 from circuits.claims.alignment import (ALIGNMENT_IMPROVES, DFA_FROM_ZERO, FA_CONSERVED_QUANTITY,
                                        KP_CONTRACTION, WM_MOMENT_IDENTITY)
 from circuits.claims.base import Claim, Outcome
+from circuits.claims.energy_rules import (CHL_IS_EQPROP_AT_INFINITE_BETA, CHL_OBJECTIVE_CAN_BE_NEGATIVE,
+                                         EARLY_INFERENCE_WAVE, XIE_SEUNG_EQUIVALENCE)
+from circuits.claims.eqprop import (ENERGY_DESCENT, IMPLICIT_GRADIENT_IS_EXACT, NUDGING_LOWERS_COST,
+                                    ONE_SIDED_BIAS, RANDOM_SIGN_IDENTITY, SYMMETRIC_SECOND_ORDER)
 from circuits.claims.gradient import OUTPUT_LAYER_IS_BACKPROP, REFERENCE_IS_EXACT, TIED_FEEDBACK_IS_BACKPROP
 from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUADRATIC_LOSS,
                                          PERTURBATION_UNBIASED, PERTURBATION_VARIANCE)
+from circuits.claims.predictive import (FIXED_PREDICTION_CONVERGES, FIXED_PREDICTION_IS_EXACT,
+                                       STRICT_GAP_GROWS_WITH_ERROR)
 from circuits.claims.temporal import (RECIRCULATION_DESCENT, TD_OUTPUT_LAYER_IS_BACKPROP, TD_TIED_IS_BACKPROP,
                                       TD_TOPDOWN_RECONSTRUCTS)
 from circuits.claims.targetprop import (DTP_FIXED_POINT, INVERSE_TRAINING, JACOBIAN_DTP_IS_BACKPROP,
                                       PERFECT_INVERSE)
+from circuits.claims.targetprop import GAUSS_NEWTON_TARGETS
 from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
 
@@ -73,7 +80,21 @@ def default_claims() -> ClaimRegistry:
     registry.register(DTP_FIXED_POINT)
     registry.register(PERFECT_INVERSE)
     registry.register(JACOBIAN_DTP_IS_BACKPROP)
+    registry.register(GAUSS_NEWTON_TARGETS)
     registry.register(INVERSE_TRAINING)
+    registry.register(FIXED_PREDICTION_IS_EXACT)
+    registry.register(FIXED_PREDICTION_CONVERGES)
+    registry.register(STRICT_GAP_GROWS_WITH_ERROR)
+    registry.register(CHL_IS_EQPROP_AT_INFINITE_BETA)
+    registry.register(CHL_OBJECTIVE_CAN_BE_NEGATIVE)
+    registry.register(XIE_SEUNG_EQUIVALENCE)
+    registry.register(EARLY_INFERENCE_WAVE)
+    registry.register(IMPLICIT_GRADIENT_IS_EXACT)
+    registry.register(ONE_SIDED_BIAS)
+    registry.register(SYMMETRIC_SECOND_ORDER)
+    registry.register(RANDOM_SIGN_IDENTITY)
+    registry.register(NUDGING_LOWERS_COST)
+    registry.register(ENERGY_DESCENT)
     return registry
 
 

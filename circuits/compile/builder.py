@@ -65,6 +65,8 @@ class Builder:
         self.learned_bias: dict[str, list[tuple[str, float]]] = {}
         self.public: dict[str, str] = {}
         self.lr_of: dict[str, float] = {}
+        self.particles: dict[str, str] = {}
+        """Input buffer → buffer saved back into it per example (see :attr:`Program.particles`)."""
         self._declare_params()
 
     # -- names -------------------------------------------------------------------------------------
@@ -357,7 +359,7 @@ class Builder:
                           grads=grads, lrs=dict(self.lr_of), loss_params=tuple(self.loss_params()),
                           inputs=tuple(b for b, buf in self.buffers.items() if buf.kind == "input"),
                           output=self.rate(self.graph.output), loss="loss.value",
-                          predict_phases=self._predict_phases(phases))
+                          predict_phases=self._predict_phases(phases), particles=dict(self.particles))
         program.validate()
         return program
 

@@ -12,6 +12,8 @@ from circuits.errors import CompileError, did_you_mean
 from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
 from circuits.rules.backprop import Backprop
 from circuits.rules.base import Rule
+from circuits.rules.chl import ContrastiveHebbian
+from circuits.rules.early_inference import EarlyInference
 from circuits.rules.eqprop import EquilibriumPropagation
 from circuits.rules.perturbation import NodePerturbation, WeightPerturbation
 from circuits.rules.predictive import PredictiveCoding
@@ -68,6 +70,8 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(TemporalDerivative())
     registry.register(PredictiveCoding())
     registry.register(EquilibriumPropagation())
+    registry.register(ContrastiveHebbian())
+    registry.register(EarlyInference())
     if plugins:
         for entry in entry_points(group="circuits.rules"):
             registry.register(entry.load()())

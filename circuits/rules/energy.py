@@ -125,21 +125,36 @@ def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: fl
     Each step computes every rate from the current states, then every drive, then moves
     every state, so no population sees another's new state within a step. With ``beta``
     the output's drive is pulled toward the target (the nudged phase).
+
+    The inputs are clamped, so the part of a drive that comes from them (and the bias) is
+    the same at every step: a phase ``<phase>_drive_in`` computes it once into
+    ``<pop>.drive_in``, and each step starts the drive from a copy of it.
     """
     graph = b.graph
     b.add_buffer(SQUARED, ("batch",), "temp")
     b.add_buffer(RESIDUAL, (), "temp")
+    pops = dynamic_populations(graph)
+    clamped = {pop: [t for t in couplings(graph, pop) if graph.population(t[0]).role == "input"] for pop in pops}
+    if any(clamped.values()):
+        b.phase(f"{phase}_drive_in", doc="drive from the clamped inputs (and bias), constant over the relaxation")
+    for pop in pops:
+        for index, (source, weight, transpose) in enumerate(clamped[pop]):
+            b.emit(f"{phase}_drive_in", ops.MatMul(b.rate(source), b.weight(weight), b.activity(f"{pop}.drive_in", pop),
+                                                   transpose_b=transpose, accumulate=index > 0))
+        if clamped[pop] and graph.has_bias(pop):
+            b.emit(f"{phase}_drive_in", ops.AddBias(b.bias(pop), f"{pop}.drive_in"))
     b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol,
             doc=doc or ("free relaxation" if not beta else f"relaxation nudged toward the target with β = {beta:g}"))
-    pops = dynamic_populations(graph)
     for pop in pops:
         b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.rate(pop)))
     for pop in pops:
         drive = f"{pop}.drive"
-        for index, (source, weight, transpose) in enumerate(couplings(graph, pop)):
+        if clamped[pop]:
+            b.emit(phase, ops.Copy(f"{pop}.drive_in", drive))
+        for index, (source, weight, transpose) in enumerate(t for t in couplings(graph, pop) if t not in clamped[pop]):
             b.emit(phase, ops.MatMul(b.rate(source), b.weight(weight), drive, transpose_b=transpose,
-                                     accumulate=index > 0))
-        if graph.has_bias(pop):
+                                     accumulate=index > 0 or bool(clamped[pop])))
+        if graph.has_bias(pop) and not clamped[pop]:
             b.emit(phase, ops.AddBias(b.bias(pop), drive))
         if beta and pop == graph.output:
             b.emit(phase, ops.Nudge(b.rate(pop), f"{pop}.target", drive, beta))
@@ -288,7 +303,7 @@ def _jacobian(model: Model, params: dict[str, np.ndarray], states: dict[str, np.
         for source, name, transpose in couplings(graph, pop):
             if source in at:
                 matrix = params[name]
-                coupling[at[pop], at[source]] = matrix if transpose else matrix.T
+                coupling[at[pop], at[source]] += matrix if transpose else matrix.T
     jac = gain[:, :, None] * coupling[None] * gain[:, None, :]
     jac += np.einsum("bi,ij->bij", curve - 1.0, np.eye(n))
     return jac, gain

@@ -34,13 +34,24 @@ Inverse training (train mode only) follows Lee's code, "noise-preserving": for e
 inverse, ``h̃_l = h_l + σξ`` and ``mean_b ½‖g(f_{l+1}(h̃_l)) − h̃_l‖²`` is minimised over ``V``
 and ``c`` alone (the forward weights are constants in it; ``f_L`` is the softmax for the
 output under cross-entropy), with learning rate ``inverse_lr`` (a feedback projection's own
-``lr`` overrides it). Every step runs the
-inverse phase in parallel with forward learning, from the same activities and weights;
-forward and inverse updates are separate phases (``update`` and ``inverse_update``) with
-their own optimizer state, but one optimizer kind (``rule.optimizer``). Not implemented
-yet: the alternating (epoch-wise) schedule of Lee's code and Bartunov's best runs, and
-Bartunov's AO-SDTP (auxiliary output features). A feedback projection with
-``plastic = false`` is a fixed inverse.
+``lr`` overrides it). Forward and inverse updates are separate phases (``update`` and
+``inverse_update``) with their own optimizer state, but one optimizer kind
+(``rule.optimizer``). A feedback projection with ``plastic = false`` is a fixed inverse.
+``schedule`` orders the two within every training step (one batch):
+
+* ``"parallel"`` (the default): ``forward, loss, targets, inverse, update, inverse_update``.
+  The targets of step ``t`` are carried down by the inverses as they were before step
+  ``t``; the inverses learn from the same activities in the same step.
+* ``"alternating"``: ``forward, loss, inverse, inverse_update, targets, update``. The
+  inverses take their step first, and the targets of step ``t`` are carried down by the
+  inverses *after* it; inverse and forward updates alternate batch by batch. (Lee's code
+  and Bartunov's DTP-A alternate whole epochs: a rule's program runs once per batch and
+  does not see epoch boundaries, so that coarser grain is not available here.)
+
+Both schedules see the same forward weights and activities in every phase of a step (the
+forward update comes last either way); probe programs (``Model.deltas``, alignment) train
+no inverse, so they show the forward estimates under the current inverses for both. Not
+implemented yet: Bartunov's AO-SDTP (auxiliary output features).
 
 ``feedback = "jacobian"`` replaces ``g_{l+1}`` by the linear map ``u ↦ (u ⊙ f'_{l+1}) @
 W_{l+1}.T``, the transposed Jacobian of the forward layer at the current activity
@@ -83,6 +94,10 @@ TP_PARAMS: tuple[Param, ...] = (
           choices=("penultimate", "output")),
     Param("auto_feedback", False, "create missing inverse projections h_{l+1} → h_l "
           "(Glorot-uniform, plastic)"),
+    Param("schedule", "parallel", "parallel: each step's targets use the inverses from before the step, "
+          "whose update runs beside the forward one; alternating: the inverses take their step first and "
+          "the targets use the updated inverses (inverse and forward updates alternate batch by batch)",
+          choices=("parallel", "alternating")),
 )
 
 _PHASE = "targets"
@@ -174,6 +189,10 @@ class TargetPropagation(Rule):
         if params.get("top_target") == "output" and params.get("feedback") == "jacobian":
             raise CompileError(f"{graph.spec.source}: rule.feedback: 'jacobian' goes with rule.top_target = "
                                "'penultimate' (got top_target = 'output')")
+        if params.get("schedule") == "alternating" and params.get("feedback") == "jacobian":
+            raise CompileError(f"{graph.spec.source}: rule.schedule: 'alternating' orders the training of "
+                               "learned inverses, and feedback = 'jacobian' has none; set rule.schedule = "
+                               "'parallel' or rule.feedback = 'learned'")
         if params.get("top_target") == "output" and not graph.forward_order()[1:-1]:
             raise CompileError(f"{where}: top_target = 'output' needs at least one hidden population")
         for pop in graph.forward_order()[1:-1]:
@@ -192,7 +211,11 @@ class TargetPropagation(Rule):
     # -- program -----------------------------------------------------------------------------------
 
     def emit(self, b: Builder) -> None:
-        """Forward, loss, targets and local errors, inverse training, the two update phases."""
+        """Forward, loss, targets and local errors, inverse training, the two update phases.
+
+        The inverse phases (train mode only) come after the targets under ``schedule =
+        "parallel"``, before them under ``"alternating"``.
+        """
         learned = b.params["feedback"] == "learned"
         inverses = [find_feedback(b.graph, up, low) for up, low in chain_pairs(b.graph)] if learned else []
         for proj in inverses:
@@ -204,6 +227,12 @@ class TargetPropagation(Rule):
         b.lower_loss()
         if b.mode == "infer":
             return
+        plastic = [p for p in inverses if p.plastic] if b.mode == "train" else []
+        alternating = b.params["schedule"] == "alternating"
+        if plastic and alternating:
+            self._lower_inverse_updates(b, *self._train_inverses(b, plastic),
+                                        doc="apply the inverses' updates before the targets use them "
+                                            "(schedule = alternating)")
         chain = b.graph.forward_order()
         hidden, out = chain[1:-1], chain[-1]
         into_out = b.graph.incoming(out)[0]
@@ -222,15 +251,24 @@ class TargetPropagation(Rule):
                 self._propagate(b, lower, upper)
             for pop in hidden:
                 self._local_error(b, pop)
-        plastic = [p for p in inverses if p.plastic]
-        if b.mode == "train" and plastic:
-            weights, biases = self._train_inverses(b, plastic)
+        estimates = self._train_inverses(b, plastic) if plastic and not alternating else None
         b.lower_updates()
-        if b.mode == "train" and plastic:
-            # The forward estimates are lowered already; the inverses get their own phase.
-            b.learned, b.learned_bias = weights, biases
-            b.lower_updates("inverse_update")
-            b.phase("inverse_update", doc="apply the inverses' updates (their own learning rate)")
+        if estimates is not None:
+            self._lower_inverse_updates(b, *estimates, doc="apply the inverses' updates (their own learning rate)")
+
+    @staticmethod
+    def _lower_inverse_updates(b: Builder, weights: dict[str, list[tuple[str, str, float]]],
+                               biases: dict[str, list[tuple[str, float]]], *, doc: str) -> None:
+        """Lower the inverses' estimates into their own phase, ``inverse_update``.
+
+        They are lowered on their own, so that they never mix with the forward estimates that
+        ``b.learned`` collects before or after; ``b.learned`` is left as it was found.
+        """
+        forward = b.learned, b.learned_bias
+        b.learned, b.learned_bias = weights, biases
+        b.lower_updates("inverse_update")
+        b.phase("inverse_update", doc=doc)
+        b.learned, b.learned_bias = forward
 
     def _top_target(self, b: Builder, pen: str, into_out: ProjectionSpec) -> None:
         """``pen.top_grad = y.delta @ W.T`` (= ∂loss/∂h), ``ĥ = h − α·batch·top_grad``."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from circuits import ops
-from circuits.backends.kernels import KernelContext, KernelTable, Step, default_kernels
+from circuits.backends.catalogue import default_kernels
+from circuits.backends.kernels import KernelContext, KernelTable, Step
 from circuits.errors import BackendError
 
 __all__ = ["import_cupy", "cupy_kernels"]

@@ -8,7 +8,8 @@ calls. One pool, plus one add pass per weight, is the faster choice.
 
 from __future__ import annotations
 
-from circuits.backends.kernels import KernelTable, default_kernels
+from circuits.backends.catalogue import default_kernels
+from circuits.backends.kernels import KernelTable
 
 __all__ = ["numpy_kernels"]
 

@@ -1,0 +1,43 @@
+"""The default kernel table: every op type's kernel, registered by explicit lines in one place."""
+
+from __future__ import annotations
+
+from circuits import ops
+from circuits.backends.dynamics_kernels import fill, leaky_integrate, nudge, random_sign, residual_norm
+from circuits.backends.kernels import (KernelTable, accumulate, activate, activation_deriv, adam_step, add_bias,
+                                       colsum_update, copy, dropout, gaussian_noise, matmul, mean_squared_error,
+                                       multiply, outer_update, sgd_step, softmax_cross_entropy)
+from circuits.backends.signal_kernels import example_loss, linear_combination, modulate, offset, running_mean
+
+__all__ = ["default_kernels"]
+
+
+def default_kernels() -> KernelTable:
+    """The kernel table every backend starts from, filled by explicit lines."""
+    table = KernelTable()
+    table.register(ops.MatMul, matmul)
+    table.register(ops.OuterUpdate, outer_update)
+    table.register(ops.ColSumUpdate, colsum_update)
+    table.register(ops.AddBias, add_bias)
+    table.register(ops.Multiply, multiply)
+    table.register(ops.Accumulate, accumulate)
+    table.register(ops.Copy, copy)
+    table.register(ops.Activate, activate)
+    table.register(ops.ActivationDeriv, activation_deriv)
+    table.register(ops.Dropout, dropout)
+    table.register(ops.GaussianNoise, gaussian_noise)
+    table.register(ops.SoftmaxCrossEntropy, softmax_cross_entropy)
+    table.register(ops.MeanSquaredError, mean_squared_error)
+    table.register(ops.SgdStep, sgd_step)
+    table.register(ops.AdamStep, adam_step)
+    table.register(ops.LinearCombination, linear_combination)
+    table.register(ops.ExampleLoss, example_loss)
+    table.register(ops.Offset, offset)
+    table.register(ops.RunningMean, running_mean)
+    table.register(ops.Modulate, modulate)
+    table.register(ops.Fill, fill)
+    table.register(ops.Nudge, nudge)
+    table.register(ops.LeakyIntegrate, leaky_integrate)
+    table.register(ops.ResidualNorm, residual_norm)
+    table.register(ops.RandomSign, random_sign)
+    return table

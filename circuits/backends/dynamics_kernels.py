@@ -1,0 +1,98 @@
+"""Kernels of :mod:`circuits.ops.dynamics` (leaky integrators, nudges, residuals)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from circuits import ops
+from circuits.backends.kernels import KernelContext, Step
+
+__all__ = ["fill", "nudge", "leaky_integrate", "residual_norm", "random_sign"]
+
+
+def fill(op: ops.Fill, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    out, value = arrays[op.out], op.value
+    return lambda: out.fill(value)
+
+
+def nudge(op: ops.Nudge, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp = ctx.xp
+    rate, target, drive = arrays[op.rate], arrays[op.target], arrays[op.drive]
+    scratch = xp.empty_like(drive)
+    beta = op.beta
+    sign = arrays[op.sign] if op.sign else None
+
+    def step() -> None:
+        xp.subtract(target, rate, out=scratch)
+        xp.multiply(scratch, beta, out=scratch)
+        if sign is not None:  # ±1: exact, so β·sign and −β nudge bit for bit alike
+            xp.multiply(scratch, sign, out=scratch)
+        xp.add(drive, scratch, out=drive)
+    return step
+
+
+def leaky_integrate(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    """One Euler(–Maruyama) step; ``move`` holds the step taken, so ``‖move‖/ε`` is the force."""
+    xp = ctx.xp
+    state, rate, drive, residual = (arrays[n] for n in (op.state, op.rate, op.drive, op.residual))
+    move = xp.empty_like(state)
+    norms = xp.empty_like(residual)
+    eps, fn = op.step, op.fn
+    rng = ctx.rng(op.stream) if op.noise else None
+    noise = op.noise * float(np.sqrt(eps))
+
+    def gain() -> None:  # move = ρ'(s) ⊙ drive
+        if fn in ("hard_sigmoid", "linear"):
+            xp.copyto(move, drive)
+        elif fn == "tanh":
+            xp.multiply(rate, rate, out=move)
+            xp.subtract(1, move, out=move)
+            xp.multiply(move, drive, out=move)
+        elif fn == "sigmoid":
+            xp.subtract(1, rate, out=move)
+            xp.multiply(move, rate, out=move)
+            xp.multiply(move, drive, out=move)
+        elif fn == "relu":
+            xp.greater(state, 0, out=move)
+            xp.multiply(move, drive, out=move)
+        else:
+            raise NotImplementedError(f"dynamics of rate function '{fn}'")
+
+    def step() -> None:
+        gain()
+        xp.subtract(move, state, out=move)
+        xp.multiply(move, eps, out=move)
+        if rng is not None:
+            xp.add(move, noise * rng.standard_normal(move.shape, dtype=move.dtype), out=move)
+        if fn == "hard_sigmoid":
+            xp.add(state, move, out=move)
+            xp.clip(move, 0, 1, out=move)
+            xp.subtract(move, state, out=move)
+        xp.add(state, move, out=state)
+        xp.multiply(move, move, out=move)
+        xp.sum(move, axis=1, out=norms)
+        if op.accumulate:
+            xp.add(residual, norms / (eps * eps), out=residual)
+        else:
+            xp.divide(norms, eps * eps, out=residual)
+    return step
+
+
+def residual_norm(op: ops.ResidualNorm, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp = ctx.xp
+    squared, out = arrays[op.squared], arrays[op.out]
+
+    def step() -> None:
+        out[...] = xp.sqrt(xp.max(squared)) if squared.size else 0.0
+    return step
+
+
+def random_sign(op: ops.RandomSign, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    out = arrays[op.out]
+    rng = ctx.rng(op.stream)
+
+    def step() -> None:
+        out[...] = 1.0 if float(rng.random()) < 0.5 else -1.0
+    return step

@@ -43,22 +43,28 @@ def leaky_integrate(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelC
     rng = ctx.rng(op.stream) if op.noise else None
     noise = op.noise * float(np.sqrt(eps))
 
-    def gain() -> None:  # move = ρ'(s) ⊙ drive
-        if fn in ("hard_sigmoid", "linear"):
-            xp.copyto(move, drive)
-        elif fn == "tanh":
-            xp.multiply(rate, rate, out=move)
-            xp.subtract(1, move, out=move)
-            xp.multiply(move, drive, out=move)
-        elif fn == "sigmoid":
-            xp.subtract(1, rate, out=move)
-            xp.multiply(move, rate, out=move)
-            xp.multiply(move, drive, out=move)
-        elif fn == "relu":
-            xp.greater(state, 0, out=move)
-            xp.multiply(move, drive, out=move)
-        else:
-            raise NotImplementedError(f"dynamics of rate function '{fn}'")
+    def pass_drive() -> None:  # ρ' = 1 (on the state's domain for hard sigmoid)
+        xp.copyto(move, drive)
+
+    def tanh_gain() -> None:
+        xp.multiply(rate, rate, out=move)
+        xp.subtract(1, move, out=move)
+        xp.multiply(move, drive, out=move)
+
+    def sigmoid_gain() -> None:
+        xp.subtract(1, rate, out=move)
+        xp.multiply(move, rate, out=move)
+        xp.multiply(move, drive, out=move)
+
+    def relu_gain() -> None:
+        xp.greater(state, 0, out=move)
+        xp.multiply(move, drive, out=move)
+
+    gains = {"hard_sigmoid": pass_drive, "linear": pass_drive, "tanh": tanh_gain, "sigmoid": sigmoid_gain,
+             "relu": relu_gain}
+    if fn not in gains:
+        raise NotImplementedError(f"dynamics of rate function '{fn}'")
+    gain = gains[fn]  # move = ρ'(s) ⊙ drive, chosen once
 
     def step() -> None:
         gain()
@@ -72,11 +78,13 @@ def leaky_integrate(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelC
             xp.subtract(move, state, out=move)
         xp.add(state, move, out=state)
         xp.multiply(move, move, out=move)
-        xp.sum(move, axis=1, out=norms)
         if op.accumulate:
-            xp.add(residual, norms / (eps * eps), out=residual)
+            xp.sum(move, axis=1, out=norms)
+            xp.divide(norms, eps * eps, out=norms)
+            xp.add(residual, norms, out=residual)
         else:
-            xp.divide(norms, eps * eps, out=residual)
+            xp.sum(move, axis=1, out=residual)
+            xp.divide(residual, eps * eps, out=residual)
     return step
 
 

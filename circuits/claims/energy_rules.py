@@ -62,8 +62,7 @@ def _nudged_fixed_point(model: Model, x: np.ndarray, target: np.ndarray, beta: f
         residual = float(np.max(np.abs(flat)))
         if residual <= 1e-11:
             break
-        rates = {**energy._inputs(model, x),
-                 **{p: energy._RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+        rates = energy.rates_of(model, x, states)
         jac, _ = energy._jacobian(model, params, states, energy._drives(model, params, rates))
         s = states[out]
         rho, d1, d2 = (f(s) for f in energy._RATES[fn])

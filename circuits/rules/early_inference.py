@@ -28,9 +28,8 @@ import numpy as np
 
 from circuits import ops
 from circuits.compile import Builder
-from circuits.rules import energy
-from circuits.rules.energy import (RELAXATION_PARAMS, EnergyRule, couplings, dynamic_populations, lower_init,
-                                   lower_relaxation, lower_settle)
+from circuits.rules.energy import (RELAXATION_PARAMS, SQUARED, EnergyRule, couplings, dynamic_populations,
+                                   emit_drives, emit_integrate, lower_init, lower_relaxation, lower_settle)
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class EarlyInference(EnergyRule):
         graph, beta = b.graph, b.params["beta"]
         phase = wave_phase(t + 1)
         b.phase(phase, doc=f"nudged step {t + 1} from the free fixed point, STDP traces ṡ_i ρ(s_j)")
-        b.add_buffer(energy.SQUARED, ("batch",), "temp")
+        b.add_buffer(SQUARED, ("batch",), "temp")
         pops = dynamic_populations(graph)
 
         def rate(pop: str) -> str:
@@ -84,22 +83,10 @@ class EarlyInference(EnergyRule):
         for pop in pops:
             b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.activity(rate(pop), pop)))
             b.emit(phase, ops.Copy(b.pre(pop), b.activity(f"{b.pre(pop)}.t{t}", pop)))
-        for pop in pops:
-            drive = f"{pop}.drive"
-            for index, (source, name, transpose) in enumerate(couplings(graph, pop)):
-                b.emit(phase, ops.MatMul(rate(source), b.weight(name), drive, transpose_b=transpose,
-                                         accumulate=index > 0))
-            if graph.has_bias(pop):
-                b.emit(phase, ops.AddBias(b.bias(pop), drive))
-            if pop == graph.output and beta:
-                b.emit(phase, ops.Nudge(rate(pop), f"{pop}.target", drive, beta))
+        emit_drives(b, phase, pops, rate, beta=beta)
+        emit_integrate(b, phase, pops, rate)
         coeff = -1.0 / beta if beta else 0.0
-        for index, pop in enumerate(pops):
-            spec = graph.population(pop)
-            noise = spec.noise if b.mode != "infer" else 0.0
-            b.emit(phase, ops.LeakyIntegrate(spec.activation, b.pre(pop), rate(pop), f"{pop}.drive", energy.SQUARED,
-                                             spec.step, noise, stream=f"{pop}.langevin" if noise else "",
-                                             accumulate=index > 0))
+        for pop in pops:
             move = b.activity(f"{pop}.move.t{t}", pop)
             b.emit(phase, ops.LinearCombination((b.pre(pop), f"{b.pre(pop)}.t{t}"), (coeff, -coeff), move,
                                                 powers=(-1, -1)))

@@ -24,7 +24,7 @@ what every energy rule's update is compared against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,8 +39,10 @@ from circuits.schema import Param
 if TYPE_CHECKING:
     from circuits.model import Model
 
-__all__ = ["EnergyRule", "RELAXATION_PARAMS", "dynamic_populations", "lower_relaxation",
-           "lower_settle", "lower_init", "exact_gradients", "energy", "force"]
+__all__ = ["EnergyRule", "RELAXATION_PARAMS", "dynamic_populations", "couplings", "drive_terms",
+           "lower_init", "lower_relaxation", "emit_drives", "emit_integrate", "lower_settle", "contrast",
+           "rates_of", "force", "energy", "free_states", "polish", "exact_gradients", "loss_at",
+           "relaxation_trace"]
 
 RESIDUAL = "relax.residual"
 SQUARED = "relax.squared"
@@ -100,8 +102,9 @@ class EnergyRule(Rule):
                                    f"projection {proj.target}→{proj.source} to untie; remove it or add one")
 
     def exact_gradients(self, model: Model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """The gradient of the batch loss at the free fixed point (see :func:`exact_gradients`)."""
-        return exact_gradients(model, x, y)
+        """The gradient of the batch loss at the free fixed point of the circuit as it runs,
+        with the rule's feedback gain ``gamma`` where it has one (see :func:`exact_gradients`)."""
+        return exact_gradients(model, x, y, gamma=float(model.spec.rule.params.get("gamma", 1.0)))
 
 
 # -- lowering ----------------------------------------------------------------------------------
@@ -118,53 +121,104 @@ def lower_init(b: Builder, phase: str = "init") -> None:
         b.emit(phase, ops.Fill(b.pre(pop), 0.0))
 
 
-def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: float = 0.0,
-                     doc: str = "") -> None:
+def drive_terms(graph: CircuitGraph, pop: str) -> list[tuple[str, str, bool, bool]]:
+    """:func:`couplings` with a fourth field: whether the term is top-down (from a population
+    ``pop`` projects to, through a transpose or a feedback projection)."""
+    bottom_up = {p.name for p in graph.incoming(pop)}
+    return [(source, name, transpose, transpose or name not in bottom_up)
+            for source, name, transpose in couplings(graph, pop)]
+
+
+def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: float = 0.0, gamma: float = 1.0,
+                     clamp: bool = False, doc: str = "") -> None:
     """One relaxation phase: every population takes synchronous leaky-integrator steps.
 
     Each step computes every rate from the current states, then every drive, then moves
     every state, so no population sees another's new state within a step. With ``beta``
-    the output's drive is pulled toward the target (the nudged phase).
+    the output's drive is pulled toward the target (the nudged phase); with ``clamp`` the
+    output is left out of the dynamics (its rate, set before the phase, is read but never
+    recomputed); ``gamma`` scales every top-down drive term (Xie & Seung's feedback gain).
 
-    The inputs are clamped, so the part of a drive that comes from them (and the bias) is
-    the same at every step: a phase ``<phase>_drive_in`` computes it once into
-    ``<pop>.drive_in``, and each step starts the drive from a copy of it.
+    The inputs are clamped and the weights change only after the last phase, so the part of
+    a drive that comes from the inputs (and the bias) is the same in every relaxation of a
+    run: the first relaxation computes it once, in a phase ``<phase>_drive_in``, and every
+    step of every relaxation starts its drive from a copy of it.
     """
     graph = b.graph
     b.add_buffer(SQUARED, ("batch",), "temp")
     b.add_buffer(RESIDUAL, (), "temp")
-    pops = dynamic_populations(graph)
-    clamped = {pop: [t for t in couplings(graph, pop) if graph.population(t[0]).role == "input"] for pop in pops}
-    if any(clamped.values()):
-        b.phase(f"{phase}_drive_in", doc="drive from the clamped inputs (and bias), constant over the relaxation")
-    for pop in pops:
-        for index, (source, weight, transpose) in enumerate(clamped[pop]):
-            b.emit(f"{phase}_drive_in", ops.MatMul(b.rate(source), b.weight(weight), b.activity(f"{pop}.drive_in", pop),
-                                                   transpose_b=transpose, accumulate=index > 0))
-        if clamped[pop] and graph.has_bias(pop):
-            b.emit(f"{phase}_drive_in", ops.AddBias(b.bias(pop), f"{pop}.drive_in"))
-    b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol,
-            doc=doc or ("free relaxation" if not beta else f"relaxation nudged toward the target with β = {beta:g}"))
-    for pop in pops:
+    moving = [p for p in dynamic_populations(graph) if not (clamp and p == graph.output)]
+    _lower_drive_in(b, f"{phase}_drive_in")
+    b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol, doc=doc or _relaxation_doc(beta, gamma, clamp))
+    for pop in moving:
         b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.rate(pop)))
+    emit_drives(b, phase, moving, b.rate, beta=beta, gamma=gamma)
+    emit_integrate(b, phase, moving, b.rate)
+    b.emit(phase, ops.ResidualNorm(SQUARED, RESIDUAL))
+
+
+def _relaxation_doc(beta: float, gamma: float, clamp: bool) -> str:
+    kind = "clamped relaxation" if clamp else ("free relaxation" if not beta else
+                                               f"relaxation nudged toward the target with β = {beta:g}")
+    return kind + (f", feedback gain γ = {gamma:g}" if gamma != 1.0 else "")
+
+
+def _clamped_terms(graph: CircuitGraph, pop: str) -> list[tuple[str, str, bool, bool]]:
+    return [t for t in drive_terms(graph, pop) if graph.population(t[0]).role == "input"]
+
+
+def _lower_drive_in(b: Builder, phase: str) -> None:
+    """``<pop>.drive_in = Σ input.rate @ W (+ bias)``, once per program (the first call emits it)."""
+    graph = b.graph
+    pops = [p for p in dynamic_populations(graph) if _clamped_terms(graph, p)]
+    if not pops or f"{pops[0]}.drive_in" in b.buffers:
+        return
+    b.phase(phase, doc="drive from the clamped inputs (and bias), constant over every relaxation of the run")
     for pop in pops:
-        drive = f"{pop}.drive"
-        if clamped[pop]:
+        for index, (source, name, transpose, _) in enumerate(_clamped_terms(graph, pop)):
+            b.emit(phase, ops.MatMul(b.rate(source), b.weight(name), b.activity(f"{pop}.drive_in", pop),
+                                     transpose_b=transpose, accumulate=index > 0))
+        if graph.has_bias(pop):
+            b.emit(phase, ops.AddBias(b.bias(pop), f"{pop}.drive_in"))
+
+
+def emit_drives(b: Builder, phase: str, pops: Sequence[str], rate: Callable[[str], str], *,
+                beta: float = 0.0, gamma: float = 1.0) -> None:
+    """``<pop>.drive`` of every population in ``pops`` from the rates ``rate(source)``.
+
+    The drive starts from ``<pop>.drive_in`` when the population hears an input (see
+    :func:`lower_relaxation`); top-down terms read ``<source>.feedback = γ·rate`` when
+    ``gamma ≠ 1``; with ``beta`` the output's drive is nudged toward its target.
+    """
+    graph = b.graph
+    if gamma != 1.0:
+        senders = {t[0] for pop in pops for t in drive_terms(graph, pop) if t[3]}
+        for pop in dynamic_populations(graph):
+            if pop in senders:
+                b.emit(phase, ops.LinearCombination((rate(pop),), (gamma,), b.activity(f"{pop}.feedback", pop)))
+    for pop in pops:
+        drive, clamped = f"{pop}.drive", bool(_clamped_terms(graph, pop))
+        if clamped:
             b.emit(phase, ops.Copy(f"{pop}.drive_in", drive))
-        for index, (source, weight, transpose) in enumerate(t for t in couplings(graph, pop) if t not in clamped[pop]):
-            b.emit(phase, ops.MatMul(b.rate(source), b.weight(weight), drive, transpose_b=transpose,
-                                     accumulate=index > 0 or bool(clamped[pop])))
-        if graph.has_bias(pop) and not clamped[pop]:
+        terms = [t for t in drive_terms(graph, pop) if graph.population(t[0]).role != "input"]
+        for index, (source, name, transpose, top) in enumerate(terms):
+            sent = f"{source}.feedback" if top and gamma != 1.0 else rate(source)
+            b.emit(phase, ops.MatMul(sent, b.weight(name), drive, transpose_b=transpose,
+                                     accumulate=clamped or index > 0))
+        if graph.has_bias(pop) and not clamped:
             b.emit(phase, ops.AddBias(b.bias(pop), drive))
         if beta and pop == graph.output:
-            b.emit(phase, ops.Nudge(b.rate(pop), f"{pop}.target", drive, beta))
+            b.emit(phase, ops.Nudge(rate(pop), f"{pop}.target", drive, beta))
+
+
+def emit_integrate(b: Builder, phase: str, pops: Sequence[str], rate: Callable[[str], str]) -> None:
+    """One leaky-integrator step of every population in ``pops``, their squared forces into the residual."""
     for index, pop in enumerate(pops):
-        spec = graph.population(pop)
+        spec = b.graph.population(pop)
         noise = spec.noise if b.mode != "infer" else 0.0
-        b.emit(phase, ops.LeakyIntegrate(spec.activation, b.pre(pop), b.rate(pop), f"{pop}.drive", SQUARED,
+        b.emit(phase, ops.LeakyIntegrate(spec.activation, b.pre(pop), rate(pop), f"{pop}.drive", SQUARED,
                                          spec.step, noise, stream=f"{pop}.langevin" if noise else "",
                                          accumulate=index > 0))
-    b.emit(phase, ops.ResidualNorm(SQUARED, RESIDUAL))
 
 
 def lower_settle(b: Builder, phase: str, suffix: str = "") -> None:
@@ -175,24 +229,27 @@ def lower_settle(b: Builder, phase: str, suffix: str = "") -> None:
         b.emit(phase, ops.Activate(b.graph.population(pop).activation, b.pre(pop), out))
 
 
-def contrast(b: Builder, rates: Sequence[tuple[str, float]]) -> None:
+def contrast(b: Builder, rates: Sequence[tuple[str, float]], scale: Mapping[str, float] | None = None,
+             doc: str = "co-activity of each coupling's two ends, contrasted between phases") -> None:
     """Learn ``Σ_k c_k · ρ_Aᵏ.T @ ρ_Bᵏ / batch`` for every coupling, as an estimate of ∂J/∂W.
 
     ``rates`` pairs a rate-buffer suffix with its coefficient ``c_k`` (e.g. the EqProp
     estimator ``(".nudged", −1/β), (".free", 1/β)``). Each projection A→B (forward or
     feedback) and each bias learns the same contrast of its two ends' co-activity; inputs
-    contribute their (clamped) data rate.
+    contribute their (clamped) data rate. ``scale`` multiplies the coefficient of the
+    couplings into each population (Xie & Seung's per-layer learning rates).
     """
     graph = b.graph
 
     def rate(pop: str, suffix: str) -> str:
         return b.rate(pop) if graph.population(pop).role == "input" else b.rate(pop) + suffix
 
-    b.phase("contrast", doc="co-activity of each coupling's two ends, contrasted between phases")
+    b.phase("contrast", doc=doc)
     for suffix, coeff in rates:
         for pop in dynamic_populations(graph):
             scaled = b.activity(f"{pop}.scaled{suffix}", pop)
-            b.emit("contrast", ops.LinearCombination((rate(pop, suffix),), (coeff,), scaled, powers=(-1,)))
+            factor = coeff * (scale[pop] if scale else 1.0)
+            b.emit("contrast", ops.LinearCombination((rate(pop, suffix),), (factor,), scaled, powers=(-1,)))
         for proj in graph.projections():
             if proj.plastic and proj.type != "lateral":
                 b.learn(proj.name, rate(proj.source, suffix), f"{proj.target}.scaled{suffix}")
@@ -227,23 +284,30 @@ def _inputs(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
     return rates
 
 
-def _drives(model: Model, params: dict[str, np.ndarray], rates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def rates_of(model: Model, x: np.ndarray, states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every population's rate: the data for inputs, ``ρ(s)`` for the rest (float64)."""
+    graph = model.graph
+    return {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+
+
+def _drives(model: Model, params: dict[str, np.ndarray], rates: dict[str, np.ndarray],
+            gamma: float = 1.0) -> dict[str, np.ndarray]:
     graph = model.graph
     drives = {}
     for pop in dynamic_populations(graph):
-        total = sum((rates[src] @ (params[name].T if t else params[name])) for src, name, t in couplings(graph, pop))
-        if graph.has_bias(pop):
-            total = total + params[f"{pop}.bias"]
-        drives[pop] = total
+        total = sum((gamma if top else 1.0) * (rates[src] @ (params[name].T if t else params[name]))
+                    for src, name, t, top in drive_terms(graph, pop))
+        drives[pop] = total + params[f"{pop}.bias"] if graph.has_bias(pop) else total
     return drives
 
 
 def force(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, target: np.ndarray | None = None,
-          beta: float = 0.0) -> dict[str, np.ndarray]:
-    """``ρ'(s) ⊙ drive − s`` per population (float64, NumPy), nudged by ``beta`` toward ``target``."""
-    graph, params = model.graph, _host_params(model)
-    rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
-    drives = _drives(model, params, rates)
+          beta: float = 0.0, gamma: float = 1.0) -> dict[str, np.ndarray]:
+    """``ρ'(s) ⊙ drive − s`` per population (float64, NumPy), nudged by ``beta`` toward ``target``,
+    top-down drive terms scaled by ``gamma``."""
+    graph = model.graph
+    rates = rates_of(model, x, states)
+    drives = _drives(model, _host_params(model), rates, gamma)
     if beta:
         drives[graph.output] = drives[graph.output] + beta * (target - rates[graph.output])
     return {p: _RATES[graph.population(p).activation][1](states[p]) * drives[p] - states[p] for p in states}
@@ -252,7 +316,7 @@ def force(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, target:
 def energy(model: Model, x: np.ndarray, states: dict[str, np.ndarray]) -> np.ndarray:
     """The Hopfield energy ``E(s)`` of each example (tied couplings; feedback weights ignored)."""
     graph, params = model.graph, _host_params(model)
-    rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+    rates = rates_of(model, x, states)
     total = sum(0.5 * np.sum(s * s, axis=1) for s in states.values())
     for proj in graph.projections("forward"):
         total = total - np.sum((rates[proj.source] @ params[proj.name]) * rates[proj.target], axis=1)
@@ -281,7 +345,7 @@ def _layout(model: Model) -> tuple[list[str], dict[str, slice], int]:
 
 
 def _jacobian(model: Model, params: dict[str, np.ndarray], states: dict[str, np.ndarray],
-              drives: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+              drives: dict[str, np.ndarray], gamma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-example Jacobian of the force (batch × n × n) and the gains ``ρ'`` (zero where a
     hard-sigmoid unit sits at a bound its force presses against, which it cannot leave)."""
     graph = model.graph
@@ -300,26 +364,25 @@ def _jacobian(model: Model, params: dict[str, np.ndarray], states: dict[str, np.
         curve[:, at[pop]] = _RATES[fn][2](s) * drives[pop]
     coupling = np.zeros((n, n))  # ∂drive_i / ∂ρ_j
     for pop in pops:
-        for source, name, transpose in couplings(graph, pop):
+        for source, name, transpose, top in drive_terms(graph, pop):
             if source in at:
-                matrix = params[name]
-                coupling[at[pop], at[source]] += matrix if transpose else matrix.T
+                matrix = params[name] if transpose else params[name].T
+                coupling[at[pop], at[source]] += (gamma if top else 1.0) * matrix
     jac = gain[:, :, None] * coupling[None] * gain[:, None, :]
     jac += np.einsum("bi,ij->bij", curve - 1.0, np.eye(n))
     return jac, gain
 
 
-def polish(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, iterations: int = 30,
-           tol: float = 1e-13) -> dict[str, np.ndarray]:
+def polish(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, gamma: float = 1.0,
+           iterations: int = 30, tol: float = 1e-13) -> dict[str, np.ndarray]:
     """Newton iterations on ``force = 0`` from ``states`` (float64), keeping hard-sigmoid states in [0, 1]."""
     graph, params = model.graph, _host_params(model)
     pops, at, _ = _layout(model)
     states = {p: s.copy() for p, s in states.items()}
     for _ in range(iterations):
-        push = force(model, x, states)
+        push = force(model, x, states, gamma=gamma)
         flat = np.concatenate([push[p] for p in pops], axis=1)
-        rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
-        jac, gain = _jacobian(model, params, states, _drives(model, params, rates))
+        jac, gain = _jacobian(model, params, states, _drives(model, params, rates_of(model, x, states), gamma), gamma)
         for pop in pops:  # a unit pinned at its bound has no residual to remove
             if graph.population(pop).activation == "hard_sigmoid":
                 flat[:, at[pop]] = np.where(gain[:, at[pop]] == 0.0, 0.0, flat[:, at[pop]])
@@ -332,43 +395,35 @@ def polish(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, iterat
     return states
 
 
-def exact_gradients(model: Model, x: np.ndarray, y: np.ndarray,
-                    states: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def exact_gradients(model: Model, x: np.ndarray, y: np.ndarray, states: dict[str, np.ndarray] | None = None,
+                    *, gamma: float = 1.0) -> dict[str, np.ndarray]:
     """∂J/∂θ of the batch loss ``J = mean ½‖ρ(s*_y) − target‖²`` at the free fixed point ``s*``.
 
     The fixed point is the model's own free relaxation, refined by Newton iterations; then
     implicit differentiation of ``force(s*, θ) = 0``: with the force's Jacobian ``K`` at
-    ``s*``, solve ``Kᵀλ = −∂J/∂s`` per example and read ``∂J/∂θ = λᵀ ∂force/∂θ``. A weight
-    ``W_{A→B}`` gets ``ρ_A.T @ (ρ'_B ⊙ λ_B)``, plus ``(ρ'_A ⊙ λ_A).T @ ρ_B`` where it also
-    carries the top-down drive of A; a bias gets ``Σ_batch ρ'_B ⊙ λ_B``.
+    ``s*``, solve ``Kᵀλ = −∂J/∂s`` per example and read ``∂J/∂θ = λᵀ ∂force/∂θ``. Every
+    term ``ρ_A @ M`` of B's drive gives M ``ρ_Aᵀ(ρ'_B ⊙ λ_B)`` (transposed for a term through
+    ``W.T``, times ``gamma`` for a top-down term), so a tied weight collects both its uses;
+    a bias gets ``Σ_batch ρ'_B ⊙ λ_B``.
     """
     graph, params = model.graph, _host_params(model)
     pops, at, _ = _layout(model)
     out = graph.output
     target = np.eye(graph.population(out).size)[y] if np.ndim(y) == 1 else np.asarray(y, dtype=np.float64)
-    states = polish(model, x, states if states is not None else free_states(model, x))
-    rates = {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
-    jac, gain = _jacobian(model, params, states, _drives(model, params, rates))
+    states = polish(model, x, states if states is not None else free_states(model, x), gamma=gamma)
+    rates = rates_of(model, x, states)
+    jac, gain = _jacobian(model, params, states, _drives(model, params, rates, gamma), gamma)
     cost = np.zeros_like(gain)
     cost[:, at[out]] = gain[:, at[out]] * (rates[out] - target) / len(x)
     lam = np.linalg.solve(np.transpose(jac, (0, 2, 1)), -cost[..., None])[..., 0]
     signal = {p: gain[:, at[p]] * lam[:, at[p]] for p in pops}  # ρ' ⊙ λ
-    grads: dict[str, np.ndarray] = {}
-    for proj in graph.projections():
-        if proj.type == "lateral":
-            continue
-        if proj.type == "feedback":  # drive of proj.target gets ρ_source @ F
-            grads[proj.name] = rates[proj.source].T @ signal[proj.target]
-            continue
-        grad = rates[proj.source].T @ signal[proj.target] if proj.target in signal else 0.0
-        tied = proj.source in signal and graph.population(proj.target).role != "input" and \
-            find_feedback(graph, proj.target, proj.source) is None
-        if tied:
-            grad = grad + signal[proj.source].T @ rates[proj.target]
-        grads[proj.name] = np.asarray(grad) * np.ones_like(params[proj.name])
+    grads = {name: np.zeros_like(value) for name, value in params.items()}
     for pop in pops:
+        for source, name, transpose, top in drive_terms(graph, pop):
+            term = (gamma if top else 1.0) * rates[source].T @ signal[pop]
+            grads[name] += term.T if transpose else term
         if graph.has_bias(pop):
-            grads[f"{pop}.bias"] = signal[pop].sum(axis=0)
+            grads[f"{pop}.bias"] += signal[pop].sum(axis=0)
     return {name: grads[name] for name in model.compiled("train").loss_params if name in grads}
 
 

@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.gradient import finite_difference_error
 from circuits.model import Model
 from circuits.rules import RuleRegistry
 from circuits.rules.eqprop import SIGN
@@ -114,23 +115,10 @@ def _implicit_is_exact(spec: CircuitSpec, registry: RuleRegistry, rng: np.random
     if reason:
         return Outcome(IMPLICIT_GRADIENT_IS_EXACT.name, "skip", reason=reason)
     step = 1e-5
-    fd, exact = [], []
-    for name, grad in grads.items():
-        param = model.params[name]
-        for _ in range(6):
-            index = tuple(int(rng.integers(0, n)) for n in param.shape)
-            old = float(param[index])
-            param[index] = old + step
-            up = model.evaluate(x, y)[0]
-            param[index] = old - step
-            down = model.evaluate(x, y)[0]
-            param[index] = old
-            fd.append((up - down) / (2 * step))
-            exact.append(float(grad[index]))
-    error = relative_error(np.array(exact), np.array(fd))
+    error, count = finite_difference_error(model, x, y, grads, rng, step=step)
     tolerance = 1e-5
     return Outcome(IMPLICIT_GRADIENT_IS_EXACT.name, "pass" if error < tolerance else "fail",
-                   {"relative_error": error, "coordinates": float(len(fd))},
+                   {"relative_error": error, "coordinates": float(count)},
                    expected=f"relative error < {tolerance:g} (central differences of the loss at the relaxed "
                             f"fixed point, h = {step:g}, float64, force norm ≤ {TIGHT:g})")
 

@@ -10,7 +10,7 @@ from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
 
 __all__ = ["REFERENCE_IS_EXACT", "TIED_FEEDBACK_IS_BACKPROP", "OUTPUT_LAYER_IS_BACKPROP"]
-# (helpers _tie_feedback and _gap_to_backprop are shared with claims of other rule families)
+# (_tie_feedback, finite_difference_error and output_layer_gap are shared with claims of other rule families)
 
 PER_EDGE_FEEDBACK = ("feedback_alignment", "kolen_pollack", "weight_mirror")
 FA_FAMILY = ("feedback_alignment", "direct_feedback_alignment", "kolen_pollack", "weight_mirror")
@@ -26,15 +26,14 @@ def _no_own_reference(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
     return None if claim is None else f"checked by {claim}, which first relaxes to a tight tolerance"
 
 
-def _reference_is_exact(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
-    model = Model(variant(spec, plain_sgd=False), registry=registry)
-    x, y = random_batch(model, 4, rng)
-    grads = model.gradients(x, y)
-    step = 1e-5
+def finite_difference_error(model: Model, x: np.ndarray, y: np.ndarray, grads: dict[str, np.ndarray],
+                            rng: np.random.Generator, *, step: float = 1e-5, per_param: int = 6) -> tuple[float, int]:
+    """Relative error of ``grads`` against central differences of the model's loss, at
+    ``per_param`` random coordinates of every parameter; returns the error and the count."""
     fd, exact = [], []
     for name, grad in grads.items():
         param = model.params[name]
-        for _ in range(6):
+        for _ in range(per_param):
             index = tuple(int(rng.integers(0, n)) for n in param.shape)
             old = float(param[index])
             param[index] = old + step
@@ -44,10 +43,17 @@ def _reference_is_exact(spec: CircuitSpec, registry: RuleRegistry, rng: np.rando
             param[index] = old
             fd.append((up - down) / (2 * step))
             exact.append(float(grad[index]))
-    error = relative_error(np.array(exact), np.array(fd))
+    return relative_error(np.array(exact), np.array(fd)), len(fd)
+
+
+def _reference_is_exact(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    model = Model(variant(spec, plain_sgd=False), registry=registry)
+    x, y = random_batch(model, 4, rng)
+    step = 1e-5
+    error, count = finite_difference_error(model, x, y, model.gradients(x, y), rng, step=step)
     tolerance = 1e-5
     return Outcome(REFERENCE_IS_EXACT.name, "pass" if error < tolerance else "fail",
-                   {"relative_error": error, "coordinates": float(len(fd))},
+                   {"relative_error": error, "coordinates": float(count)},
                    expected=f"relative error < {tolerance:g} (central differences, h = {step:g}, float64)")
 
 
@@ -109,11 +115,15 @@ TIED_FEEDBACK_IS_BACKPROP = Claim(
 )
 
 
-def _output_layer_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
-    model = Model(variant(spec), registry=registry)
+def output_layer_gap(model: Model, rng: np.random.Generator) -> tuple[float, int]:
+    """Largest relative gap between the rule's update of the output's weights and bias and
+    backprop's, and how many parameters were compared."""
     out = model.graph.output
-    names = [p.name for p in model.graph.incoming(out)] + [f"{out}.bias"]
-    worst, count = _gap_to_backprop(model, rng, names)
+    return _gap_to_backprop(model, rng, [p.name for p in model.graph.incoming(out)] + [f"{out}.bias"])
+
+
+def _output_layer_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    worst, count = output_layer_gap(Model(variant(spec), registry=registry), rng)
     tolerance = 1e-10
     return Outcome(OUTPUT_LAYER_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
                    {"max_relative_error": worst, "parameters": float(count)},

@@ -17,7 +17,7 @@ import numpy as np
 
 from circuits.claims.base import (Claim, Outcome, always, capped_data, loglog_slope, random_batch,
                                   relative_error, variant)
-from circuits.claims.gradient import _gap_to_backprop, _tie_feedback
+from circuits.claims.gradient import _tie_feedback, output_layer_gap
 from circuits.data import iterate_batches
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -83,10 +83,7 @@ TD_TIED_IS_BACKPROP = Claim(
 
 
 def _td_output(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
-    model = Model(variant(spec), registry=registry)
-    out = model.graph.output
-    names = [p.name for p in model.graph.incoming(out)] + [f"{out}.bias"]
-    worst, count = _gap_to_backprop(model, rng, names)
+    worst, count = output_layer_gap(Model(variant(spec), registry=registry), rng)
     tolerance = 1e-10
     return Outcome(TD_OUTPUT_LAYER_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
                    {"max_relative_error": worst, "parameters": float(count)},

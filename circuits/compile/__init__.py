@@ -53,6 +53,7 @@ def compile_circuit(graph: CircuitGraph, rule: RuleLike, *, mode: str = "train",
     """
     rule.check(graph)
     builder = Builder(graph, rule=rule.signature.name, params=dict(graph.spec.rule.params),
-                      mode=mode, dtype=dtype or graph.spec.run.dtype)
+                      mode=mode, dtype=dtype or graph.spec.run.dtype,
+                      separate_rates=rule.signature.energy_based)
     rule.emit(builder)
     return builder.finish(f"{graph.spec.name}:{mode}")

@@ -46,10 +46,13 @@ class Builder:
         ``train``, ``probe`` or ``infer`` (see :class:`circuits.ir.Program`).
     dtype
         ``float32`` or ``float64``.
+    separate_rates
+        Give every non-input population its own ``<pop>.rate`` buffer, even a linear one
+        (energy rules, whose states and rates differ between steps of a relaxation).
     """
 
     def __init__(self, graph: CircuitGraph, *, rule: str, params: dict[str, Any], mode: str,
-                 dtype: str) -> None:
+                 dtype: str, separate_rates: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.graph = graph
@@ -60,7 +63,7 @@ class Builder:
         self.buffers: dict[str, Buffer] = {}
         self.phase_ops: dict[str, list[Op]] = {}
         self.phase_info: dict[str, dict[str, Any]] = {}
-        self.separate_rates = False
+        self.separate_rates = separate_rates
         self.learned: dict[str, list[tuple[str, str, float]]] = {}
         self.learned_bias: dict[str, list[tuple[str, float]]] = {}
         self.public: dict[str, str] = {}

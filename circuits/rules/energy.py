@@ -110,15 +110,27 @@ class EnergyRule(Rule):
 # -- lowering ----------------------------------------------------------------------------------
 
 
-def lower_init(b: Builder, phase: str = "init") -> None:
-    """Declare state, rate and drive buffers; start every state at zero."""
-    b.separate_rates = True
-    b.phase(phase, doc="states start at rest")
+def lower_init(b: Builder, phase: str = "init", *, persist: str = "") -> None:
+    """Declare state, rate and drive buffers; start every state at zero.
+
+    With ``persist`` (a suffix such as ``".free"``) the states start instead from each
+    example's *particle* (an input buffer ``<pop>.particle``), and ``<pop>.pre<persist>`` is
+    saved back into it after the run (see :attr:`circuits.ir.Program.particles`).
+    """
+    doc = ("states start from each example's last free fixed point (persistent particles; zero for an "
+           "example not seen before)") if persist else "states start at rest"
+    b.phase(phase, doc=doc)
     for pop in dynamic_populations(b.graph):
         b.activity(b.pre(pop), pop)
         b.activity(b.rate(pop), pop)
         b.activity(f"{pop}.drive", pop)
-        b.emit(phase, ops.Fill(b.pre(pop), 0.0))
+        if not persist:
+            b.emit(phase, ops.Fill(b.pre(pop), 0.0))
+            continue
+        particle = b.add_buffer(f"{pop}.particle", ("batch", b.size(pop)), "input",
+                                doc="the example's last free state")
+        b.emit(phase, ops.Copy(particle, b.pre(pop)))
+        b.particles[particle] = b.pre(pop) + persist
 
 
 def drive_terms(graph: CircuitGraph, pop: str) -> list[tuple[str, str, bool, bool]]:
@@ -129,13 +141,14 @@ def drive_terms(graph: CircuitGraph, pop: str) -> list[tuple[str, str, bool, boo
             for source, name, transpose in couplings(graph, pop)]
 
 
-def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: float = 0.0, gamma: float = 1.0,
-                     clamp: bool = False, doc: str = "") -> None:
+def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: float = 0.0, sign: str = "",
+                     gamma: float = 1.0, clamp: bool = False, doc: str = "") -> None:
     """One relaxation phase: every population takes synchronous leaky-integrator steps.
 
     Each step computes every rate from the current states, then every drive, then moves
     every state, so no population sees another's new state within a step. With ``beta``
-    the output's drive is pulled toward the target (the nudged phase); with ``clamp`` the
+    the output's drive is pulled toward the target (the nudged phase), times the scalar
+    buffer ``sign`` when one is named (a sign drawn per batch); with ``clamp`` the
     output is left out of the dynamics (its rate, set before the phase, is read but never
     recomputed); ``gamma`` scales every top-down drive term (Xie & Seung's feedback gain).
 
@@ -149,17 +162,18 @@ def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: fl
     b.add_buffer(RESIDUAL, (), "temp")
     moving = [p for p in dynamic_populations(graph) if not (clamp and p == graph.output)]
     _lower_drive_in(b, f"{phase}_drive_in")
-    b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol, doc=doc or _relaxation_doc(beta, gamma, clamp))
+    b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol, doc=doc or _relaxation_doc(beta, sign, gamma, clamp))
     for pop in moving:
         b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.rate(pop)))
-    emit_drives(b, phase, moving, b.rate, beta=beta, gamma=gamma)
+    emit_drives(b, phase, moving, b.rate, beta=beta, sign=sign, gamma=gamma)
     emit_integrate(b, phase, moving, b.rate)
     b.emit(phase, ops.ResidualNorm(SQUARED, RESIDUAL))
 
 
-def _relaxation_doc(beta: float, gamma: float, clamp: bool) -> str:
+def _relaxation_doc(beta: float, sign: str, gamma: float, clamp: bool) -> str:
+    size = f"β = {beta:g}·{sign} (= ±{abs(beta):g})" if sign else f"β = {beta:g}"
     kind = "clamped relaxation" if clamp else ("free relaxation" if not beta else
-                                               f"relaxation nudged toward the target with β = {beta:g}")
+                                               f"relaxation nudged toward the target with {size}")
     return kind + (f", feedback gain γ = {gamma:g}" if gamma != 1.0 else "")
 
 
@@ -183,12 +197,13 @@ def _lower_drive_in(b: Builder, phase: str) -> None:
 
 
 def emit_drives(b: Builder, phase: str, pops: Sequence[str], rate: Callable[[str], str], *,
-                beta: float = 0.0, gamma: float = 1.0) -> None:
+                beta: float = 0.0, sign: str = "", gamma: float = 1.0) -> None:
     """``<pop>.drive`` of every population in ``pops`` from the rates ``rate(source)``.
 
     The drive starts from ``<pop>.drive_in`` when the population hears an input (see
     :func:`lower_relaxation`); top-down terms read ``<source>.feedback = γ·rate`` when
-    ``gamma ≠ 1``; with ``beta`` the output's drive is nudged toward its target.
+    ``gamma ≠ 1``; with ``beta`` the output's drive is nudged toward its target (times the
+    scalar buffer ``sign``, if named).
     """
     graph = b.graph
     if gamma != 1.0:
@@ -208,7 +223,7 @@ def emit_drives(b: Builder, phase: str, pops: Sequence[str], rate: Callable[[str
         if graph.has_bias(pop) and not clamped:
             b.emit(phase, ops.AddBias(b.bias(pop), drive))
         if beta and pop == graph.output:
-            b.emit(phase, ops.Nudge(rate(pop), f"{pop}.target", drive, beta))
+            b.emit(phase, ops.Nudge(rate(pop), f"{pop}.target", drive, beta, sign))
 
 
 def emit_integrate(b: Builder, phase: str, pops: Sequence[str], rate: Callable[[str], str]) -> None:
@@ -230,14 +245,15 @@ def lower_settle(b: Builder, phase: str, suffix: str = "") -> None:
 
 
 def contrast(b: Builder, rates: Sequence[tuple[str, float]], scale: Mapping[str, float] | None = None,
-             doc: str = "co-activity of each coupling's two ends, contrasted between phases") -> None:
+             doc: str = "co-activity of each coupling's two ends, contrasted between phases", sign: str = "") -> None:
     """Learn ``Σ_k c_k · ρ_Aᵏ.T @ ρ_Bᵏ / batch`` for every coupling, as an estimate of ∂J/∂W.
 
     ``rates`` pairs a rate-buffer suffix with its coefficient ``c_k`` (e.g. the EqProp
     estimator ``(".nudged", −1/β), (".free", 1/β)``). Each projection A→B (forward or
     feedback) and each bias learns the same contrast of its two ends' co-activity; inputs
     contribute their (clamped) data rate. ``scale`` multiplies the coefficient of the
-    couplings into each population (Xie & Seung's per-layer learning rates).
+    couplings into each population (Xie & Seung's per-layer learning rates); ``sign`` names
+    a scalar buffer that multiplies every coefficient at run time.
     """
     graph = b.graph
 
@@ -249,7 +265,8 @@ def contrast(b: Builder, rates: Sequence[tuple[str, float]], scale: Mapping[str,
         for pop in dynamic_populations(graph):
             scaled = b.activity(f"{pop}.scaled{suffix}", pop)
             factor = coeff * (scale[pop] if scale else 1.0)
-            b.emit("contrast", ops.LinearCombination((rate(pop, suffix),), (factor,), scaled, powers=(-1,)))
+            b.emit("contrast", ops.Modulate(sign, rate(pop, suffix), scaled, alpha=factor, per_batch=True) if sign
+                   else ops.LinearCombination((rate(pop, suffix),), (factor,), scaled, powers=(-1,)))
         for proj in graph.projections():
             if proj.plastic and proj.type != "lateral":
                 b.learn(proj.name, rate(proj.source, suffix), f"{proj.target}.scaled{suffix}")

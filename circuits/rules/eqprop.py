@@ -31,49 +31,20 @@ from collections.abc import Sequence
 
 from circuits import ops
 from circuits.compile import Builder
-from circuits.ir import BATCH
 from circuits.rules.energy import (RELAXATION_PARAMS, EnergyRule, contrast, dynamic_populations, lower_init,
                                    lower_relaxation, lower_settle)
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 
-__all__ = ["EquilibriumPropagation", "SIGN", "lower_warm_start", "signed_contrast"]
+__all__ = ["EquilibriumPropagation", "SIGN", "signed_contrast"]
 
 SIGN = "beta.sign"
 """The scalar buffer (and random stream) holding the sign of β under ``random_sign``."""
 
 
-def lower_warm_start(b: Builder, phase: str = "init") -> None:
-    """Declare state, rate and drive buffers; start every state from its example's particle."""
-    b.separate_rates = True
-    b.phase(phase, doc="states start from each example's last free fixed point (persistent particles; "
-                       "zero for an example not seen before)")
-    for pop in dynamic_populations(b.graph):
-        b.activity(b.rate(pop), pop)
-        b.activity(f"{pop}.drive", pop)
-        particle = b.add_buffer(f"{pop}.particle", (BATCH, b.size(pop)), "input",
-                                doc="the example's last free state")
-        b.emit(phase, ops.Copy(particle, b.activity(b.pre(pop), pop)))
-        b.particles[particle] = f"{pop}.pre.free"
-
-
 def signed_contrast(b: Builder, rates: Sequence[tuple[str, float]], sign: str) -> None:
     """:func:`circuits.rules.energy.contrast` with every coefficient multiplied by the scalar ``sign``."""
-    graph = b.graph
-
-    def rate(pop: str, suffix: str) -> str:
-        return b.rate(pop) if graph.population(pop).role == "input" else b.rate(pop) + suffix
-
-    b.phase("contrast", doc=f"co-activity of each coupling's two ends, contrasted between phases, "
-                            f"times the sign of β ({sign})")
-    for suffix, coeff in rates:
-        for pop in dynamic_populations(graph):
-            scaled = b.activity(f"{pop}.scaled{suffix}", pop)
-            b.emit("contrast", ops.Modulate(sign, rate(pop, suffix), scaled, alpha=coeff, per_batch=True))
-        for proj in graph.projections():
-            if proj.plastic and proj.type != "lateral":
-                b.learn(proj.name, rate(proj.source, suffix), f"{proj.target}.scaled{suffix}")
-        for pop in dynamic_populations(graph):
-            b.learn_bias(pop, f"{pop}.scaled{suffix}")
+    contrast(b, rates, sign=sign, doc=f"co-activity of each coupling's two ends, contrasted between phases, "
+                                      f"times the sign of β ({sign})")
 
 
 class EquilibriumPropagation(EnergyRule):
@@ -98,10 +69,7 @@ class EquilibriumPropagation(EnergyRule):
     def emit(self, b: Builder) -> None:
         p = b.params
         warm = p["persistent"] and b.mode != "infer"
-        if warm:
-            lower_warm_start(b)
-        else:
-            lower_init(b)
+        lower_init(b, persist=".free" if warm else "")
         lower_relaxation(b, "free", steps=p["free_steps"], tol=p["tol"])
         lower_settle(b, "settle")
         b.lower_loss()
@@ -141,12 +109,6 @@ class EquilibriumPropagation(EnergyRule):
         b.lower_updates()
 
     def nudged_phase(self, b: Builder, phase: str, beta: float, steps: int, tol: float, sign: str = "") -> None:
-        """One nudged relaxation (with β scaled by the scalar buffer ``sign`` when given)."""
-        lower_relaxation(b, phase, steps=steps, tol=tol, beta=beta)
-        if not sign:
-            return
-        out = b.graph.output
-        b.phase_ops[phase] = [ops.Nudge(op.rate, op.target, op.drive, op.beta, sign)
-                              if isinstance(op, ops.Nudge) and op.drive == f"{out}.drive" else op
-                              for op in b.phase_ops[phase]]
-        b.phase_info[phase]["doc"] = f"relaxation nudged toward the target with β = {beta:g}·{sign} (= ±{beta:g})"
+        """One nudged relaxation (with β scaled by the scalar buffer ``sign`` when given); a hook
+        for variants of the rule."""
+        lower_relaxation(b, phase, steps=steps, tol=tol, beta=beta, sign=sign)

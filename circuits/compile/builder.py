@@ -287,37 +287,48 @@ class Builder:
         if name in self.public:
             self.learned_bias.setdefault(name, []).append((a, sign))
 
-    def lower_updates(self, phase: str = "update", *, plain_sgd: bool = False) -> None:
+    def learn_modulated(self, param: str, signal: str, trace: str, scale: float = 1.0) -> None:
+        """Add ``scale · signal ⊙ trace`` (``signal`` a scalar or one value per example, see
+        :class:`~circuits.ops.Modulate`) to the rule's estimate of ∂loss/∂``param``, a weight or a bias."""
+        if param not in self.public:
+            raise CompileError(f"rule '{self.rule}' learns unknown parameter '{param}'")
+        self.learned.setdefault(param, []).append(("modulate", signal, trace, scale))
+
+    def lower_updates(self, phase: str = "update", *, plain_sgd: bool = False,
+                      terms: tuple[dict[str, list[Any]], dict[str, list[Any]]] | None = None) -> None:
         """Lower the learned estimates into the optimizer's ops.
 
         Probe mode writes each estimate into ``<param>.grad``. Train mode with SGD and no
         momentum fuses the estimate into one GEMM: ``W = (1 − lr·wd)·W − lr·a.T @ b``.
         ``plain_sgd`` forces that fused form whatever the optimizer (used by rules whose
         update must be exactly the same for two parameters, such as Kolen–Pollack).
+        ``terms`` lowers other ``(weights, biases)`` estimates than the ones :meth:`learn`
+        collected (a rule that trains a second set of parameters in its own phase).
         """
-        if self.mode == "infer" or not (self.learned or self.learned_bias):
+        learned, learned_bias = terms if terms is not None else (self.learned, self.learned_bias)
+        if self.mode == "infer" or not (learned or learned_bias):
             return
         self.phase(phase, doc="apply the rule's updates" if self.mode == "train"
                    else "write the rule's gradient estimates (not applied)")
         opt = "sgd" if plain_sgd else self.params["optimizer"]
         momentum = 0.0 if plain_sgd else self.params["momentum"]
-        for name, terms in [*self.learned.items(), *self.learned_bias.items()]:
+        for name, terms_of in [*learned.items(), *learned_bias.items()]:
             param = self.public[name]
             shape = self.buffers[param].shape
             lr, wd = self.lr_of[name], self.params["weight_decay"]
             fused = self.mode == "train" and opt == "sgd" and momentum == 0.0
             if fused:
-                self._accumulate(phase, name, terms, param, scale=-lr, first_beta=1.0 - lr * wd)
+                self._accumulate(phase, name, terms_of, param, scale=-lr, first_beta=1.0 - lr * wd)
                 continue
             grad = self.add_buffer(f"{param}.grad", shape, "temp")
             if self.mode == "probe":
-                self._accumulate(phase, name, terms, grad, scale=1.0, first_beta=0.0)
+                self._accumulate(phase, name, terms_of, grad, scale=1.0, first_beta=0.0)
             elif opt == "sgd":
                 velocity = self.add_buffer(f"{param}.velocity", shape, "state")
-                self._accumulate(phase, name, terms, velocity, scale=1.0, first_beta=momentum)
+                self._accumulate(phase, name, terms_of, velocity, scale=1.0, first_beta=momentum)
                 self.emit(phase, ops.SgdStep(param, velocity, lr, 1.0 - lr * wd))
             else:
-                self._accumulate(phase, name, terms, grad, scale=1.0, first_beta=0.0)
+                self._accumulate(phase, name, terms_of, grad, scale=1.0, first_beta=0.0)
                 m = self.add_buffer(f"{param}.adam_m", shape, "state")
                 v = self.add_buffer(f"{param}.adam_v", shape, "state")
                 count = self.add_buffer(f"{param}.adam_t", (), "state")
@@ -328,7 +339,10 @@ class Builder:
                     first_beta: float) -> None:
         for index, term in enumerate(terms):
             beta = first_beta if index == 0 else 1.0
-            if len(term) == 3:
+            if term[0] == "modulate":
+                _, signal, trace, factor = term
+                self.emit(phase, ops.Modulate(signal, trace, out, alpha=scale * factor, beta=beta))
+            elif len(term) == 3:
                 a, b, sign = term
                 self.emit(phase, ops.OuterUpdate(a, b, out, alpha=scale * sign, beta=beta))
             else:

@@ -252,36 +252,6 @@ class WeightPerturbation(Rule):
         change = b.add_buffer("loss.change", (), "temp", doc="perturbed minus clean batch loss")
         b.emit("estimate", ops.LinearCombination((mean, "loss.value"), (1.0, -1.0), change))
         signal = _lower_signal(b, change, ())
-        self._lower_updates(b, learned, signal, 1.0 / (sigma * sigma))
-
-    def _lower_updates(self, b: Builder, learned: list[str], signal: str, scale: float) -> None:
-        """``<param>.grad = signal · noise / σ²`` (probe), or the optimizer's step (train).
-
-        Mirrors :meth:`Builder.lower_updates` (fused SGD, SGD with momentum, Adam) with the
-        estimate written by :class:`~circuits.ops.Modulate` instead of outer products.
-        """
-        train = b.mode == "train"
-        b.phase("update", doc="apply the rule's updates" if train else "write the rule's gradient estimates (not applied)")
-        opt, momentum, wd = b.params["optimizer"], b.params["momentum"], b.params["weight_decay"]
-        for name in learned:
-            param = b.public[name]
-            shape, noise, lr = b.buffers[param].shape, f"{param}.noise", b.lr_of[name]
-            # finish() lists a probe program's estimates from these keys; the terms stay empty
-            # because this rule writes the estimates itself.
-            (b.learned_bias if name.endswith(".bias") else b.learned).setdefault(name, [])
-            if train and opt == "sgd" and momentum == 0.0:
-                b.emit("update", ops.Modulate(signal, noise, param, alpha=-lr * scale, beta=1.0 - lr * wd))
-                continue
-            if train and opt == "sgd":
-                velocity = b.add_buffer(f"{param}.velocity", shape, "state")
-                b.emit("update", ops.Modulate(signal, noise, velocity, alpha=scale, beta=momentum),
-                       ops.SgdStep(param, velocity, lr, 1.0 - lr * wd))
-                continue
-            grad = b.add_buffer(f"{param}.grad", shape, "temp")
-            b.emit("update", ops.Modulate(signal, noise, grad, alpha=scale))
-            if train:
-                m = b.add_buffer(f"{param}.adam_m", shape, "state")
-                v = b.add_buffer(f"{param}.adam_v", shape, "state")
-                count = b.add_buffer(f"{param}.adam_t", (), "state")
-                b.emit("update", ops.AdamStep(param, grad, m, v, count, lr, b.params["adam_beta1"],
-                                              b.params["adam_beta2"], b.params["adam_eps"], wd))
+        for name in learned:  # ĝ = (L̃ − L)·ξ/σ², lowered into the optimizer like any estimate
+            b.learn_modulated(name, signal, f"{b.public[name]}.noise", 1.0 / (sigma * sigma))
+        b.lower_updates()

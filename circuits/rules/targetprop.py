@@ -262,13 +262,10 @@ class TargetPropagation(Rule):
         """Lower the inverses' estimates into their own phase, ``inverse_update``.
 
         They are lowered on their own, so that they never mix with the forward estimates that
-        ``b.learned`` collects before or after; ``b.learned`` is left as it was found.
+        ``b.learned`` collects.
         """
-        forward = b.learned, b.learned_bias
-        b.learned, b.learned_bias = weights, biases
-        b.lower_updates("inverse_update")
+        b.lower_updates("inverse_update", terms=(weights, biases))
         b.phase("inverse_update", doc=doc)
-        b.learned, b.learned_bias = forward
 
     def _top_target(self, b: Builder, pen: str, into_out: ProjectionSpec) -> None:
         """``pen.top_grad = y.delta @ W.T`` (= ∂loss/∂h), ``ĥ = h − α·batch·top_grad``."""

@@ -44,6 +44,8 @@ class Dataset:
     shape ``(n, n_features)``; classification targets are int64 labels ``(n,)`` in
     ``[0, n_outputs)``, regression targets float64 ``(n, n_outputs)``. A registered loader
     may return inputs in their storage dtype (e.g. uint8 pixels); ``load`` converts them.
+    ``x_validation``/``y_validation`` hold the examples ``task.validation`` set aside from
+    the training split (empty when none were).
     """
 
     name: str
@@ -53,12 +55,18 @@ class Dataset:
     x_test: np.ndarray = attrs.field(repr=False)
     y_test: np.ndarray = attrs.field(repr=False)
     n_outputs: int = attrs.field(validator=attrs.validators.ge(1))
+    x_validation: np.ndarray | None = attrs.field(default=None, repr=False)
+    y_validation: np.ndarray | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         y_ndim = 1 if self.task == "classification" else 2
         want = "(n,)" if y_ndim == 1 else f"(n, {self.n_outputs})"
         width = self.x_train.shape[-1]
-        splits = (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test))
+        if self.x_validation is None:
+            object.__setattr__(self, "x_validation", self.x_train[:0])
+            object.__setattr__(self, "y_validation", self.y_train[:0])
+        splits = (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test),
+                  ("validation", self.x_validation, self.y_validation))
         for split, x, y in splits:
             bad_y = y.ndim != y_ndim or (y_ndim == 2 and y.shape[1] != self.n_outputs)
             if x.ndim != 2 or x.shape[1] != width or len(x) != len(y) or bad_y:
@@ -79,6 +87,11 @@ class Dataset:
     def n_test(self) -> int:
         """Number of test examples."""
         return int(self.x_test.shape[0])
+
+    @property
+    def n_validation(self) -> int:
+        """Number of validation examples (0 when none were held out)."""
+        return int(self.x_validation.shape[0])
 
 
 @attrs.frozen
@@ -131,8 +144,9 @@ class DatasetRegistry:
 
     def load(self, name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
              n_train: int | None = None, n_test: int | None = None, normalize: str = "standard",
-             options: Mapping[str, object] | None = None, download: bool = True) -> Dataset:
-        """Load, subset and normalize the data set ``name``.
+             options: Mapping[str, object] | None = None, download: bool = True,
+             validation: float = 0.0) -> Dataset:
+        """Load, subset, split off validation and normalize the data set ``name``.
 
         Parameters
         ----------
@@ -149,6 +163,9 @@ class DatasetRegistry:
             ``info.pixel_max``) or ``"none"``.
         options
             Options of the data set; ``info(name).options`` lists them with their defaults.
+        validation
+            Fraction of the kept training split set aside, from its end, as the validation
+            set (``round(validation * n)`` examples); normalization uses the rest only.
 
         Returns
         -------
@@ -172,12 +189,20 @@ class DatasetRegistry:
         raw = self._entries[name][1](seed=seed, data_dir=folder, download=download, **resolved)
         x_train, y_train = _keep_first(name, "n_train", n_train, raw.x_train, raw.y_train)
         x_test, y_test = _keep_first(name, "n_test", n_test, raw.x_test, raw.y_test)
-        x_train, x_test = _normalize(x_train, x_test, normalize, info.pixel_max)
+        held = round(validation * len(x_train)) if validation > 0 else 0
+        _require(0 <= validation < 1 and held < len(x_train) and (validation == 0 or held >= 1), name,
+                 f"validation={validation} of {len(x_train)} training examples leaves "
+                 f"{held} for validation and {len(x_train) - held} for training; both need >= 1")
+        x_train, x_valid = x_train[:len(x_train) - held], x_train[len(x_train) - held:]
+        y_train, y_valid = y_train[:len(y_train) - held], y_train[len(y_train) - held:]
+        x_train, x_test, x_valid = _normalize(x_train, x_test, normalize, info.pixel_max, x_valid)
         y_dtype = np.int64 if raw.task == "classification" else np.float64
-        y_train, y_test = (np.array(y, dtype=y_dtype, order="C") for y in (y_train, y_test))
-        for array in (x_train, y_train, x_test, y_test):
+        y_train, y_test, y_valid = (np.array(y, dtype=y_dtype, order="C")
+                                    for y in (y_train, y_test, y_valid))
+        for array in (x_train, y_train, x_test, y_test, x_valid, y_valid):
             array.flags.writeable = False
-        return Dataset(raw.name, raw.task, x_train, y_train, x_test, y_test, raw.n_outputs)
+        return Dataset(raw.name, raw.task, x_train, y_train, x_test, y_test, raw.n_outputs,
+                       x_valid, y_valid)
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -223,30 +248,31 @@ def _keep_first(name: str, label: str, count: int | None, x: np.ndarray,
 
 
 def _normalize(x_train: np.ndarray, x_test: np.ndarray, method: str,
-               pixel_max: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 copies of both splits, normalized by ``method`` with training statistics."""
+               pixel_max: float | None, *more: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Float64 copies of the splits, normalized by ``method`` with training statistics."""
     train = np.array(x_train, dtype=np.float64, order="C")
-    test = np.array(x_test, dtype=np.float64, order="C")
+    others = [np.array(x, dtype=np.float64, order="C") for x in (x_test, *more)]
     if method == "standard":
         mean, std = train.mean(axis=0), train.std(axis=0)
         rms = float(np.sqrt(np.mean(std**2)))
         np.maximum(std, _STD_FLOOR * rms if rms > 0.0 else 1.0, out=std)
-        for x in (train, test):
+        for x in (train, *others):
             x -= mean
             x /= std
     elif method == "unit" and pixel_max is not None:
-        train /= pixel_max
-        test /= pixel_max
-    return train, test
+        for x in (train, *others):
+            x /= pixel_max
+    return (train, *others)
 
 
 def load_dataset(name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
                  n_train: int | None = None, n_test: int | None = None,
                  normalize: str = "standard", options: Mapping[str, object] | None = None,
-                 download: bool = True) -> Dataset:
+                 download: bool = True, validation: float = 0.0) -> Dataset:
     """Shorthand for ``DATASETS.load(...)``; see :meth:`DatasetRegistry.load`."""
     return DATASETS.load(name, seed=seed, data_dir=data_dir, n_train=n_train, n_test=n_test,
-                         normalize=normalize, options=options, download=download)
+                         normalize=normalize, options=options, download=download,
+                         validation=validation)
 
 
 def iterate_batches(n: int, batch_size: int, rng: np.random.Generator, *,

@@ -65,6 +65,9 @@ class RunFolder:
         """One row of ``metrics.csv`` (header first), flushed at once."""
         row = {"epoch": record.epoch, "train_loss": record.train_loss, "test_loss": record.test_loss,
                "test_accuracy": record.test_accuracy, "seconds": round(record.seconds, 4)}
+        if not math.isnan(record.validation_loss):  # only runs with a validation split
+            row.update(validation_loss=record.validation_loss,
+                       validation_accuracy=record.validation_accuracy)
         row.update({f"align.{name}": angle for name, angle in record.mean_alignment().items()})
         for phase, (steps, residual) in record.relaxation.items():
             row.update({f"relax.{phase}.steps": round(steps, 2), f"relax.{phase}.residual": residual})
@@ -111,6 +114,16 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def _validation_summary(records: list[EpochRecord]) -> dict[str, Any]:
+    """Final and best validation numbers, for runs with a validation split (else nothing)."""
+    if not records or math.isnan(records[-1].validation_loss):
+        return {}
+    return {"final_validation": {"loss": records[-1].validation_loss,
+                                 "accuracy": records[-1].validation_accuracy},
+            "best_validation_accuracy": max(r.validation_accuracy for r in records),
+            "best_validation_loss": min(r.validation_loss for r in records)}
+
+
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, float]]:
     """Rows of a ``metrics.csv`` as dicts of floats (empty cells become NaN)."""
     with open(path, newline="", encoding="utf-8") as handle:
@@ -138,6 +151,7 @@ def summarize(spec: CircuitSpec, records: list[EpochRecord], *, status: str, mes
             "test_accuracy": last.test_accuracy if last else float("nan"),
         },
         "best_test_accuracy": max((r.test_accuracy for r in records), default=float("nan")),
+        **_validation_summary(records),
         "wall_seconds": round(wall_seconds, 3),
         "examples_per_second": round(examples / trained, 1) if trained > 0 else float("nan"),
         "unconverged_relaxations": dict(unconverged or {}),

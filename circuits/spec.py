@@ -116,6 +116,8 @@ class TaskSpec:
     n_train: int | None = None
     n_test: int | None = None
     autoencode: bool = False
+    validation: float = 0.0
+    """Fraction of the (kept) training split held out, from its end, as a validation set."""
     options: dict[str, Any] = attrs.field(factory=dict, hash=False)
 
 
@@ -377,6 +379,8 @@ def _read_task(reader: TableReader) -> TaskSpec:
     if autoencode and loss != "mse":
         raise reader.error("autoencoding compares the output with the input, which needs "
                            f"loss = \"mse\" (got '{loss}')", key="autoencode")
+    validation = reader.get(Param("validation", 0.0, "fraction of the training split held out "
+                                  "for validation (0: none)", minimum=0.0, maximum=0.5))
     options_reader = TableReader(reader.raw("options", {}), reader.where("options"), reader.source)
     allowed = DATASETS.info(dataset).options
     options = {}
@@ -387,10 +391,10 @@ def _read_task(reader: TableReader) -> TaskSpec:
         options[key] = options_reader.get(param)
     options_reader.finish(list(allowed))
     reader.finish(["dataset", "loss", "epochs", "batch_size", "normalize", "data_dir",
-                   "n_train", "n_test", "autoencode", "options"])
+                   "n_train", "n_test", "autoencode", "validation", "options"])
     return TaskSpec(dataset=dataset, loss=loss, epochs=epochs, batch_size=batch, normalize=normalize,
                     data_dir=data_dir, n_train=n_train, n_test=n_test, autoencode=autoencode,
-                    options=options)
+                    validation=validation, options=options)
 
 
 def _read_run(reader: TableReader) -> RunSpec:

@@ -45,6 +45,9 @@ class EpochRecord:
     alignment: tuple[AlignmentRecord, ...] = ()
     relaxation: dict[str, tuple[float, float]] = attrs.field(factory=dict, hash=False)
     """Relaxation phase → (mean steps, largest final residual) over the epoch's training steps."""
+    validation_loss: float = math.nan
+    validation_accuracy: float = math.nan
+    """On the held-out validation split (``task.validation``); NaN when there is none."""
 
     def mean_alignment(self) -> dict[str, float]:
         """Per-parameter mean angle over the epoch's alignment records."""
@@ -103,7 +106,7 @@ def load_data(model: Model, *, download: bool = True) -> Dataset:
     task = model.spec.task
     data = DATASETS.load(task.dataset, seed=model.spec.run.seed, data_dir=task.data_dir,
                          n_train=task.n_train, n_test=task.n_test, normalize=task.normalize,
-                         options=task.options, download=download)
+                         options=task.options, download=download, validation=task.validation)
     check_data_fit(model.spec, model.graph, n_features=data.n_features, n_outputs=data.n_outputs,
                    task=data.task)
     return data
@@ -134,11 +137,12 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
     dtype = np.dtype(spec.run.dtype)
     x_train = np.ascontiguousarray(data.x_train, dtype=dtype)
     x_test = np.ascontiguousarray(data.x_test, dtype=dtype)
-    y_train, y_test = data.y_train, data.y_test
+    x_valid = np.ascontiguousarray(data.x_validation, dtype=dtype)
+    y_train, y_test, y_valid = data.y_train, data.y_test, data.y_validation
     if spec.task.autoencode:
-        y_train, y_test = x_train, x_test
+        y_train, y_test, y_valid = x_train, x_test, x_valid
     elif data.task == "regression":
-        y_train, y_test = y_train.astype(dtype), y_test.astype(dtype)
+        y_train, y_test, y_valid = y_train.astype(dtype), y_test.astype(dtype), y_valid.astype(dtype)
     rng = np.random.default_rng([spec.run.seed, 1])
     every = spec.run.align_every
     step = 0
@@ -162,6 +166,8 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
         seconds = time.perf_counter() - start
         relaxation = model.take_relaxation()
         test_loss, test_accuracy = model.evaluate(x_test, y_test)
+        validation = model.evaluate(x_valid, y_valid) if len(x_valid) else (math.nan, math.nan)
         yield EpochRecord(epoch=epoch, train_loss=float(np.mean(losses)), test_loss=test_loss,
                           test_accuracy=test_accuracy, seconds=seconds, examples=data.n_train,
-                          alignment=tuple(aligned), relaxation=relaxation)
+                          alignment=tuple(aligned), relaxation=relaxation,
+                          validation_loss=validation[0], validation_accuracy=validation[1])

@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import dag_circuits, dag_spec_text
 
-from circuits.claims import alignment, default_claims, gradient, verify
+from circuits.claims import ClaimRegistry, alignment, default_claims, gradient, verify
 from circuits.compile import Builder
+from circuits.model import load
 from circuits.rules import RuleRegistry
 from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
 from circuits.rules.backprop import Backprop
@@ -217,6 +218,30 @@ class LoudMirror(WeightMirror):
                                      for op in b.phase_ops["mirror"]]
 
 
+class FirstChildFA(FeedbackAlignment):
+    """FA that sends each hidden population only the error of its first child.
+
+    Indistinguishable from FA on a chain, where every hidden population has one child.
+    """
+
+    def carriers(self, b: Builder) -> dict[str, list[tuple[str, str, bool]]]:
+        return {pop: carried[:1] for pop, carried in super().carriers(b).items()}
+
+
+class FirstIncomingDFA(DirectFeedbackAlignment):
+    """DFA that updates only the first forward projection into each population.
+
+    Indistinguishable from DFA on a chain, where every population has one incoming projection.
+    """
+
+    def emit(self, b: Builder) -> None:
+        emit_feedforward(b, self.carriers(b))
+        for pop in b.graph.populations:
+            for later in b.graph.incoming(pop)[1:]:
+                b.learned.pop(later.name, None)
+        b.lower_updates()
+
+
 def mutant_registry(*rules) -> RuleRegistry:
     registry = RuleRegistry()
     names = {rule.signature.name for rule in rules}
@@ -252,3 +277,41 @@ def test_claim_catches_its_mutant(claim, mutant, rule):
     spec = layered(registry, rule, hidden=24, act="tanh")
     outcome = run_claim(claim, spec, registry)
     assert outcome.status == "fail", outcome
+
+
+# -- shipped specs with a skip catch what a chain cannot --------------------------------------------
+
+SKIP_MUTANTS = [
+    ("fa_skip_digits", FirstChildFA(), ["tied_feedback_is_backprop"]),
+    ("dfa_skip_digits", FirstIncomingDFA(), ["output_layer_is_backprop"]),
+]
+
+
+def _shipped(repo_root, stem, registry):
+    return load(repo_root / "specs" / f"{stem}.toml", registry=registry).spec
+
+
+def _only(names):
+    claims = ClaimRegistry()
+    for name in names:
+        claims.register(CLAIMS.get(name))
+    return claims
+
+
+@pytest.mark.parametrize("stem,mutant,caught_by", SKIP_MUTANTS, ids=[m[0] for m in SKIP_MUTANTS])
+def test_verify_catches_a_mutant_on_the_skip_spec(registry, repo_root, stem, mutant, caught_by):
+    """``verify`` fails the mutant on the shipped skip spec and passes the real rule there."""
+    broken = mutant_registry(mutant)
+    outcomes = verify(_shipped(repo_root, stem, broken), broken)
+    assert [o.claim for o in outcomes if o.status == "fail"] == caught_by, outcomes
+    assert all(o.passed for o in verify(_shipped(repo_root, stem, registry), registry, _only(caught_by)))
+
+
+@pytest.mark.parametrize("stem,mutant,caught_by", [
+    ("fa_digits", FirstChildFA(), ["tied_feedback_is_backprop", "output_layer_is_backprop"]),
+    ("dfa_digits", FirstIncomingDFA(), ["output_layer_is_backprop"]),
+], ids=["fa_digits", "dfa_digits"])
+def test_a_chain_spec_cannot_catch_the_mutant(repo_root, stem, mutant, caught_by):
+    """Why the skip specs exist: on a chain the exact claims pass the same mutants."""
+    broken = mutant_registry(mutant)
+    assert all(o.passed for o in verify(_shipped(repo_root, stem, broken), broken, _only(caught_by)))

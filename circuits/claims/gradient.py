@@ -80,14 +80,17 @@ def _tie_feedback(model: Model) -> None:
 def _gap_to_backprop(model: Model, rng: np.random.Generator, names: list[str] | None = None) -> tuple[float, int]:
     """Largest relative gap between the rule's change and −lr·gradient on a random batch.
 
-    Over ``names`` (default: every parameter both the rule and the loss have); returns the gap
-    and how many parameters were compared.
+    Over ``names`` (default: every parameter the loss depends on and backprop learns); a
+    parameter that backprop learns and the rule leaves unchanged counts as a gap of 1 (a zero
+    update), so a rule cannot pass by dropping an update. Returns the gap and how many
+    parameters were compared.
     """
     x, y = random_batch(model, 8, rng)
     deltas, grads = model.deltas(x, y), model.gradients(x, y)
     lrs = model.compiled("probe").lrs
-    names = [n for n in (names if names is not None else grads) if n in deltas and n in grads]
-    return max(relative_error(deltas[n], -lrs[n] * grads[n]) for n in names), len(names)
+    names = [n for n in (names if names is not None else grads) if n in grads]
+    gaps = [relative_error(deltas[n], -lrs[n] * grads[n]) if n in deltas else 1.0 for n in names]
+    return max(gaps), len(names)
 
 
 def _has_per_edge_feedback(spec: CircuitSpec, registry: RuleRegistry) -> str | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from circuits.data import (
     load_dataset,
 )
 from circuits.errors import DataError
-from circuits.idx import _download, data_home, read_idx
+from circuits.idx import _download, data_home, downloads_disabled, locate_split, read_idx, read_idx_split
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -314,6 +316,99 @@ def test_read_idx_rejects_bad_files_naming_the_path(tmp_path: Path) -> None:
         read_idx(tmp_path / "absent")
 
 
+def test_read_idx_checks_magic_and_size_of_plain_and_gzip_files(tmp_path: Path) -> None:
+    labels = np.arange(10, dtype=np.uint8)
+    good = idx_bytes(0x08, labels, "u1")
+    cases = {
+        "wrong-magic": (b"\x00\x00\x07\x01" + good[4:], "not an IDX file (magic number 1793"),
+        "wrong-magic.gz": (gzip.compress(b"\x08\x08" + good[2:]), "not an IDX file"),
+        "short.gz": (gzip.compress(good[:-3]), "promises shape (10,) (18 bytes uncompressed) "
+                                               "but it holds only 15 bytes"),
+        "padded.gz": (gzip.compress(good + b"\0" * 100_000), "but it holds more than that"),
+        "padded": (good + b"\0", "promises shape (10,) (18 bytes) but it holds 19 bytes"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataError, match=re.escape(message)):
+            read_idx(tmp_path / name)
+    (tmp_path / "good.gz").write_bytes(gzip.compress(good))
+    np.testing.assert_array_equal(read_idx(tmp_path / "good.gz", shape=(10,)), labels)
+    with pytest.raises(DataError, match=re.escape("promises shape (10,), expected (60000,)")):
+        read_idx(tmp_path / "good.gz", shape=(60000,))
+
+
+def test_read_idx_reads_no_more_than_the_header_promises(tmp_path: Path) -> None:
+    """A file far larger than its header says fails at once, without reading it into memory."""
+    huge = tmp_path / "huge"
+    huge.write_bytes(idx_bytes(0x08, np.zeros(10, np.uint8), "u1"))
+    os.truncate(huge, 1 << 36)  # 64 GiB, sparse: read whole, it would exhaust memory
+    with pytest.raises(DataError, match=r"\(18 bytes\) but it holds 68719476736 bytes"):
+        read_idx(huge)
+    # a header promising far more than a small gzip file holds: no allocation of the promise
+    promise = bytes([0, 0, 0x08, 2]) + np.array([1 << 31, 1 << 31], ">u4").tobytes()
+    (tmp_path / "promise.gz").write_bytes(gzip.compress(promise + b"\0" * 64))
+    with pytest.raises(DataError, match="but it holds only 76 bytes"):
+        read_idx(tmp_path / "promise.gz")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_read_idx_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading would block forever
+    for path in (tmp_path / "fifo", tmp_path):
+        with pytest.raises(DataError, match="not a regular file"):
+            read_idx(path)
+
+
+@pytest.fixture(scope="module")
+def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Uncompressed IDX files of the official shapes (plain files carry no MD5 check)."""
+    folder = tmp_path_factory.mktemp("fake") / "mnist"
+    folder.mkdir()
+    for name, n in (("train", 60000), ("t10k", 10000)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 0, 0] = np.arange(n) % 251
+        (folder / f"{name}-images-idx3-ubyte").write_bytes(idx_bytes(0x08, images, "u1"))
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (folder / f"{name}-labels-idx1-ubyte").write_bytes(idx_bytes(0x08, labels, "u1"))
+    return folder
+
+
+def test_split_layouts_of_data_dir_and_circuits_data(fake_mnist: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both point at the folder holding the four files, or at a parent with mnist/ inside."""
+    def check(ds: Dataset) -> None:
+        assert ds.x_train.shape == (5, 784) and ds.x_test.shape == (3, 784)
+        assert ds.x_train[:, 0].tolist() == [0, 1, 2, 3, 4] and ds.y_test.tolist() == [0, 1, 2]
+
+    for folder in (fake_mnist, fake_mnist.parent):
+        check(load_dataset("mnist", seed=0, data_dir=folder, n_train=5, n_test=3,
+                           normalize="none"))
+        monkeypatch.setenv("CIRCUITS_DATA", str(folder))
+        check(load_dataset("mnist", seed=0, n_train=5, n_test=3, normalize="none"))
+        assert locate_split("mnist").folder == fake_mnist
+        monkeypatch.delenv("CIRCUITS_DATA")
+
+
+def test_split_names_what_is_wrong_with_each_file(fake_mnist: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mnist"
+    shutil.copytree(fake_mnist, folder)
+    labels = folder / "t10k-labels-idx1-ubyte"
+    labels.unlink()
+    with pytest.raises(DataError) as info:
+        read_idx_split("mnist", data_dir=tmp_path, download=True)
+    assert str(info.value).startswith(
+        f"mnist: t10k-labels-idx1-ubyte.gz not found in {folder} (task.data_dir); ")
+    labels.write_bytes(idx_bytes(0x08, np.zeros(9999, np.uint8), "u1"))
+    with pytest.raises(DataError, match=re.escape("promises shape (9999,), expected (10000,)")):
+        read_idx_split("mnist", data_dir=tmp_path, download=False)
+    labels.unlink()
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(idx_bytes(0x08, np.zeros(10000, np.uint8), "u1")))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: MD5 \w+ does not match "
+                                        r"the published ec29112dd5afa0611ce80d1b7f02629c of mnist"):
+        read_idx_split("mnist", data_dir=folder, download=False)
+
+
 # --- MNIST and Fashion-MNIST -----------------------------------------------------------------
 
 
@@ -356,6 +451,7 @@ def test_missing_files_say_where_and_how_to_fix(tmp_path: Path,
         load_dataset("mnist", seed=0, data_dir=tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(info.value) and "task.data_dir" in str(info.value)
     monkeypatch.setenv("CIRCUITS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CIRCUITS_OFFLINE")
     assert data_home() == tmp_path / "cache"
     with pytest.raises(DataError) as info:
         load_dataset("mnist", seed=0, download=False)
@@ -364,8 +460,31 @@ def test_missing_files_say_where_and_how_to_fix(tmp_path: Path,
         "downloads are disabled; set task.data_dir or $CIRCUITS_DATA to a folder holding "
         "the four mnist IDX files")
     monkeypatch.setenv("CIRCUITS_DATA", str(tmp_path / "data"))
-    with pytest.raises(DataError, match=r"\$CIRCUITS_DATA/mnist"):
+    with pytest.raises(DataError) as info:
         load_dataset("mnist", seed=0)
+    assert str(info.value) == (
+        f"mnist: train-images-idx3-ubyte.gz not found in {tmp_path / 'data' / 'mnist'} or "
+        f"{tmp_path / 'data'} (the four files directly) ($CIRCUITS_DATA); set task.data_dir "
+        "or $CIRCUITS_DATA to a folder holding the four mnist IDX files")
+
+
+def test_offline_variable_disables_downloads(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """$CIRCUITS_OFFLINE (set by conftest for every test) wins over download=True."""
+    assert downloads_disabled()
+    monkeypatch.setattr("circuits.idx._download", _no_download)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", seed=0, download=True)
+    assert str(info.value).startswith(
+        f"mnist: train-images-idx3-ubyte.gz not found in {tmp_path / 'cache' / 'mnist'} and "
+        "downloads are disabled ($CIRCUITS_OFFLINE is set); ")
+    for value, disabled in (("0", False), ("", False), ("yes", True)):
+        monkeypatch.setenv("CIRCUITS_OFFLINE", value)
+        assert downloads_disabled() is disabled
+
+
+def _no_download(*args: object) -> None:
+    raise AssertionError("a download was attempted")
 
 
 def test_download_checks_md5_and_reports_every_mirror(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,17 @@ from circuits.model import load
 from circuits.results import read_metrics
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.toml"))
-IDS = [s.stem for s in SPECS]
+IDX_DATASETS = ("mnist", "fashion-mnist")
+
+
+def _spec_param(path: Path) -> object:
+    """``path`` as a test parameter, marked ``needs_data`` when its data set is read from files."""
+    dataset = tomllib.loads(path.read_text()).get("task", {}).get("dataset", "digits")
+    marks = [pytest.mark.needs_data(dataset)] if dataset in IDX_DATASETS else []
+    return pytest.param(path, id=path.stem, marks=marks)
+
+
+SPEC_PARAMS = [_spec_param(path) for path in SPECS]
 
 
 def test_there_are_specs():
@@ -28,7 +39,7 @@ def test_check_passes_on_every_spec():
     assert result.output.count("ok: ") == len(SPECS)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
 def test_simulate_briefly(spec, tmp_path):
     out = tmp_path / "run"
     args = ["simulate", str(spec), "--quiet", "--out", str(out), "--set", "task.epochs=2",
@@ -48,7 +59,7 @@ def test_simulate_briefly(spec, tmp_path):
         assert set(params.files) == set(load(out / "spec.toml").params)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
 def test_resolved_spec_repeats_the_run_exactly(spec, tmp_path):
     """The saved spec.toml of a run reproduces it bit for bit."""
     first, second = tmp_path / "a", tmp_path / "b"
@@ -61,7 +72,7 @@ def test_resolved_spec_repeats_the_run_exactly(spec, tmp_path):
             np.testing.assert_array_equal(a[name], b[name])
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
 def test_verify_passes_on_every_spec(spec, registry):
     model = load(spec, registry=registry)
     outcomes = verify(model.spec, registry)

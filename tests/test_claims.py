@@ -271,7 +271,7 @@ def test_every_claim_has_a_mutant():
     assert {name for name, _, _ in MUTANTS} == engine
 
 
-@pytest.mark.parametrize("claim,mutant,rule", MUTANTS, ids=[m[0] for m in MUTANTS])
+@pytest.mark.parametrize("claim,mutant,rule", MUTANTS, ids=[f"{m[0]}-{m[2]}" for m in MUTANTS])
 def test_claim_catches_its_mutant(claim, mutant, rule):
     registry = mutant_registry(mutant)
     spec = layered(registry, rule, hidden=24, act="tanh")
@@ -298,7 +298,8 @@ def _only(names):
     return claims
 
 
-@pytest.mark.parametrize("stem,mutant,caught_by", SKIP_MUTANTS, ids=[m[0] for m in SKIP_MUTANTS])
+@pytest.mark.parametrize("stem,mutant,caught_by", SKIP_MUTANTS,
+                         ids=[f"{m[0]}-{m[1].signature.name}" for m in SKIP_MUTANTS])
 def test_verify_catches_a_mutant_on_the_skip_spec(registry, repo_root, stem, mutant, caught_by):
     """``verify`` fails the mutant on the shipped skip spec and passes the real rule there."""
     broken = mutant_registry(mutant)
@@ -310,7 +311,7 @@ def test_verify_catches_a_mutant_on_the_skip_spec(registry, repo_root, stem, mut
 @pytest.mark.parametrize("stem,mutant,caught_by", [
     ("fa_digits", FirstChildFA(), ["tied_feedback_is_backprop", "output_layer_is_backprop"]),
     ("dfa_digits", FirstIncomingDFA(), ["output_layer_is_backprop"]),
-], ids=["fa_digits", "dfa_digits"])
+], ids=["fa_digits-feedback_alignment", "dfa_digits-direct_feedback_alignment"])
 def test_a_chain_spec_cannot_catch_the_mutant(repo_root, stem, mutant, caught_by):
     """Why the skip specs exist: on a chain the exact claims pass the same mutants."""
     broken = mutant_registry(mutant)

@@ -20,10 +20,12 @@ IDX_DATASETS = ("mnist", "fashion-mnist")
 
 
 def _spec_param(path: Path) -> object:
-    """``path`` as a test parameter, marked ``needs_data`` when its data set is read from files."""
-    dataset = tomllib.loads(path.read_text()).get("task", {}).get("dataset", "digits")
+    """``path`` as a test parameter with the id ``<spec>-<rule>`` (so ``pytest -k <rule>`` selects
+    it), marked ``needs_data`` when its data set is read from files."""
+    raw = tomllib.loads(path.read_text())
+    dataset = raw.get("task", {}).get("dataset", "digits")
     marks = [pytest.mark.needs_data(dataset)] if dataset in IDX_DATASETS else []
-    return pytest.param(path, id=path.stem, marks=marks)
+    return pytest.param(path, id=f"{path.stem}-{raw['rule']['name']}", marks=marks)
 
 
 SPEC_PARAMS = [_spec_param(path) for path in SPECS]
@@ -31,6 +33,14 @@ SPEC_PARAMS = [_spec_param(path) for path in SPECS]
 
 def test_there_are_specs():
     assert len(SPECS) >= 8
+
+
+def test_every_rule_is_selectable_by_name(registry):
+    """``pytest -k <rule>`` selects the spec tests of every registered rule: each rule name is
+    in the id of some spec parameter (and so every rule ships a spec)."""
+    ids = [param.id for param in SPEC_PARAMS]
+    missing = [name for name in registry.signatures() if not any(i.endswith(f"-{name}") for i in ids)]
+    assert not missing, f"no spec test id names these rules: {missing}"
 
 
 def test_check_passes_on_every_spec():

@@ -7,6 +7,8 @@ rule's name in a separate registry): a claim that passed a broken rule would be 
 
 from __future__ import annotations
 
+import re
+
 import attrs
 import numpy as np
 import pytest
@@ -316,3 +318,11 @@ def test_a_chain_spec_cannot_catch_the_mutant(repo_root, stem, mutant, caught_by
     """Why the skip specs exist: on a chain the exact claims pass the same mutants."""
     broken = mutant_registry(mutant)
     assert all(o.passed for o in verify(_shipped(repo_root, stem, broken), broken, _only(caught_by)))
+
+
+def test_claims_cite_papers_not_a_missing_file():
+    """Sources name papers (authors, year, title), never the design notes' rules.md, which is not
+    in the repository."""
+    for claim in CLAIMS.all():
+        assert "rules.md" not in claim.source, claim.name
+        assert re.search(r"\b(19|20)\d\d, \"", claim.source), (claim.name, claim.source)

@@ -9,6 +9,7 @@ import numpy as np
 
 from circuits.claims.base import (Claim, Outcome, always, capped_data, loglog_slope, random_batch,
                                   relative_error, variant)
+from circuits.claims.papers import AKROUT_2019, LILLICRAP_2016, NOKLAND_2016
 from circuits.claims.gradient import FA_FAMILY
 from circuits.data import iterate_batches
 from circuits.model import Model, angle_degrees
@@ -61,7 +62,7 @@ FA_CONSERVED_QUANTITY = Claim(
     statement="In a linear two-layer net y = x W0 W under FA, Q = Bᵀ Wᵀ + W B − W0ᵀ W0 is constant "
               "under gradient flow; a discrete step of size η moves it by O(η²). Measured on the "
               "circuit made linear, bias-free, with MSE loss and one learning rate.",
-    source="Lillicrap et al. 2016, Supplementary Proof 1; rules.md §3 F.24",
+    source=f"{LILLICRAP_2016}, Supplementary Proof 1",
     precondition=_one_hidden_layer,
     measure=_fa_conservation,
 )
@@ -105,7 +106,7 @@ ALIGNMENT_IMPROVES = Claim(
     rules=FA_FAMILY,
     statement="The hidden populations' updates start far from backprop's and come within 90° of "
               "−gradient as the forward weights learn to align with the feedback (eᵀWBe > 0).",
-    source="Lillicrap et al. 2016, Figs. 1e and 2b; rules.md §3 F.25",
+    source=f"{LILLICRAP_2016}, Figs. 1e and 2b",
     precondition=always,
     measure=_alignment_improves,
 )
@@ -141,7 +142,7 @@ DFA_FROM_ZERO = Claim(
     statement="With every forward weight initialised at zero (tanh units), DFA still learns, "
               "because the output error reaches the hidden populations through B; backprop's "
               "hidden weights never leave zero.",
-    source="Nøkland 2016 (abstract); rules.md §3 F.27",
+    source=f"{NOKLAND_2016} (abstract)",
     precondition=always,
     measure=_dfa_from_zero,
 )
@@ -178,7 +179,7 @@ KP_CONTRACTION = Claim(
     rules=("kolen_pollack",),
     statement="Forward and feedback weights receive transposed updates and the same decay d = 1 − "
               "lr·weight_decay, so W − Bᵀ shrinks by exactly d each step (and is invariant when d = 1).",
-    source="Akrout et al. 2019; rules.md §3 F.28",
+    source=f"{AKROUT_2019} (the KP update; the exact contraction derived)",
     precondition=always,
     measure=_kp_contraction,
 )
@@ -212,7 +213,7 @@ WM_MOMENT_IDENTITY = Claim(
     statement="Noise ξ of variance σ² sent through a forward weight gives E[yᵀξ]/σ² = Wᵀ, so the "
               "mirror phase's running average drives each feedback matrix to the transpose of its "
               "forward weight, up to the sampling error of the average.",
-    source="Akrout et al. 2019; rules.md §3 F.29",
+    source=f"{AKROUT_2019} (weight mirrors)",
     precondition=always,
     measure=_wm_identity,
 )

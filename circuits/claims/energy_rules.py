@@ -1,4 +1,4 @@
-"""Claims of contrastive Hebbian learning and early inference (rules.md §3 C.11, C.12 and G.30).
+"""Claims of contrastive Hebbian learning (Movellan 1991; Xie & Seung 2003) and early inference (Bengio & Fischer 2015).
 
 Every claim runs the rule's own probe program (the states and estimates that ``circuits
 compile`` prints); the references (EqProp's nudged fixed point, implicit gradients, backprop
@@ -11,6 +11,7 @@ import attrs
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, always, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.papers import BENGIO_FISCHER_2015, MOVELLAN_1991, SCELLIER_BENGIO_2017, XIE_SEUNG_2003
 from circuits.graph import CircuitGraph
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -123,7 +124,7 @@ CHL_IS_EQPROP_AT_INFINITE_BETA = Claim(
               "β·ĝ_EP(β) = −(ρ^βᵀρ^β − ρ⁰ᵀρ⁰) tends to CHL's −(ρ^∞ᵀρ^∞ − ρ⁰ᵀρ⁰) as β → ∞, with an O(1/β) "
               "gap, because the nudged fixed point tends to the clamped one. Measured on the circuit with "
               "sigmoid hidden units and a linear output, γ = 1, targets in (0.2, 0.8).",
-    source="Scellier & Bengio 2017 §4; Movellan 1991; rules.md §2.6 and §3 C.11",
+    source=f"{SCELLIER_BENGIO_2017}, §4; {MOVELLAN_1991}",
     precondition=always,
     measure=_eqprop_limit,
 )
@@ -192,7 +193,7 @@ CHL_OBJECTIVE_CAN_BE_NEGATIVE = Claim(
               "settles in a shallow well and clamping reaches a deeper one, it is negative, and CHL's steps "
               "drive it further down without improving the prediction. Measured on a constructed x → h → y "
               "hard-sigmoid circuit (weights fixed by the claim) with wells at (0, 0) and (1, 1).",
-    source="Movellan 1991; Scellier & Bengio 2017 §4 (failure mode); rules.md §2.6 and §3 C.11",
+    source=f"{MOVELLAN_1991}; {SCELLIER_BENGIO_2017}, §4 (failure mode)",
     precondition=always,
     measure=_negative_objective,
 )
@@ -249,7 +250,7 @@ XIE_SEUNG_EQUIVALENCE = Claim(
               "γ^−d is backprop up to O(γ): relative error and angle to −∇L fall linearly in γ. Measured on "
               "the circuit with a linear output, float64, the same weights at every γ, against the exact "
               "gradient of the circuit that runs (implicit differentiation of the γ-scaled dynamics).",
-    source="Xie & Seung 2003 (abstract); rules.md §2.6 and §3 C.12 (scalings derived)",
+    source=f"{XIE_SEUNG_2003} (abstract; scalings derived)",
     precondition=_layered,
     measure=_xie_seung,
 )
@@ -341,8 +342,7 @@ EARLY_INFERENCE_WAVE = Claim(
               "the fixed point) while no unit crosses a bound. Measured on a noise-free variant of the "
               "circuit with hard-sigmoid units, where it is exact, biases at ½ and inputs of std 0.3 (so "
               "that most units sit inside the box), over a sweep of ε and β.",
-    source="Bengio & Fischer 2015 (abstract); Scellier & Bengio 2017 §2.3; rules.md §2.11 and §3 G.30 "
-           "(derived)",
+    source=f"{BENGIO_FISCHER_2015} (abstract); {SCELLIER_BENGIO_2017}, §2.3; the exponents derived",
     precondition=_layered,
     measure=_early_wave,
 )

@@ -1,4 +1,4 @@
-"""Claims of equilibrium propagation (rules.md §3 B.2, 3, 4, 6, 7) and of its reference gradient.
+"""Claims of equilibrium propagation (Scellier & Bengio 2017; Laborieux et al. 2021) and of its reference gradient.
 
 Every estimate is read from the rule's own probe program (``Model.deltas`` divided by −lr), so
 the claims measure the ops that ``circuits compile`` prints; the reference is
@@ -20,6 +20,8 @@ import attrs
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.papers import (ALMEIDA_1987, LABORIEUX_2021, PINEDA_1987, SCELLIER_BENGIO_2017,
+                                    SCELLIER_BENGIO_2019)
 from circuits.claims.gradient import finite_difference_error
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -129,7 +131,7 @@ IMPLICIT_GRADIENT_IS_EXACT = Claim(
     statement="The gradient that an energy rule is compared against (Model.gradients: implicit "
               "differentiation of the loss at the free fixed point, Kᵀλ = −∂J/∂s) equals central finite "
               "differences of the loss at the fixed point that the model's own relaxation reaches.",
-    source="rules.md §3 B.2 (reference by implicit differentiation) and A.1",
+    source=f"implicit differentiation at the fixed point: {ALMEIDA_1987}; {PINEDA_1987}; {SCELLIER_BENGIO_2019}",
     precondition=lambda spec, registry: None,
     measure=_implicit_is_exact,
 )
@@ -159,7 +161,7 @@ ONE_SIDED_BIAS = Claim(
               "loss at the free fixed point (Theorem 1) with an error c₁β + O(β²): log-log slope 1. "
               "Measured on the float64 circuit with logistic units in place of hard-sigmoid and relu units, "
               "relaxed to a force norm of 1e-13.",
-    source="Scellier & Bengio 2017 Theorem 1; rules.md §3 B.2",
+    source=f"{SCELLIER_BENGIO_2017}, Theorem 1",
     precondition=_tied,
     measure=_one_sided,
 )
@@ -191,7 +193,7 @@ SYMMETRIC_SECOND_ORDER = Claim(
     statement="The symmetric estimator (1/2β)[∂F/∂θ(s^{β}) − ∂F/∂θ(s^{−β})] cancels the first-order term: "
               "its error to the gradient falls as β² and lies far below the one-sided error at equal β. "
               "Measured on the float64 circuit with logistic units in place of hard-sigmoid and relu units.",
-    source="Laborieux et al. 2021 (symmetric nudging); rules.md §3 B.3",
+    source=f"{LABORIEUX_2021} (symmetric nudging)",
     precondition=_tied,
     measure=_symmetric,
 )
@@ -241,7 +243,7 @@ RANDOM_SIGN_IDENTITY = Claim(
               "computed from the same three fixed points, exactly: the random sign is unbiased to O(β²) in "
               "expectation. Measured by drawing the random-sign program's sign until both appear, against "
               "the symmetric program, on the float64 circuit with the spec's own β and relaxation.",
-    source="derived; Scellier & Bengio 2017 §5 (random sign of β); rules.md §3 B.4",
+    source=f"derived; {SCELLIER_BENGIO_2017}, §5 (random sign of β)",
     precondition=lambda spec, registry: None,
     measure=_random_sign,
 )
@@ -288,7 +290,7 @@ NUDGING_LOWERS_COST = Claim(
     statement="Nudging the output toward the target lowers the cost at the fixed point: C(s^β) < C(s⁰) for "
               "small β > 0 (dC(s^β)/dβ at 0 = −(∂C/∂s)ᵀ(−K)⁻¹(∂C/∂s) ≤ 0). Measured per example on the float64 "
               "circuit with logistic units in place of hard-sigmoid and relu units.",
-    source="Scellier & Bengio 2017 Proposition 2; rules.md §3 B.6",
+    source=f"{SCELLIER_BENGIO_2017}, Proposition 2",
     precondition=_tied,
     measure=_nudging_lowers_cost,
 )
@@ -343,7 +345,7 @@ ENERGY_DESCENT = Claim(
     statement="With tied couplings the free dynamics are gradient descent on the Hopfield energy, so each "
               "small Euler step lowers E: measured per example along the rule's own free phase from rest, "
               "200 steps of ε = min(step, 0.05), float64, energy evaluated in NumPy.",
-    source="Scellier & Bengio 2017 eq. 5 (dF/dt = −‖ds/dt‖²); rules.md §3 B.7",
+    source=f"{SCELLIER_BENGIO_2017}, eq. 5 (dF/dt = −‖ds/dt‖²)",
     precondition=_tied,
     measure=_energy_descent,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, always, random_batch, relative_error, variant
+from circuits.claims.papers import LILLICRAP_2016, NOKLAND_2016, RUMELHART_1986
 from circuits.model import Model
 from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
@@ -62,7 +63,7 @@ REFERENCE_IS_EXACT = Claim(
     rules=("*",),
     statement="The gradient that every rule is compared against (Model.gradients, backprop on the "
               "same circuit) equals central finite differences of the loss: error O(h²).",
-    source="rules.md §3 A.1",
+    source=f"{RUMELHART_1986} (the gradient); central differences have error O(h²)",
     precondition=_no_own_reference,
     measure=_reference_is_exact,
 )
@@ -112,7 +113,7 @@ TIED_FEEDBACK_IS_BACKPROP = Claim(
     rules=PER_EDGE_FEEDBACK,
     statement="With every feedback matrix set to the transpose of its forward weight, the rule's "
               "update is exactly backprop's.",
-    source="Lillicrap et al. 2016 (FA replaces Wᵀ by B); rules.md §2.2",
+    source=f"{LILLICRAP_2016} (FA replaces Wᵀ by B)",
     precondition=_has_per_edge_feedback,
     measure=_tied_is_backprop,
 )
@@ -138,7 +139,7 @@ OUTPUT_LAYER_IS_BACKPROP = Claim(
     rules=FA_FAMILY,
     statement="The output population's weights and bias get exactly backprop's update: only "
               "hidden populations receive a substitute error signal.",
-    source="Lillicrap et al. 2016; Nøkland 2016; rules.md §2.2–2.3",
+    source=f"{LILLICRAP_2016}; {NOKLAND_2016}",
     precondition=always,
     measure=_output_layer_is_backprop,
 )

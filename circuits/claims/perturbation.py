@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, always, loglog_slope, random_batch, variant
+from circuits.claims.papers import WERFEL_2005, WILLIAMS_1992
 from circuits.compile import Builder
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -102,7 +103,7 @@ PERTURBATION_UNBIASED = Claim(
     rules=PERTURBATION_RULES,
     statement="The estimate (L̃ − L)·ξ/σ² of ∂loss/∂W averages to the exact gradient: E[ĝ] = ∇L + O(σ²). "
               "Measured as the mean of Model.deltas/(−lr) over 2000 noise draws on one batch, against backprop.",
-    source="Williams 1992; rules.md §2.9 and §3 H.31",
+    source=WILLIAMS_1992,
     precondition=always,
     measure=_unbiased,
 )
@@ -148,7 +149,7 @@ NP_EXACT_FOR_QUADRATIC_LOSS = Claim(
     statement="When the loss is quadratic in the perturbed pre-activations (linear units, MSE), node "
               "perturbation is exactly unbiased at any σ: the O(σ²) bias comes from third derivatives. "
               "Measured at σ = 1, where any bias would stop the error of the mean from shrinking like M^−½.",
-    source="rules.md §3 H.31 [derived]",
+    source=f"derived from the perturbation estimator of {WILLIAMS_1992}",
     precondition=always,
     measure=_quadratic_exact,
 )
@@ -206,7 +207,7 @@ PERTURBATION_VARIANCE = Claim(
     statement="For a locally linear loss (σ = 1e-4), one example's estimate has error variance "
               "E‖ĝ − ∇L‖² = (N + 1)‖∇L‖² for N perturbed quantities: the pre-activations of every "
               "non-input unit (node perturbation) or every plastic weight and bias (weight perturbation).",
-    source="Werfel, Xie & Seung 2005; rules.md §3 H.32 [derived]",
+    source=f"{WERFEL_2005} (the variance factor derived)",
     precondition=always,
     measure=_variance,
 )
@@ -245,7 +246,7 @@ BASELINE_LEAVES_MEAN = Claim(
     statement="Subtracting a baseline that does not depend on the current noise leaves the mean estimate "
               "unchanged (REINFORCE): measured against the exact ∂L/∂pre with the clean loss as "
               "baseline and with none (the raw perturbed loss); only the variance differs.",
-    source="Williams 1992; rules.md §2.9 and §3 H.34",
+    source=f"{WILLIAMS_1992} (reinforcement baselines)",
     precondition=always,
     measure=_baseline,
 )

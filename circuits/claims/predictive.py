@@ -1,6 +1,6 @@
 """Claims of predictive coding: fixed-prediction PC is backprop after enough sweeps, converges
 geometrically for η < 1, and strict PC's gap to backprop grows with the output error
-(rules.md §3 D.13, 14, 15).
+(sources in each claim).
 
 Every claim runs the rule's own probe program, compiled with ``inference_steps = 1``, and
 runs its ``inference`` phase once more for each further sweep (then ``settle`` and ``update``
@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.papers import MILLIDGE_2020, ROSENBAUM_2022, SONG_2020, WHITTINGTON_BOGACZ_2017
 from circuits.graph import CircuitGraph
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -116,8 +117,7 @@ FIXED_PREDICTION_IS_EXACT = Claim(
               "depth in projections) every error is ∂L/∂v̂_l and every update is backprop's; after n < L "
               "sweeps the populations n or more projections below the output still have error 0. Measured "
               "after each of n = 1 … L + 2 sweeps.",
-    source="Millidge et al. 2020; Song et al. 2020 (Z-IL); Rosenbaum 2022 (Torch2PC FixedPredPCPredErrs); "
-           "rules.md §3 D.13",
+    source=f"{MILLIDGE_2020}; {SONG_2020} (Z-IL); {ROSENBAUM_2022}, FixedPredPCPredErrs",
     precondition=lambda spec, registry: None,
     measure=_fixed_is_exact,
 )
@@ -171,7 +171,7 @@ FIXED_PREDICTION_CONVERGES = Claim(
               "never decreases, so the error of its parameters is monotone; where paths of different lengths "
               "meet, their partial sums can cancel and the error may rise before it falls (measured, not "
               "gated). Measured at η = the spec's inference_rate when in [0.1, 1), else 0.5.",
-    source="derived (rules.md §3 D.14); Torch2PC defaults η = 0.1, n = 20",
+    source=f"derived; the defaults η = 0.1, n = 20 of {ROSENBAUM_2022}",
     precondition=lambda spec, registry: None,
     measure=_fixed_converges,
 )
@@ -266,8 +266,8 @@ STRICT_GAP_GROWS_WITH_ERROR = Claim(
               "energies). Measured with targets moved toward the prediction, y = ŷ + s(y_true − ŷ) for "
               f"s = 1, 0.1, 0.01 against the limit s = {LIMIT_SCALE:g}, run to equilibrium at η = 0.1, on the "
               "circuit with MSE loss and smooth (tanh, unless tanh or sigmoid) hidden units.",
-    source="Whittington & Bogacz 2017 (\"for certain parameters\"); Rosenbaum 2022 (Torch2PC StrictPCPredErrs); "
-           "rules.md §3 D.15 (its derived rate, rel ∝ s, holds only for the part beyond the s → 0 limit)",
+    source=f"{WHITTINGTON_BOGACZ_2017} (\"for certain parameters\"); {ROSENBAUM_2022}, StrictPCPredErrs; "
+           "the rate rel ∝ s is derived and holds only for the part beyond the s → 0 limit",
     precondition=_has_hidden,
     measure=_strict_gap,
 )

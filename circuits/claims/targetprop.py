@@ -1,6 +1,6 @@
 """Claims of target propagation: DTP's fixed point, perfect inverses, transpose-Jacobian feedback
 is backprop, Gauss-Newton targets in invertible nets, inverse training lowers the
-reconstruction error (rules.md §3 E.18–21, 23).
+reconstruction error (sources in each claim).
 
 The targets ``ĥ_l`` and activities ``h_l`` are read from the rule's own probe program (the
 buffers ``<pop>.target`` and the population's rate), so every claim measures the ops that
@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.papers import BARTUNOV_2018, LEE_2015, MEULEMANS_2020
 from circuits.graph import CircuitGraph
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -125,7 +126,7 @@ DTP_FIXED_POINT = Claim(
               "every target equal its activity for any inverse g, so nothing is learned at the fixed "
               "point; plain TP moves its targets to g(h_{l+1}) ≠ h_l whenever g∘f ≠ id. Measured with "
               "random inverses of three scales, on both rules, with Lee's top target at α = 0.",
-    source="Lee et al. 2015 §2.3; Bartunov et al. 2018; rules.md §3 E.18",
+    source=f"{LEE_2015}, §2.3; {BARTUNOV_2018}",
     precondition=_two_hidden,
     measure=_fixed_point,
 )
@@ -184,7 +185,7 @@ PERFECT_INVERSE = Claim(
     statement="With inverses that undo their forward layer exactly, g(f(h)) = h, DTP's correction "
               "h_l − g(h_{l+1}) vanishes and its targets equal TP's. Measured on the circuit with linear "
               "hidden units, g = W⁺ (the pseudo-inverse) and c = −b W⁺.",
-    source="derived from Lee et al. 2015 eq. for DTP; rules.md §3 E.19",
+    source=f"derived from the DTP target of {LEE_2015}",
     precondition=_expanding,
     measure=_perfect_inverse,
 )
@@ -231,7 +232,7 @@ JACOBIAN_DTP_IS_BACKPROP = Claim(
     statement="DTP with the linear feedback g(u) = (u ⊙ f') @ Wᵀ (the transposed Jacobian of the forward "
               "layer) and top target h − α·∂ℓ/∂h propagates exactly ĥ_l − h_l = −α·∂ℓ/∂h_l, so every "
               "layer-local update is α times backprop's: target propagation is backprop with step α.",
-    source="Bartunov et al. 2018 §5.6 (form derived); rules.md §3 E.20",
+    source=f"{BARTUNOV_2018}, §5.6 (form derived)",
     precondition=_layered,
     measure=_jacobian_is_backprop,
 )
@@ -371,7 +372,7 @@ GAUSS_NEWTON_TARGETS = Claim(
               "time (the local inverse depends on the example), over five α, halving from the one at which "
               "J⁻¹δ moves some pre-activation by 0.01; the spec's own inverses, which are not local "
               "inverses, are reported beside (they give no Gauss-Newton targets).",
-    source="Meulemans et al. 2020 (abstract; first-order form derived); rules.md §3 E.21",
+    source=f"{MEULEMANS_2020} (abstract; first-order form derived)",
     precondition=_square,
     measure=_gauss_newton,
 )
@@ -438,7 +439,7 @@ INVERSE_TRAINING = Claim(
     statement="Each inverse g learns, under its own optimizer and learning rate, to undo its forward "
               "layer on noise-corrupted activity: the reconstruction loss ½‖g(f(h̃)) − h̃‖² falls while "
               "the forward weights are held fixed. Measured by an independent NumPy evaluation.",
-    source="Lee et al. 2015 (inverse loss, noise-preserving form of their code); rules.md §3 E.23",
+    source=f"{LEE_2015} (inverse loss, noise-preserving form of their code)",
     precondition=_plastic_inverses,
     measure=_inverse_training,
 )

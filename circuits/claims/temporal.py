@@ -5,7 +5,7 @@
 * ``td_output_layer_is_backprop``: the output's own update is backprop's for any top-down B.
 * ``td_topdown_learns_to_reconstruct``: adaptive top-down weights lower the error with which
   each hidden population is reconstructed from the one above.
-* ``recirculation_descends_reconstruction_error`` (rules.md §3 I.35): in the restricted case
+* ``recirculation_descends_reconstruction_error`` (Hinton & McClelland 1988): in the restricted case
   (linear visible units, symmetric weights) each weight matrix's recirculation update points
   downhill on the squared reconstruction error, and its angle to −gradient closes as λ → 1.
 """
@@ -17,6 +17,7 @@ import numpy as np
 
 from circuits.claims.base import (Claim, Outcome, always, capped_data, loglog_slope, random_batch,
                                   relative_error, variant)
+from circuits.claims.papers import HINTON_2007, HINTON_MCCLELLAND_1988, HINTON_WAKE_SLEEP_1995
 from circuits.claims.gradient import _tie_feedback, output_layer_gap
 from circuits.data import iterate_batches
 from circuits.model import Model
@@ -76,7 +77,7 @@ TD_TIED_IS_BACKPROP = Claim(
               "equals backprop's to first order: its relative error shrinks like λ. Measured in "
               "float64 on the circuit with piecewise-linear and linear hidden units made tanh (for "
               "those the match is exact except at units whose drive crosses a kink).",
-    source="Hinton 2007 'How to do backpropagation in a brain' (talk); rules.md §2.7; derived",
+    source=f"{HINTON_2007}; the λ → 0 rate derived",
     precondition=always,
     measure=_td_tied,
 )
@@ -97,7 +98,7 @@ TD_OUTPUT_LAYER_IS_BACKPROP = Claim(
     statement="The output's drive moves by −λ·n·∂loss/∂pre, so its rate of change per unit of "
               "blend is exactly backprop's delta: the output's weights and bias get backprop's "
               "update for any top-down weights and any λ.",
-    source="Hinton 2007 (talk); rules.md §2.7; derived",
+    source=f"{HINTON_2007}; derived",
     precondition=always,
     measure=_td_output,
 )
@@ -157,7 +158,7 @@ TD_TOPDOWN_RECONSTRUCTS = Claim(
               "ΔB ∝ s_aboveᵀ (h − f(s_above B + c)), and so lower the error with which each hidden "
               "population is reconstructed from the population above while the forward weights learn: "
               "below its start, and below a control run whose top-down weights stay frozen.",
-    source="Hinton et al. 1995 (wake–sleep, wake phase); Hinton 2007 (talk); rules.md §2.7",
+    source=f"{HINTON_WAKE_SLEEP_1995} (wake phase); {HINTON_2007}",
     precondition=_is_adaptive,
     measure=_td_reconstructs,
 )
@@ -218,8 +219,8 @@ RECIRCULATION_DESCENT = Claim(
               "tend to the gradient's direction unless the visible→hidden step is scaled by "
               "1/(1 − λ). Measured in float64 on uniform [0, 1) inputs, the circuit's visible "
               "output made linear.",
-    source="Hinton & McClelland 1988 (abstract: 'in certain restricted cases it performs gradient "
-           "descent'); rules.md §3 I.35 (conditions UNVERIFIED); derived",
+    source=f"{HINTON_MCCLELLAND_1988} (abstract: 'in certain restricted cases it performs gradient "
+           "descent'; the conditions are not checked against the paper); derived",
     precondition=always,
     measure=_recirculation,
 )

@@ -296,7 +296,7 @@ def test_malformed_overrides(rules):
     assert message(BASE, rules, overrides=["lr=3"]) == (
         "t.toml: --set lr: must name a table and a key, e.g. rule.lr or populations.h1.size")
     assert message(BASE, rules, overrides=["projections.x->h2.init=he"]) == (
-        "t.toml: --set projections.x->h2.init: must be projections.<name>.<key> with a projection name "
+        "t.toml: --set 'projections.x->h2.init': must be projections.<name>.<key> with a projection name "
         "among x->h1, h1->y; did you mean 'x->h1'?")
     assert message(BASE, rules, overrides=["circuit.name.x=1"]) == (
         "t.toml: --set circuit.name.x: 'circuit.name' is not a table")

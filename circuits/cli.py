@@ -22,16 +22,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from circuits import plots, render
+from circuits import experiments, render
 from circuits.claims import default_claims, verify as verify_claims
 from circuits.compile import MODES, compile_circuit
 from circuits.errors import CircuitsError, SimulationError
 from circuits.graph import build_graph
-from circuits.model import Model
-from circuits.results import RunFolder, read_metrics, summarize
+from circuits.runs import (RunFolderError, Terminated, default_run_dir, execute_run, expand_out, read_summary,
+                           resolve_run_spec, run_id, sigterm_interrupts)
 from circuits.rules import RuleRegistry, default_registry
 from circuits.spec import CircuitSpec, load_spec
-from circuits.training import EpochRecord, check_data_fit, fit, load_data
+from circuits.training import EpochRecord, check_data_fit
 
 __all__ = ["main"]
 
@@ -62,6 +62,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(exc), 2)
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 2)
+        except Terminated:
+            _fail("stopped by SIGTERM", 143)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
     return wrapper
@@ -84,7 +86,7 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True, type=click.Path())
 @_set_option
 @guarded
 def check(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
@@ -190,74 +192,111 @@ def claims() -> None:
         click.echo(f"  source: {claim.source}\n")
 
 
+_RUN_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_set_option
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run folder (default: run.out, else runs/<circuit name>).")
+              help="Run folder (default: run.out, else runs/<circuit>/<rule>-seed<k>, numbered when taken).")
 @click.option("--backend", type=click.Choice(["numpy", "cupy"]), default=None,
               help="Array backend (default: run.backend).")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="BLAS threads (default: run.threads; 0: the BLAS library's default).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Empty the run folder --out first.")
 @click.option("--quiet", is_flag=True, help="No progress bars or table; only the run folder's path.")
 @guarded
 def simulate(spec: str, overrides: tuple[str, ...], out: str | None, backend: str | None,
-             quiet: bool) -> None:
+             threads: int | None, resume: bool, overwrite: bool, quiet: bool) -> None:
     """Train SPEC and write a run folder (spec.toml, schedule.txt, metrics.csv, summary.json,
-    params.npz, curves.png)."""
+    params.npz, checkpoint.npz, curves.png)."""
     registry = default_registry()
-    resolved = _load(spec, overrides, registry)
-    model = Model(resolved, registry=registry, backend=backend)
-    data = load_data(model)
-    folder = RunFolder(out or resolved.run.out or Path("runs") / resolved.name)
-    folder.write_start(model.spec, model.program)
-    records: list[EpochRecord] = []
-    status, message, code = "completed", "", 0
-    started = time.perf_counter()
-    try:
-        with _Progress(quiet, model.spec.task.epochs, -(-data.n_train // model.spec.task.batch_size)) as bar:
-            for record in fit(model, data, on_batch=bar.batch):
-                folder.append_epoch(record)
-                records.append(record)
-                bar.epoch(record)
-    except SimulationError as exc:
-        status, message, code = "failed", str(exc), 1
-    except KeyboardInterrupt:
-        status, message, code = "interrupted", "stopped by the user (Ctrl-C)", 130
-    wall = time.perf_counter() - started
-    folder.write_params({k: model.backend.to_numpy(v) for k, v in model.params.items()})
-    folder.write_summary(summarize(model.spec, records, status=status, message=message,
-                                   wall_seconds=wall, backend=model.backend.name,
-                                   unconverged=model.unconverged))
-    if records:
-        title = f"{model.spec.name} · {model.spec.rule.name}"
-        plots.plot_curves(read_metrics(folder.path / "metrics.csv"), folder.path / "curves.png", title=title)
+    resolved = resolve_run_spec(_load(spec, overrides, registry), threads=threads, backend=backend,
+                                registry=registry)
+    if out is not None:
+        folder = expand_out(out)
+    elif resolved.run.out is not None:
+        folder = expand_out(resolved.run.out)
+    else:
+        folder = _default_folder(resolved, resume)
+    _run(resolved, folder, resume=resume, overwrite=overwrite, quiet=quiet, registry=registry)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Train up to this many epochs in all (more than the saved task.epochs extends the run).")
+@click.option("--quiet", is_flag=True, help="No progress bars or table; only the run folder's path.")
+@guarded
+def resume(folder: str, epochs: int | None, quiet: bool) -> None:
+    """Continue the run in FOLDER (reads FOLDER/spec.toml) from its last checkpoint."""
+    registry = default_registry()
+    path = expand_out(folder)
+    if not (path / "spec.toml").is_file():
+        raise RunFolderError(f"{path} holds no spec.toml, so it is not a run folder to resume")
+    overrides = [] if epochs is None else [f"task.epochs={epochs}"]
+    _run(_load(str(path / "spec.toml"), overrides, registry), path, resume=True, overwrite=False,
+         quiet=quiet, registry=registry)
+
+
+def _default_folder(spec: CircuitSpec, resume: bool) -> Path:
+    """The default folder; when resuming, the first numbered one holding this very run."""
+    if resume:
+        wanted, number = run_id(spec), 1
+        base = default_run_dir(spec).parent / f"{spec.rule.name}-seed{spec.run.seed}"
+        candidate = base
+        while candidate.exists():
+            saved = candidate / "spec.toml"
+            summary = read_summary(candidate)
+            if saved.is_file() and summary is not None and summary.get("run_id") == wanted:
+                return candidate
+            number += 1
+            candidate = base.with_name(f"{base.name}-{number}")
+    return default_run_dir(spec)
+
+
+def _run(spec: CircuitSpec, folder: Path, *, resume: bool, overwrite: bool, quiet: bool,
+         registry: RuleRegistry) -> None:
+    """Run ``spec`` into ``folder`` with progress bars; SIGTERM ends it like Ctrl-C (exit 143)."""
+    with _Progress(quiet) as bar, sigterm_interrupts():
+        outcome = execute_run(spec, folder, resume=resume, overwrite=overwrite, registry=registry,
+                              on_batch=bar.batch, on_epoch=bar.epoch, on_start=bar.start)
     if not quiet:
-        _table(records, folder.path)
-    click.echo(f"run folder: {folder.path}")
-    for phase, count in model.unconverged.items():
-        click.echo(f"warning: relaxation phase '{phase}' used its whole step budget without reaching "
-                   f"its tolerance {count} times; give it more steps or a looser tolerance "
-                   "(see summary.json)", err=True)
-    if code:
-        _fail(message, code)
+        _table(list(outcome.records), outcome.path)
+    click.echo(f"run folder: {outcome.path}")
+    for phase, count in outcome.summary.get("unconverged_relaxations", {}).items():
+        if count:
+            click.echo(f"warning: relaxation phase '{phase}' used its whole step budget without reaching "
+                       f"its tolerance {count} times; give it more steps or a looser tolerance "
+                       "(see summary.json)", err=True)
+    if outcome.status != "completed":
+        code = 143 if outcome.message == "stopped by SIGTERM" else _RUN_CODES[outcome.status]
+        _fail(outcome.message, code)
 
 
 class _Progress:
-    """Rich progress bars for epochs and batches (nothing when quiet)."""
+    """Rich progress bars for epochs and batches (nothing when quiet), shown from :meth:`start`."""
 
-    def __init__(self, quiet: bool, epochs: int, batches: int) -> None:
-        self.quiet, self.epochs, self.batches = quiet, epochs, batches
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
         self.bar: Any = None
+        self.batches = 0
 
     def __enter__(self) -> _Progress:
+        return self
+
+    def start(self, first: int, epochs: int, batches: int) -> None:
         if self.quiet:
-            return self
+            return
+        self.batches = batches
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
         self.bar.__enter__()
-        self.epoch_task = self.bar.add_task("epochs", total=self.epochs, info="")
-        self.batch_task = self.bar.add_task("batches", total=self.batches, info="")
+        self.epoch_task = self.bar.add_task("epochs", total=epochs, completed=first - 1, info="")
+        self.batch_task = self.bar.add_task("batches", total=batches, info="")
         self.started = time.perf_counter()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -288,6 +327,86 @@ def _table(records: Sequence[EpochRecord], path: Path) -> None:
         table.add_row(str(r.epoch), f"{r.train_loss:.4f}", f"{r.test_loss:.4f}",
                       f"{100 * r.test_accuracy:.2f}%", f"{r.seconds:.2f}")
     Console().print(table)
+
+
+# -- experiments (issue 11): sweep, report, compare ------------------------------------------
+
+_cluster_options = [
+    click.option("--out", type=click.Path(file_okay=False), default=None,
+                 help="Sweep folder (default: sweeps/<experiment name>)."),
+    click.option("--workers", type=click.IntRange(min=1), default=None,
+                 help="Worker processes of the local Dask cluster (default: one per core)."),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Run on an existing Dask cluster, e.g. tcp://host:8786 (the sweep folder "
+                      "must be on a file system the workers share)."),
+    click.option("--quiet", is_flag=True, help="No progress display; only the summary lines."),
+]
+
+
+def _cluster(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_cluster_options):
+        command = option(command)
+    return command
+
+
+def _swept(outcome: experiments.SweepOutcome) -> None:
+    click.echo(f"sweep folder: {outcome.out}: {len(outcome.rows)} runs, {outcome.ran} run now, "
+               f"{outcome.skipped} already finished; {outcome.count('completed')} completed, "
+               f"{outcome.count('failed')} failed")
+    if outcome.count("failed"):
+        click.echo(f"warning: {outcome.count('failed')} run(s) failed; their errors are in "
+                   f"{outcome.out / 'results.csv'} (column message)", err=True)
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@_cluster
+@click.option("--dry-run", is_flag=True, help="Check the experiment and list its runs; run nothing.")
+@guarded
+def sweep(experiment: str, out: str | None, workers: int | None, scheduler: str | None, quiet: bool,
+          dry_run: bool) -> None:
+    """Run every run of EXPERIMENT (variants x grid x seeds) on Dask; write results.csv and
+    curves.csv. Finished runs are skipped, interrupted ones resumed."""
+    progress = None if quiet or dry_run else experiments.RichSweepProgress()
+    outcome = experiments.run_sweep(experiment, out, workers=workers, scheduler=scheduler,
+                                    progress=progress, dry_run=dry_run)
+    if dry_run:
+        for line in experiments.describe_plan(outcome):
+            click.echo(line)
+        return
+    _swept(outcome)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--no-figures", is_flag=True, help="Skip curves.png and alignment.png.")
+@guarded
+def report(folder: str, no_figures: bool) -> None:
+    """Mean and 95 % confidence interval over seeds per variant, at the grid point chosen on
+    validation; writes report.md, report.csv, curves.png (and alignment.png)."""
+    made = experiments.make_report(folder, figures=not no_figures)
+    Console(width=160).print(experiments.report_table(made))
+    click.echo("wrote " + ", ".join(str(path) for path in made.files))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--rules", required=True, metavar="A,B,...", help="Rules to compare, comma-separated.")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Seeds 0..N-1 for every rule.")
+@_set_option
+@_cluster
+@guarded
+def compare(spec: str, rules: str, seeds: int, overrides: tuple[str, ...], out: str | None,
+            workers: int | None, scheduler: str | None, quiet: bool) -> None:
+    """Train SPEC under each rule with N seeds (a sweep), then report as `circuits report` does."""
+    experiment = experiments.comparison(spec, rules.split(","), seeds, overrides)
+    outcome = experiments.run_sweep(experiment, out, workers=workers, scheduler=scheduler,
+                                    progress=None if quiet else experiments.RichSweepProgress())
+    _swept(outcome)
+    made = experiments.make_report(outcome.out)
+    Console(width=160).print(experiments.report_table(made))
+    click.echo("wrote " + ", ".join(str(path) for path in made.files))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ class Executable:
         self.program = program
         self.batch = batch
         self.arrays = arrays
-        self.phases = [(phase, [backend.step(op, arrays) for op in phase.ops]) for phase in program.phases]
+        owner = f"{program.name}/{program.rule}@{batch}"
+        self.phases = [(phase, [backend.step(op, arrays, owner=owner) for op in phase.ops])
+                       for phase in program.phases]
         self.relaxation: dict[str, Relaxation] = {}
 
     def run(self, phases: Iterable[str] | None = None) -> None:
@@ -81,6 +83,30 @@ class Simulator:
         self.store: dict[str, Any] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._executables: dict[tuple[str, int], Executable] = {}
+        self._pending: dict[str, np.ndarray] = {}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Host copies of every persistent buffer allocated so far (parameters, optimizer state)."""
+        return {name: np.array(self.backend.to_numpy(array)) for name, array in self.store.items()}
+
+    def restore(self, values: dict[str, np.ndarray]) -> None:
+        """Overwrite persistent buffers from host arrays (see :meth:`state`).
+
+        Buffers not allocated yet (a program not built yet) take their values when they are.
+
+        Raises
+        ------
+        CompileError
+            When a value's shape differs from its buffer's.
+        """
+        for name, value in values.items():
+            if name in self.store:
+                if tuple(value.shape) != self._shapes[name]:
+                    raise CompileError(f"buffer '{name}' has shape {self._shapes[name]} but the saved "
+                                       f"value has {tuple(value.shape)}")
+                self.store[name][...] = self.backend.from_numpy(value)
+            else:
+                self._pending[name] = value
 
     def _dtype(self, buf: Buffer) -> str:
         return "int64" if buf.dtype == "int64" else self.dtype
@@ -93,7 +119,13 @@ class Simulator:
                 raise CompileError(f"buffer '{buf.name}' has shape {shape} here but "
                                    f"{self._shapes[buf.name]} in another program")
             return self.store[buf.name]
-        if isinstance(buf.init, InitSpec):
+        if buf.name in self._pending:
+            saved = self._pending.pop(buf.name)
+            if tuple(saved.shape) != shape:
+                raise CompileError(f"buffer '{buf.name}' has shape {shape} but the saved value has "
+                                   f"{tuple(saved.shape)}")
+            array = self.backend.from_numpy(np.array(saved), dtype=self._dtype(buf))
+        elif isinstance(buf.init, InitSpec):
             rng = np.random.default_rng(stream_seed(self.backend.seed, f"init:{buf.name}"))
             host = init_weight(buf.init, shape, rng)
             array = self.backend.from_numpy(host, dtype=self._dtype(buf))

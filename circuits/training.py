@@ -20,7 +20,7 @@ from circuits.graph import CircuitGraph
 from circuits.model import Model
 from circuits.spec import CircuitSpec
 
-__all__ = ["EpochRecord", "AlignmentRecord", "check_data_fit", "load_data", "fit"]
+__all__ = ["EpochRecord", "AlignmentRecord", "batch_rng", "check_data_fit", "load_data", "fit"]
 
 
 @attrs.frozen
@@ -112,8 +112,14 @@ def load_data(model: Model, *, download: bool = True) -> Dataset:
     return data
 
 
+def batch_rng(spec: CircuitSpec) -> np.random.Generator:
+    """The generator of the batch order, fresh from the run seed."""
+    return np.random.default_rng([spec.run.seed, 1])
+
+
 def fit(model: Model, data: Dataset, *, epochs: int | None = None,
-        on_batch: Callable[[int, int, float], None] | None = None) -> Iterator[EpochRecord]:
+        on_batch: Callable[[int, int, float], None] | None = None, first_epoch: int = 1,
+        rng: np.random.Generator | None = None) -> Iterator[EpochRecord]:
     """Train ``model`` on ``data``, yielding one record per epoch.
 
     Parameters
@@ -123,9 +129,16 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
     data
         Training and test sets (see :func:`load_data`).
     epochs
-        Defaults to the spec's ``task.epochs``.
+        The last epoch to train; defaults to the spec's ``task.epochs``.
     on_batch
         Called with ``(epoch, batch index, batch loss)`` after every step.
+    first_epoch
+        Where to start: a resumed run passes the epoch after its checkpoint, together with
+        the model state and ``rng`` saved there.
+    rng
+        The batch-order generator (default :func:`batch_rng`). When :func:`fit` yields epoch
+        ``k``, it has drawn exactly the orders of epochs ``first_epoch … k``, so its state at
+        that point is what a checkpoint of epoch ``k`` saves.
 
     Raises
     ------
@@ -143,10 +156,10 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
         y_train, y_test, y_valid = x_train, x_test, x_valid
     elif data.task == "regression":
         y_train, y_test, y_valid = y_train.astype(dtype), y_test.astype(dtype), y_valid.astype(dtype)
-    rng = np.random.default_rng([spec.run.seed, 1])
+    rng = batch_rng(spec) if rng is None else rng
     every = spec.run.align_every
-    step = 0
-    for epoch in range(1, epochs + 1):
+    step = (first_epoch - 1) * -(-data.n_train // spec.task.batch_size)
+    for epoch in range(first_epoch, epochs + 1):
         start = time.perf_counter()
         losses, aligned = [], []
         model.take_relaxation()

@@ -3,6 +3,11 @@
 A :class:`Backend` owns an array module, a kernel table and the random streams; it turns a
 program's ops into step closures over arrays it allocated. Nothing moves between devices
 unless :meth:`Backend.to_numpy` or :meth:`Backend.from_numpy` is called.
+
+The backend remembers every generator it hands to a kernel, under a key made of the owner
+(the program and batch size asking) and the stream name, so a checkpoint can save their
+states (:meth:`Backend.stream_states`) and a resumed run restore them
+(:meth:`Backend.restore_streams`), even for generators not created yet.
 """
 
 from __future__ import annotations
@@ -53,17 +58,57 @@ class Backend:
         self.xp = xp
         self.kernels = kernels
         self.seed = seed
+        self.streams: dict[str, Any] = {}
+        """Key (``owner|stream``, ``#2``… for repeats) → every generator handed out, in order."""
+        self._pending: dict[str, Any] = {}
 
-    def rng(self, stream: str) -> Any:
-        """A fresh generator for the stream called ``stream``."""
+    def rng(self, stream: str, *, owner: str = "") -> Any:
+        """A fresh generator for the stream called ``stream``, remembered under ``owner``.
+
+        Each generator starts from the stream's seed; which owner asked only names it for
+        :meth:`stream_states`.
+        """
         if self.name == "numpy":
-            return np.random.default_rng(stream_seed(self.seed, stream))
-        seed = int(np.random.SeedSequence(stream_seed(self.seed, stream)).generate_state(1)[0])
-        return self.xp.random.default_rng(seed)
+            generator = np.random.default_rng(stream_seed(self.seed, stream))
+        else:
+            seed = int(np.random.SeedSequence(stream_seed(self.seed, stream)).generate_state(1)[0])
+            generator = self.xp.random.default_rng(seed)
+        key, number = f"{owner}|{stream}", 1
+        while key in self.streams:
+            number += 1
+            key = f"{owner}|{stream}#{number}"
+        if key in self._pending:
+            self._set_state(generator, self._pending.pop(key))
+        self.streams[key] = generator
+        return generator
 
-    def step(self, op: Op, arrays: dict[str, Any]) -> Step:
-        """The step closure of ``op`` over ``arrays``."""
-        return self.kernels.build(op, arrays, KernelContext(xp=self.xp, rng=self.rng))
+    def stream_states(self) -> dict[str, Any] | None:
+        """Every remembered generator's state (JSON-serialisable), or ``None`` on CuPy.
+
+        CuPy's generators keep their state on the device without a portable form, so a CuPy
+        run resumes with fresh random streams (not bit for bit; see the README).
+        """
+        if self.name != "numpy":
+            return None
+        return {key: generator.bit_generator.state for key, generator in self.streams.items()}
+
+    def restore_streams(self, states: dict[str, Any]) -> None:
+        """Set remembered generators to ``states``; the others get theirs when created."""
+        for key, state in states.items():
+            if key in self.streams:
+                self._set_state(self.streams[key], state)
+            else:
+                self._pending[key] = state
+
+    def _set_state(self, generator: Any, state: Any) -> None:
+        if self.name == "numpy":
+            generator.bit_generator.state = state
+
+    def step(self, op: Op, arrays: dict[str, Any], *, owner: str = "") -> Step:
+        """The step closure of ``op`` over ``arrays``; its generators are remembered under ``owner``."""
+        def rng(stream: str) -> Any:
+            return self.rng(stream, owner=owner)
+        return self.kernels.build(op, arrays, KernelContext(xp=self.xp, rng=rng))
 
     def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         """Zero-filled array on this backend."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -176,8 +177,8 @@ def verify(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
             table.add_column(column, overflow="fold")
         for o in outcomes:
             verdict = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}[o.status]
-            table.add_row(escape(o.claim), escape(o.describe_measured() or o.reason), escape(o.expected), verdict)
-        Console(width=160).print(table)
+            table.add_row(escape(o.claim), escape(o.describe_measured("\n") or o.reason), escape(o.expected), verdict)
+        Console().print(table)  # the terminal's width (COLUMNS, else 80 when not a terminal); cells fold
     failed = [o.claim for o in outcomes if o.status == "fail"]
     if failed:
         _fail(f"{len(failed)} claim(s) failed on {spec}: {', '.join(failed)}", 1)
@@ -318,15 +319,35 @@ class _Progress:
                              f"{rate:,.0f} ex/s")
 
 
-def _table(records: Sequence[EpochRecord], path: Path) -> None:
-    table = Table(title=f"results ({path})")
-    for column in ("epoch", "train loss", "test loss", "test acc", "seconds"):
+_SHOWN_EPOCHS = 12
+"""Runs up to this many epochs are listed in full; longer ones show the first and last five."""
+
+
+def _duration(seconds: float) -> str:
+    """``0.0123`` → ``12.3 ms``, ``3.456`` → ``3.46 s``: a digits epoch does not read as zero."""
+    return f"{1000 * seconds:.1f} ms" if seconds < 1.0 else f"{seconds:.2f} s"
+
+
+def results_table(records: Sequence[EpochRecord], path: Path) -> Table:
+    """The end-of-run table: one row per epoch, a "…" row where epochs are left out, and no
+    accuracy column when no epoch has one (regression, autoencoding)."""
+    accuracy = any(not math.isnan(r.test_accuracy) for r in records)
+    table = Table(title=escape(f"results ({path})"))
+    columns = ("epoch", "train loss", "test loss", *(("test acc",) if accuracy else ()), "time")
+    for column in columns:
         table.add_column(column, justify="right")
-    shown = records if len(records) <= 12 else [*records[:5], *records[-5:]]
-    for r in shown:
-        table.add_row(str(r.epoch), f"{r.train_loss:.4f}", f"{r.test_loss:.4f}",
-                      f"{100 * r.test_accuracy:.2f}%", f"{r.seconds:.2f}")
-    Console().print(table)
+    elide = len(records) > _SHOWN_EPOCHS
+    for r in [*records[:5], None, *records[-5:]] if elide else records:
+        if r is None:
+            table.add_row(*["…"] * len(columns))
+            continue
+        acc = () if not accuracy else ("—" if math.isnan(r.test_accuracy) else f"{100 * r.test_accuracy:.2f}%",)
+        table.add_row(str(r.epoch), f"{r.train_loss:.4f}", f"{r.test_loss:.4f}", *acc, _duration(r.seconds))
+    return table
+
+
+def _table(records: Sequence[EpochRecord], path: Path) -> None:
+    Console().print(results_table(records, path))
 
 
 if __name__ == "__main__":

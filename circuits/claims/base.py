@@ -46,9 +46,9 @@ class Outcome:
         """Whether the claim held."""
         return self.status == "pass"
 
-    def describe_measured(self) -> str:
-        """The measured numbers as ``name=value`` text."""
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.measured.items())
+    def describe_measured(self, sep: str = ", ") -> str:
+        """The measured numbers as ``name=value`` text, joined by ``sep``."""
+        return sep.join(f"{k}={_fmt(v)}" for k, v in self.measured.items())
 
 
 def _fmt(value: float) -> str:

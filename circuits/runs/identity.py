@@ -71,6 +71,7 @@ def flat_keys(spec: CircuitSpec) -> dict[str, Any]:
     fields = attrs.asdict(spec)
     fields.pop("source", None)
     fields["circuit"] = {"name": fields.pop("name"), "doc": fields.pop("doc")}
+    fields["rule"] = {"name": fields["rule"]["name"], **fields["rule"].get("params", {})}
     _flatten(fields, "", flat)
     return flat
 

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from circuits import render
+from circuits import experiments, render
 from circuits.claims import default_claims, verify as verify_claims
 from circuits.compile import MODES, compile_circuit
 from circuits.errors import CircuitsError, SimulationError
@@ -348,6 +348,86 @@ def results_table(records: Sequence[EpochRecord], path: Path) -> Table:
 
 def _table(records: Sequence[EpochRecord], path: Path) -> None:
     Console().print(results_table(records, path))
+
+
+# -- experiments (issue 11): sweep, report, compare ------------------------------------------
+
+_cluster_options = [
+    click.option("--out", type=click.Path(file_okay=False), default=None,
+                 help="Sweep folder (default: sweeps/<experiment name>)."),
+    click.option("--workers", type=click.IntRange(min=1), default=None,
+                 help="Worker processes of the local Dask cluster (default: one per core)."),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Run on an existing Dask cluster, e.g. tcp://host:8786 (the sweep folder "
+                      "must be on a file system the workers share)."),
+    click.option("--quiet", is_flag=True, help="No progress display; only the summary lines."),
+]
+
+
+def _cluster(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_cluster_options):
+        command = option(command)
+    return command
+
+
+def _swept(outcome: experiments.SweepOutcome) -> None:
+    click.echo(f"sweep folder: {outcome.out}: {len(outcome.rows)} runs, {outcome.ran} run now, "
+               f"{outcome.skipped} already finished; {outcome.count('completed')} completed, "
+               f"{outcome.count('failed')} failed")
+    if outcome.count("failed"):
+        click.echo(f"warning: {outcome.count('failed')} run(s) failed; their errors are in "
+                   f"{outcome.out / 'results.csv'} (column message)", err=True)
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@_cluster
+@click.option("--dry-run", is_flag=True, help="Check the experiment and list its runs; run nothing.")
+@guarded
+def sweep(experiment: str, out: str | None, workers: int | None, scheduler: str | None, quiet: bool,
+          dry_run: bool) -> None:
+    """Run every run of EXPERIMENT (variants x grid x seeds) on Dask; write results.csv and
+    curves.csv. Finished runs are skipped, interrupted ones resumed."""
+    progress = None if quiet or dry_run else experiments.RichSweepProgress()
+    outcome = experiments.run_sweep(experiment, out, workers=workers, scheduler=scheduler,
+                                    progress=progress, dry_run=dry_run)
+    if dry_run:
+        for line in experiments.describe_plan(outcome):
+            click.echo(line)
+        return
+    _swept(outcome)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--no-figures", is_flag=True, help="Skip curves.png and alignment.png.")
+@guarded
+def report(folder: str, no_figures: bool) -> None:
+    """Mean and 95 % confidence interval over seeds per variant, at the grid point chosen on
+    validation; writes report.md, report.csv, curves.png (and alignment.png)."""
+    made = experiments.make_report(folder, figures=not no_figures)
+    Console(width=160).print(experiments.report_table(made))
+    click.echo("wrote " + ", ".join(str(path) for path in made.files))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--rules", required=True, metavar="A,B,...", help="Rules to compare, comma-separated.")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Seeds 0..N-1 for every rule.")
+@_set_option
+@_cluster
+@guarded
+def compare(spec: str, rules: str, seeds: int, overrides: tuple[str, ...], out: str | None,
+            workers: int | None, scheduler: str | None, quiet: bool) -> None:
+    """Train SPEC under each rule with N seeds (a sweep), then report as `circuits report` does."""
+    experiment = experiments.comparison(spec, rules.split(","), seeds, overrides)
+    outcome = experiments.run_sweep(experiment, out, workers=workers, scheduler=scheduler,
+                                    progress=None if quiet else experiments.RichSweepProgress())
+    _swept(outcome)
+    made = experiments.make_report(outcome.out)
+    Console(width=160).print(experiments.report_table(made))
+    click.echo("wrote " + ", ".join(str(path) for path in made.files))
 
 
 if __name__ == "__main__":

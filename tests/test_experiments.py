@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import circuits
+from circuits.cli import main
 from circuits.data import load_dataset
 from circuits.errors import DataError, SpecError
+from circuits.experiments import (ExperimentError, load_experiment, make_report, mean_ci,
+                                  parse_experiment, plan_runs, run_experiment, run_sweep)
+from circuits.experiments.tables import write_csv, write_manifest
+from circuits.runs import resolve_run_spec, run_id
 
 # ---------------------------------------------------------------------------------------------
 # Validation split (task.validation)
@@ -54,3 +66,298 @@ def test_fit_records_validation_metrics_only_with_a_split() -> None:
         if present:
             x = data.x_validation.astype(np.float32)
             assert (record.validation_loss, record.validation_accuracy) == model.evaluate(x, data.y_validation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment files and their expansion (no Dask needed)
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL = {"task.validation": 0.1, "task.epochs": 3, "task.n_train": 300, "task.n_test": 200,
+         "run.align_every": 10}
+
+
+def experiment_text(spec: Path, *, seeds: str = "[0, 1]", grid: str = "", extra: str = "",
+                    variants: str | None = None) -> str:
+    common = ", ".join(f'"{k}" = {v}' for k, v in SMALL.items())
+    if variants is None:
+        variants = ('[[variants]]\nname = "backprop"\nset = { "rule.name" = "backprop" }\n'
+                    '[[variants]]\nname = "feedback_alignment"\nset = { "rule.name" = "feedback_alignment" }\n')
+    return (f'[experiment]\nname = "fa-vs-bp"\nspec = "{spec}"\nseeds = {seeds}\n'
+            f"set = {{ {common} }}\n{extra}\n{variants}{grid}")
+
+
+@pytest.fixture
+def small_experiment(tmp_path: Path) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml"))
+    return path
+
+
+def test_spec_path_is_relative_to_the_experiment_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.toml").write_text((REPO / "specs" / "fa_digits.toml").read_text())
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(Path("sub/base.toml")))
+    assert load_experiment(path).spec == (tmp_path / "sub" / "base.toml").resolve()
+
+
+def test_the_design_expands_to_variants_times_grid_times_seeds(small_experiment: Path) -> None:
+    text = small_experiment.read_text() + '[grid]\n"rule.lr" = [0.01, 0.05, 0.1]\n'
+    small_experiment.write_text(text)
+    plans = plan_runs(load_experiment(small_experiment))
+    assert len(plans) == 2 * 3 * 2 == len({p.run_id for p in plans})
+    assert [(p.variant, p.point["rule.lr"], p.seed) for p in plans[:3]] == [
+        ("backprop", 0.01, 0), ("backprop", 0.01, 1), ("backprop", 0.05, 0)]
+    plan = plans[-1]
+    assert (plan.spec.rule.name, plan.spec.rule.params["lr"], plan.spec.run.seed) == ("feedback_alignment", 0.1, 1)
+    assert plan.spec.task.validation == 0.1 and plan.spec.run.threads == 1
+
+
+def test_the_run_id_is_that_of_the_same_spec_given_to_simulate(small_experiment: Path) -> None:
+    plan = plan_runs(load_experiment(small_experiment))[1]
+    registry = circuits.default_registry()
+    spec = circuits.load_spec(REPO / "specs" / "fa_digits.toml", plan.set_args())
+    assert plan.run_id == run_id(resolve_run_spec(spec, threads=1, registry=registry))
+
+
+BAD_EXPERIMENTS = [
+    (("seeds = [0, 1]", 'seeds = [0, 1]\nselect = "test_accuracy"'),
+     "experiment.select: must be one of validation_accuracy, validation_loss (got 'test_accuracy'"),
+    (("seeds = [0, 1]", "seedz = [0, 1]"),
+     "experiment.seedz: unknown key; allowed keys are name, spec, seeds, select, set, doc; "
+     "did you mean 'seeds'?"),
+    (('"rule.name" = "backprop"', '"rule.name" = "backprop", "rule.lrr" = 0.1'),
+     "variant 'backprop': "),
+    (('"rule.name" = "backprop"', '"run.seed" = 3'), "run.seed is set by experiment.seeds"),
+    (('"rule.name" = "backprop"', '"rule.name" = "backprob"'), "(got 'backprob'; did you mean 'backprop'?)"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_EXPERIMENTS,
+                         ids=["select", "key", "override", "seed", "rule"])
+def test_a_bad_experiment_is_one_line_and_exit_2(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml").replace(*edit))
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_an_unknown_override_names_the_variant_and_the_key(tmp_path: Path) -> None:
+    text = experiment_text(REPO / "specs" / "fa_digits.toml").replace(
+        'set = { "rule.name" = "backprop" }', 'set = { "rule.name" = "backprop", "rule.lrr" = 0.1 }')
+    with pytest.raises(ExperimentError, match=r"variant 'backprop': .*rule.lrr.*did you mean 'lr'"):
+        plan_runs(parse_experiment(text, source="exp.toml"))
+
+
+def test_a_grid_needs_a_validation_split_to_choose_on(tmp_path: Path) -> None:
+    text = experiment_text(REPO / "specs" / "fa_digits.toml", grid='[grid]\n"rule.lr" = [0.01, 0.05]\n')
+    with pytest.raises(ExperimentError, match='task.validation is 0; add "task.validation" = 0.1 to experiment.set'):
+        plan_runs(parse_experiment(text.replace('"task.validation" = 0.1', '"task.validation" = 0.0'),
+                                   source="exp.toml"))
+
+
+def test_dry_run_lists_every_run_and_writes_nothing(small_experiment: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["sweep", str(small_experiment), "--dry-run", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and lines[-1].startswith("4 runs (4 distinct), 0 finished, 4 to run")
+    assert not (tmp_path / "o").exists()
+
+
+def test_mean_ci_uses_students_t() -> None:
+    mean, sd, half = mean_ci([1.0, 2.0, 3.0])
+    assert (mean, sd) == (2.0, 1.0)
+    assert half == pytest.approx(4.302652729749464 / math.sqrt(3), rel=1e-12)  # t(0.975, 2)
+    assert mean_ci([5.0])[0] == 5.0 and math.isnan(mean_ci([5.0])[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps on a 2-worker LocalCluster (need the sweep extra)
+
+
+@pytest.fixture(scope="module")
+def executor():
+    pytest.importorskip("distributed")
+    pytest.importorskip("pandas")
+    from circuits.experiments.executors import DaskExecutor
+
+    with DaskExecutor(workers=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def swept(executor, tmp_path_factory):
+    """The 2-variant × 2-seed digits sweep, run once for the tests below."""
+    folder = tmp_path_factory.mktemp("sweep")
+    path = folder / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml"))
+    outcome = run_sweep(path, folder / "out", executor=executor)
+    return path, outcome
+
+
+def test_a_sweep_runs_every_run_once_and_writes_the_tables(swept) -> None:
+    import pandas
+
+    _, outcome = swept
+    assert (outcome.ran, outcome.skipped, outcome.count("completed")) == (4, 0, 4)
+    results = pandas.read_csv(outcome.out / "results.csv")
+    assert list(results.columns[:3]) == ["variant", "seed", "run_id"]
+    assert sorted(zip(results["variant"], results["seed"])) == [
+        ("backprop", 0), ("backprop", 1), ("feedback_alignment", 0), ("feedback_alignment", 1)]
+    assert set(results["status"]) == {"completed"} and set(results["epochs"]) == {3}
+    assert results["final_test_accuracy"].between(0.5, 1.0).all()
+    assert results["best_validation_accuracy"].notna().all()
+    curves = pandas.read_csv(outcome.out / "curves.csv")
+    assert len(curves) == 4 * 3 and set(curves["epoch"]) == {1, 2, 3}
+    for _, row in results.iterrows():
+        summary = json.loads((outcome.out / row["folder"] / "summary.json").read_text())
+        assert summary["final"]["test_accuracy"] == row["final_test_accuracy"]
+        assert summary["run_id"] == row["run_id"]
+
+
+def test_a_second_sweep_runs_nothing(swept, executor) -> None:
+    path, first = swept
+    stamps = {p: p.stat().st_mtime_ns for p in first.out.glob("runs/*/summary.json")}
+    again = run_sweep(path, first.out, executor=executor)
+    assert (again.ran, again.skipped, again.count("completed")) == (0, 4, 4)
+    assert {p: p.stat().st_mtime_ns for p in first.out.glob("runs/*/summary.json")} == stamps
+
+
+def test_each_run_equals_the_same_spec_run_alone_with_simulate(swept, tmp_path: Path) -> None:
+    _, outcome = swept
+    plan = next(p for p in outcome.plans if p.variant == "feedback_alignment" and p.seed == 1)
+    alone = tmp_path / "alone"
+    args = ["simulate", str(REPO / "specs" / "fa_digits.toml"), "--out", str(alone), "--quiet", "--threads", "1"]
+    for item in plan.set_args():
+        args += ["--set", item]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    swept_folder = plan.folder(outcome.out)
+    assert (alone / "spec.toml").read_text() == (swept_folder / "spec.toml").read_text()
+    ours, theirs = (load_csv_numbers(f / "metrics.csv") for f in (swept_folder, alone))
+    assert ours == theirs
+    with np.load(swept_folder / "params.npz") as a, np.load(alone / "params.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            assert a[name].tobytes() == b[name].tobytes(), name
+
+
+def load_csv_numbers(path: Path) -> list[dict[str, str]]:
+    """metrics.csv rows as exact text, without the timing column."""
+    import csv
+
+    with path.open() as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def test_a_run_that_fails_is_recorded_and_the_sweep_goes_on(executor, tmp_path: Path) -> None:
+    import pandas
+
+    variants = ('[[variants]]\nname = "diverges"\nset = { "rule.name" = "backprop", "rule.lr" = 1e30 }\n'
+                '[[variants]]\nname = "fine"\nset = { "rule.name" = "backprop" }\n')
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "bp_digits.toml", seeds="[0]", variants=variants))
+    outcome = run_sweep(path, tmp_path / "out", executor=executor)
+    results = pandas.read_csv(outcome.out / "results.csv").set_index("variant")
+    assert results.loc["diverges", "status"] == "failed"
+    assert "loss became nan" in results.loc["diverges", "message"]
+    assert results.loc["fine", "status"] == "completed"
+    again = run_sweep(path, tmp_path / "out", executor=executor)
+    assert again.ran == 0
+
+
+def test_killing_a_worker_mid_sweep_still_gives_every_run_once(executor, tmp_path: Path) -> None:
+    import pandas
+
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml", seeds="[0, 1, 2]")
+                    .replace('"task.epochs" = 3', '"task.epochs" = 40')
+                    .replace('"task.n_train" = 300', '"task.n_train" = 1000'))
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if any(out.glob("runs/*/checkpoint.npz")):
+                pids = executor.worker_pids()
+                for address, keys in executor.client.processing().items():
+                    if keys and address in pids:
+                        os.kill(pids[address], signal.SIGKILL)
+                        killed.append(pids[address])
+                        return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    killer.start()
+    try:
+        outcome = run_sweep(path, out, executor=executor)
+    finally:
+        killer.join()
+    assert killed, "no worker was busy to kill"
+    results = pandas.read_csv(out / "results.csv")
+    assert len(results) == 6 and results["run_id"].is_unique
+    assert set(results["status"]) == {"completed"} and set(results["epochs"]) == {40}
+    for folder in results["folder"]:
+        epochs = [row["epoch"] for row in load_csv_numbers(out / folder / "metrics.csv")]
+        assert epochs == [str(e) for e in range(1, 41)]
+    assert outcome.count("completed") == 6
+
+
+def test_report_selects_on_validation_and_writes_its_files(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    out = tmp_path / "sweep"
+    out.mkdir()
+    rows = []
+    # lr 0.1 wins on validation for "a" although 0.01 has the better test accuracy
+    for variant, lr, seed, val, test in [("a", 0.01, 0, 0.80, 0.99), ("a", 0.01, 1, 0.82, 0.99),
+                                         ("a", 0.1, 0, 0.90, 0.90), ("a", 0.1, 1, 0.92, 0.94),
+                                         ("b", 0.01, 0, 0.70, 0.70), ("b", 0.1, 0, 0.0, 0.0)]:
+        status = "failed" if (variant, lr) == ("b", 0.1) else "completed"
+        rows.append({"variant": variant, "seed": seed, "rule.lr": lr, "run_id": f"{variant}{lr}{seed}",
+                     "status": status, "epochs": 2, "final_test_accuracy": test, "final_test_loss": 1 - test,
+                     "final_validation_accuracy": val if status == "completed" else "", "wall_seconds": 1.0})
+    write_csv(out / "results.csv", rows)
+    write_manifest(out, {"name": "demo", "select": "validation_accuracy", "grid": {"rule.lr": [0.01, 0.1]},
+                         "spec": "x.toml", "seeds": [0, 1]})
+    report = make_report(out, figures=False)
+    chosen = {v.variant: v for v in report.variants}
+    assert chosen["a"].point == {"rule.lr": "0.1"} and chosen["a"].seeds == 2
+    assert chosen["a"].test_accuracy[0] == pytest.approx(0.92)
+    assert chosen["a"].test_accuracy[2] == pytest.approx(12.706204736174705 * np.std([0.90, 0.94], ddof=1) / math.sqrt(2))
+    assert chosen["b"].point == {"rule.lr": "0.01"} and chosen["b"].failed == 0
+    text = (out / "report.md").read_text()
+    assert "| a | rule.lr=0.1 | 2 | 92.00 ± 25.41 |" in text
+    assert (out / "report.csv").read_text().splitlines()[0].startswith("variant,rule.lr,selected_validation_accuracy")
+
+
+def test_report_of_a_sweep_draws_curves_and_alignment(swept) -> None:
+    _, outcome = swept
+    result = CliRunner().invoke(main, ["report", str(outcome.out)])
+    assert result.exit_code == 0, result.output
+    for name in ("report.md", "report.csv", "curves.png", "alignment.png"):
+        assert (outcome.out / name).stat().st_size > 0, name
+    assert "feedback_alignment" in result.stdout
+
+
+def test_compare_runs_each_rule_with_n_seeds(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    out = tmp_path / "cmp"
+    args = ["compare", str(REPO / "specs" / "bp_digits.toml"), "--rules", "backprop,feedback_alignment",
+            "--seeds", "2", "--workers", "1", "--quiet", "--out", str(out),
+            "--set", "task.epochs=1", "--set", "task.n_train=100", "--set", "run.align_every=0"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    results = load_csv_numbers(out / "results.csv")
+    assert sorted((r["variant"], r["seed"]) for r in results) == [
+        ("backprop", "0"), ("backprop", "1"), ("feedback_alignment", "0"), ("feedback_alignment", "1")]
+    assert (out / "report.md").is_file()
+
+
+def test_python_api_returns_a_dataframe(swept) -> None:
+    pandas = pytest.importorskip("pandas")
+    path, outcome = swept
+    frame = run_experiment(path, outcome.out)  # everything is finished: runs nothing
+    assert isinstance(frame, pandas.DataFrame) and len(frame) == 4

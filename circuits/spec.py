@@ -201,21 +201,27 @@ def parse_spec(text: str, *, source: str = "<spec>",
         raw = tomllib.loads(text)
     except ValueError as exc:  # TOMLDecodeError, or an integer literal over Python's digit limit
         raise SpecError(f"{source}: TOML syntax error: {exc}") from None
-    raw["projections"] = _expand_projections(raw.get("projections", []), source)
+    raw["projections"], labels = _expand_projections(raw.get("projections", []), source)
     for key, value in parse_overrides(overrides, source=source).items():
         apply_override(raw, key, value, source)
-    return _read_spec(raw, source, rules)
+    return _read_spec(raw, source, rules, labels)
 
 
-def _expand_projections(entries: object, source: str) -> list[Any]:
-    """Replace each ``{chain = [a, b, c], ...}`` entry by ``a→b`` and ``b→c`` entries."""
+def _expand_projections(entries: object, source: str) -> tuple[list[Any], list[str]]:
+    """Replace each ``{chain = [a, b, c], ...}`` entry by ``a→b`` and ``b→c`` entries.
+
+    Returns the entries and, for each, the key path that errors name: ``projections[i]`` (its
+    place in the file) for a table of its own, ``projections.a->b`` for a link of a chain.
+    """
     if not isinstance(entries, list):
         raise SpecError(f"{source}: projections: must be an array of tables ([[projections]]) "
                         f"(got {describe_value(entries)})")
     expanded: list[Any] = []
+    labels: list[str] = []
     for index, entry in enumerate(entries):
         if not (isinstance(entry, dict) and "chain" in entry):
             expanded.append(entry)
+            labels.append(f"projections[{index}]")
             continue
         chain = entry["chain"]
         where = f"{source}: projections[{index}].chain"
@@ -228,7 +234,8 @@ def _expand_projections(entries: object, source: str) -> list[Any]:
                                 "write a separate [[projections]] table for it")
         rest = {k: v for k, v in entry.items() if k != "chain"}
         expanded.extend({"from": a, "to": b, **rest} for a, b in zip(chain, chain[1:]))
-    return expanded
+        labels.extend(f"projections.{a}->{b}" for a, b in zip(chain, chain[1:]))
+    return expanded, labels
 
 
 def _check_name(reader: TableReader, key: str, name: object) -> str:
@@ -238,7 +245,8 @@ def _check_name(reader: TableReader, key: str, name: object) -> str:
     return name
 
 
-def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignature]) -> CircuitSpec:
+def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignature],
+               labels: Sequence[str]) -> CircuitSpec:
     top = TableReader(raw, "", source)
     circuit = TableReader(top.raw("circuit", {}), "circuit", source)
     name = circuit.get(Param("name", "", "the circuit's name"), required=True)
@@ -251,7 +259,7 @@ def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignatu
         raise SpecError(f"{source}: populations: is required; add a [populations] table, e.g. "
                         "x = { size = 64, role = \"input\" }")
     populations = _read_populations(TableReader(top.raw("populations"), "populations", source))
-    projections = _read_projections(top.raw("projections", []), populations, source)
+    projections = _read_projections(top.raw("projections", []), populations, source, labels)
     rule = _read_rule(TableReader(top.raw("rule", {}), "rule", source), rules)
     task = _read_task(TableReader(top.raw("task", {}), "task", source))
     run = _read_run(TableReader(top.raw("run", {}), "run", source))
@@ -298,12 +306,12 @@ _PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr")
 
 
 def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
-                      source: str) -> tuple[ProjectionSpec, ...]:
+                      source: str, labels: Sequence[str]) -> tuple[ProjectionSpec, ...]:
     names = [p.name for p in pops]
     result: list[ProjectionSpec] = []
-    taken: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        reader = TableReader(entry, f"projections[{index}]", source)
+    taken: dict[str, str] = {}
+    for entry, label in zip(entries, labels, strict=True):
+        reader = TableReader(entry, label, source)
         ends = []
         for key in ("from", "to"):
             end = reader.raw(key)
@@ -319,9 +327,9 @@ def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
             raise reader.error("must be letters, digits, underscores, '-' and '>' "
                                f"(got {describe_value(name)})", key="name")
         if name in taken:
-            raise reader.error(f"projection name '{name}' is already used by projections[{taken[name]}]; "
+            raise reader.error(f"projection name '{name}' is already used by {taken[name]}; "
                                "give one of them a distinct name = \"...\"", key="name")
-        taken[name] = index
+        taken[name] = label
         init = _read_init(reader)
         bias = reader.get(Param("bias", kind == "forward", "give the target population a bias"))
         plastic = reader.get(Param("plastic", kind != "feedback", "whether the rule may change it"))

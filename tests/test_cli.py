@@ -59,7 +59,7 @@ BAD = [
     (GOOD.replace('name = "backprop"', 'name = "backprob"'), "(got 'backprob'; did you mean 'backprop'?)"),
     (GOOD.replace("epochs = 2", "epochs = 2\nepoch = 3"), "task.epoch: unknown key; allowed keys are"),
     (GOOD.replace('chain = ["x", "h1", "y"]', 'chain = ["x", "h2", "y"]'),
-     "projections[0].to: must name a population among x, h1, y (got 'h2'; did you mean 'h1'?)"),
+     "projections.x->h2.to: must name a population among x, h1, y (got 'h2'; did you mean 'h1'?)"),
     (GOOD.replace("[rule]", "[rule"), "TOML syntax error"),
     (GOOD.replace('role = "output"', 'role = "hidden"'), "has no output population"),
     (GOOD.replace("size = 10", "size = 9"), "set populations.y.size = 10"),

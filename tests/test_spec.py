@@ -112,9 +112,9 @@ def test_integer_literal_beyond_pythons_digit_limit_is_a_syntax_error(rules):
     (BASE.replace("size = 3, ", ""),
      "t.toml: populations.h1.size: is required; must be an integer >= 1 (number of neurons)"),
     (BASE + '[[projections]]\nto = "y"\n',
-     "t.toml: projections[2].from: is required; name a population among x, h1, y"),
+     "t.toml: projections[1].from: is required; name a population among x, h1, y"),
     (BASE + '[[projections]]\nfrom = "x"\n',
-     "t.toml: projections[2].to: is required; name a population among x, h1, y"),
+     "t.toml: projections[1].to: is required; name a population among x, h1, y"),
 ], ids=["circuit.name", "populations", "populations-empty", "size", "from", "to"])
 def test_missing_required_keys(rules, text, expected):
     assert message(text, rules) == expected
@@ -122,7 +122,7 @@ def test_missing_required_keys(rules, text, expected):
 
 def test_projection_to_an_unknown_population(rules):
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "hh1"\n', rules) == (
-        "t.toml: projections[2].to: must name a population among x, h1, y (got 'hh1'; did you mean 'h1'?)")
+        "t.toml: projections[1].to: must name a population among x, h1, y (got 'hh1'; did you mean 'h1'?)")
 
 
 def test_wrong_types(rules):
@@ -134,7 +134,7 @@ def test_wrong_types(rules):
         "t.toml: populations.h1: must be a table (got 3)")
     assert message("rule = 3\n" + BASE, rules) == "t.toml: rule: must be a table (got 3)"
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "y"\ninit = 3\n', rules) == (
-        "t.toml: projections[2].init: must be a table (got 3)")
+        "t.toml: projections[1].init: must be a table (got 3)")
     assert message(BASE.replace("[[projections]]\n", "[projections]\n"), rules) == (
         "t.toml: projections: must be an array of tables ([[projections]]) (got a table)")
 
@@ -153,7 +153,7 @@ def test_ranges(rules):
     assert message(BASE.replace("size = 3", "size = 0"), rules) == (
         "t.toml: populations.h1.size: must be an integer >= 1 (got 0)")
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "y"\nlr = 0\n', rules) == (
-        "t.toml: projections[2].lr: must be a number > 0 (this projection's learning rate) (got 0.0)")
+        "t.toml: projections[1].lr: must be a number > 0 (this projection's learning rate) (got 0.0)")
 
 
 @pytest.mark.parametrize(("edit", "key"), [
@@ -202,10 +202,10 @@ def test_softmax_only_on_the_output(rules):
 
 def test_duplicate_projection_names(rules):
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "h1"\n', rules) == (
-        "t.toml: projections[2].name: projection name 'x->h1' is already used by projections[0]; "
+        "t.toml: projections[1].name: projection name 'x->h1' is already used by projections.x->h1; "
         "give one of them a distinct name = \"...\"")
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "y"\nname = "h1->y"\n', rules) == (
-        "t.toml: projections[2].name: projection name 'h1->y' is already used by projections[1]; "
+        "t.toml: projections[1].name: projection name 'h1->y' is already used by projections.h1->y; "
         "give one of them a distinct name = \"...\"")
     # two projections between the same populations are fine once named apart
     spec = parse(BASE + '[[projections]]\nfrom = "x"\nto = "h1"\nname = "x->h1_b"\n', rules)
@@ -235,9 +235,9 @@ def test_init_tables(rules):
     assert init('{ scheme = "uniform" }') == InitSpec(scheme="uniform", scale=0.05)
     assert init('{ scheme = "orthogonal", gain = 2 }') == InitSpec(scheme="orthogonal", gain=2.0)
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "y"\ninit = { scheme = "he", std = 0.1 }\n',
-                   rules) == "t.toml: projections[2].init.std: std applies to scheme 'normal' only (scheme is 'he')"
+                   rules) == "t.toml: projections[1].init.std: std applies to scheme 'normal' only (scheme is 'he')"
     assert message(BASE + '[[projections]]\nfrom = "x"\nto = "y"\ninit = "xavir"\n', rules) == (
-        "t.toml: projections[2].init.scheme: must be one of xavier, glorot, xavier_normal, glorot_normal, "
+        "t.toml: projections[1].init.scheme: must be one of xavier, glorot, xavier_normal, glorot_normal, "
         "he, he_uniform, uniform, normal, orthogonal, zeros (got 'xavir'; did you mean 'xavier'?)")
 
 
@@ -324,6 +324,15 @@ def test_chain_expands_into_one_projection_per_link(rules):
         "[[projections]] table for it")
     assert message(BASE + '[[projections]]\nchain = ["x"]\n', rules) == (
         "t.toml: projections[1].chain: must be an array of at least two population names (got an array)")
+
+
+def test_errors_name_a_chain_link_and_a_table_by_its_place_in_the_file(rules):
+    """A chain's link is named as --set addresses it, not by its index after expansion."""
+    assert message(BASE.replace('chain = ["x", "h1", "y"]', 'chain = ["x", "h1", "y"]\ninit = "hee"'), rules) == (
+        "t.toml: projections.x->h1.init.scheme: must be one of xavier, glorot, xavier_normal, glorot_normal, "
+        "he, he_uniform, uniform, normal, orthogonal, zeros (got 'hee'; did you mean 'he'?)")
+    text = BASE.replace('chain = ["x", "h1", "y"]', 'chain = ["x", "h1", "y"]\n[[projections]]\nfrom = "y"\nto = "h9"')
+    assert message(text, rules).startswith("t.toml: projections[1].to: must name a population")
 
 
 def test_chain_and_explicit_entries_mix_in_file_order(rules):

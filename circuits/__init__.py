@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from circuits.compile import compile_circuit
-from circuits.errors import (BackendError, CircuitsError, CompileError, DataError, GraphError,
-                             SimulationError, SpecError)
+from circuits.errors import (BackendError, CircuitsError, CompileError, DataError, FixedPointError,
+                             GraphError, RelaxationWarning, SimulationError, SpecError)
 from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Buffer, Op, Phase, Program
 from circuits.model import Model, angle_degrees, load
@@ -29,8 +29,8 @@ from circuits.training import EpochRecord, fit, load_data
 
 __all__ = [
     "BackendError", "Buffer", "CircuitGraph", "CircuitSpec", "CircuitsError", "CompileError",
-    "DataError", "EpochRecord", "GraphError", "Model", "Op", "Phase", "Program", "Rule",
-    "RuleRegistry", "SimulationError", "SpecError", "angle_degrees", "build_graph",
+    "DataError", "EpochRecord", "FixedPointError", "GraphError", "Model", "Op", "Phase", "Program", "Rule",
+    "RelaxationWarning", "RuleRegistry", "SimulationError", "SpecError", "angle_degrees", "build_graph",
     "compile_circuit", "default_registry", "dump_spec", "fit", "load", "load_data", "load_spec",
     "parse_spec",
 ]

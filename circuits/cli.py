@@ -267,10 +267,10 @@ def _run(spec: CircuitSpec, folder: Path, *, resume: bool, overwrite: bool, quie
     if not quiet:
         _table(list(outcome.records), outcome.path)
     click.echo(f"run folder: {outcome.path}")
-    for phase, count in outcome.summary.get("unconverged_relaxations", {}).items():
-        if count:
-            click.echo(f"warning: relaxation phase '{phase}' used its whole step budget without reaching "
-                       f"its tolerance {count} times; give it more steps or a looser tolerance "
+    for phase, count in outcome.summary.get("relaxations", {}).items():
+        if count["stopped_at_budget"]:
+            click.echo(f"warning: relaxation phase '{phase}': {count['stopped_at_budget']} of {count['runs']} relaxations "
+                       f"stopped at their budget above tolerance; raise {count['budget']} or loosen rule.tol "
                        "(see summary.json)", err=True)
     if outcome.status != "completed":
         code = 143 if outcome.message == "stopped by SIGTERM" else _RUN_CODES[outcome.status]

@@ -17,6 +17,8 @@ __all__ = [
     "BackendError",
     "DataError",
     "SimulationError",
+    "FixedPointError",
+    "RelaxationWarning",
     "did_you_mean",
 ]
 
@@ -47,6 +49,15 @@ class DataError(CircuitsError):
 
 class SimulationError(CircuitsError):
     """Training or inference failed at run time (for example NaN in the loss)."""
+
+
+class FixedPointError(SimulationError):
+    """A computation that needs a fixed point of a circuit's dynamics (the exact gradient of an
+    energy rule) did not reach one."""
+
+
+class RelaxationWarning(UserWarning):
+    """A relaxation phase used its whole step budget without reaching its tolerance."""
 
 
 def did_you_mean(given: object, allowed: Iterable[str]) -> str:

@@ -10,22 +10,25 @@ Stages of building a model:
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from circuits.backends import get_backend
 from circuits.compile import compile_circuit
-from circuits.errors import DataError
+from circuits.errors import DataError, RelaxationWarning
 from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Program
 from circuits.rules import RuleRegistry, default_registry
-from circuits.simulate import Executable, Simulator
+from circuits.simulate import Executable, Relaxation, Simulator
 from circuits.spec import CircuitSpec, load_spec
 
-__all__ = ["Model", "load", "angle_degrees"]
+__all__ = ["Model", "RelaxationStats", "load", "angle_degrees", "budget_key"]
 
 
 def angle_degrees(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,6 +38,55 @@ def angle_degrees(a: np.ndarray, b: np.ndarray) -> float:
     if norm == 0.0:
         return 90.0
     return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / norm, -1.0, 1.0))))
+
+
+def budget_key(spec: CircuitSpec, phase: str) -> str:
+    """The spec key that sets a relaxation phase's step budget: ``rule.free_steps`` for ``free``,
+    ``rule.nudged_steps`` for ``nudged_plus``, …"""
+    budget = [name for name in spec.rule.params if name.endswith("_steps") and phase.startswith(name[:-len("_steps")])]
+    return f"rule.{budget[0]}" if budget else "the rule's step budget"
+
+
+@attrs.frozen
+class RelaxationStats:
+    """How the runs of one relaxation phase ended (one run = one batch through the phase).
+
+    A run *converged* when its largest per-example force norm fell to the phase's tolerance
+    within its step budget; otherwise it *stopped at its budget*. A converged run means every
+    example of its batch converged, so :attr:`converged` is a lower bound on the fraction of
+    examples that did. The fields are what ``metrics.csv`` shows as ``relax.<phase>.<field>``.
+    """
+
+    steps: float = math.nan
+    """Mean steps per run."""
+    residual: float = 0.0
+    """Largest final residual (force norm) of the runs."""
+    converged: float = math.nan
+    """Fraction of the runs that converged."""
+    runs: int = 0
+
+    @property
+    def stopped(self) -> int:
+        """Runs that stopped at their step budget above tolerance."""
+        return self.runs - self.converged_runs
+
+    @property
+    def converged_runs(self) -> int:
+        return round(self.converged * self.runs) if self.runs else 0
+
+    @classmethod
+    def of(cls, run: Relaxation) -> RelaxationStats:
+        """The statistics of one run."""
+        return cls(float(run.steps), float(run.residual), float(run.converged), 1)
+
+    def merge(self, other: RelaxationStats) -> RelaxationStats:
+        """The statistics of both sets of runs together."""
+        if not self.runs or not other.runs:
+            return other if not self.runs else self
+        runs = self.runs + other.runs
+        return RelaxationStats((self.steps * self.runs + other.steps * other.runs) / runs,
+                               max(self.residual, other.residual),
+                               (self.converged_runs + other.converged_runs) / runs, runs)
 
 
 class Model:
@@ -62,7 +114,9 @@ class Model:
         self._programs: dict[str, Program] = {"train": self.program}
         self.unconverged: dict[str, int] = {}
         """Relaxation phase → how many runs ended at the step budget above tolerance."""
-        self._relaxed: dict[str, tuple[int, int, float]] = {}
+        self.relaxations: dict[str, RelaxationStats] = {}
+        """Relaxation phase → how its runs ended, over every run of this model (train, probe, infer)."""
+        self._relaxed: dict[str, RelaxationStats] = {}
         self.particles: dict[str, Any] = {}
         """Particle input buffer → per-example cache (examples × units, on the backend); see
         :meth:`run`'s ``index``. Examples never run start at zero."""
@@ -155,22 +209,38 @@ class Model:
         self._load_particles(exe, index)
         # A diverging run overflows before its loss turns NaN; the caller checks the loss and
         # reports it, so NumPy's floating-point warnings would only repeat the news.
+        exe.relaxation.clear()  # count only the relaxations of this run
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             exe.run(phases)
         for phase, relaxed in exe.relaxation.items():
             if not relaxed.converged:
                 self.unconverged[phase] = self.unconverged.get(phase, 0) + 1
-            runs, steps, worst = self._relaxed.get(phase, (0, 0, 0.0))
-            self._relaxed[phase] = (runs + 1, steps + relaxed.steps, max(worst, relaxed.residual))
+            self._relaxed[phase] = self._relaxed.get(phase, RelaxationStats()).merge(RelaxationStats.of(relaxed))
+            self.relaxations[phase] = self.relaxations.get(phase, RelaxationStats()).merge(RelaxationStats.of(relaxed))
         self._store_particles(exe, index)
         return exe
 
-    def take_relaxation(self) -> dict[str, tuple[float, float]]:
-        """Per relaxation phase, the mean steps and the largest final residual of the runs
-        since the last call (then forgets them)."""
-        taken = {phase: (steps / runs, worst) for phase, (runs, steps, worst) in self._relaxed.items()}
-        self._relaxed = {}
+    def take_relaxation(self) -> dict[str, RelaxationStats]:
+        """Per relaxation phase, how its runs since the last call ended (then forgets them)."""
+        taken, self._relaxed = self._relaxed, {}
         return taken
+
+    def _warn_budget(self, exe: Executable) -> None:
+        """One :class:`RelaxationWarning` naming every relaxation of this run that stopped at its budget."""
+        stopped = [(phase, relaxed) for phase, relaxed in exe.relaxation.items() if not relaxed.converged]
+        if not stopped:
+            return
+        tols = {p.name: p.tol for p in exe.program.phases}
+        what = ", ".join(f"'{phase}' after {r.steps} steps with a force norm of {r.residual:.3g} > {tols[phase]:g}"
+                         for phase, r in stopped)
+        keys = ", ".join(dict.fromkeys(self.budget_key(phase) for phase, _ in stopped))
+        warnings.warn(RelaxationWarning(
+            f"relaxation stopped at its step budget above tolerance: {what}; raise {keys} or loosen rule.tol "
+            "(the update is computed away from the fixed point)"), stacklevel=3)
+
+    def budget_key(self, phase: str) -> str:
+        """The spec key that sets a relaxation phase's step budget (see :func:`budget_key`)."""
+        return budget_key(self.spec, phase)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -218,14 +288,22 @@ class Model:
         """One learning step on a batch; returns the batch loss before the update.
 
         ``index`` numbers the examples (see :meth:`run`); rules with persistent particles need it.
+        A relaxation that stops at its step budget above tolerance emits a
+        :class:`~circuits.errors.RelaxationWarning` (:func:`circuits.training.fit` silences it and
+        counts such runs in its epoch records instead).
         """
         exe = self.run("train", x, y, index=index)
+        self._warn_budget(exe)
         return float(exe.arrays["loss.value"])
 
     def deltas(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """The changes the rule would make under plain SGD on this batch (``−lr ·`` estimate), not applied."""
+        """The changes the rule would make under plain SGD on this batch (``−lr ·`` estimate), not applied.
+
+        Warns like :meth:`step` when a relaxation stops at its budget.
+        """
         program = self.compiled("probe")
         exe = self.run("probe", x, y)
+        self._warn_budget(exe)
         return {name: -program.lrs[name] * np.array(self.backend.to_numpy(exe.arrays[buf]))
                 for name, buf in program.grads.items()}
 
@@ -233,7 +311,14 @@ class Model:
         """The exact gradient of the batch loss for every parameter the loss depends on.
 
         Feed-forward rules compile their reference rule's probe program (backprop); energy
-        rules differentiate the loss at the free fixed point implicitly.
+        rules differentiate the loss at the free fixed point implicitly, the fixed point found
+        by a float64 relaxation with its own tolerance and budget, whatever the rule's
+        (:func:`circuits.rules.energy.fixed_point`).
+
+        Raises
+        ------
+        FixedPointError
+            When an energy rule's free fixed point is not reached.
         """
         exact = getattr(self.rule, "exact_gradients", None)
         if exact is not None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import attrs
 import numpy as np
 
 from circuits.data import DATASETS, Dataset, iterate_batches
-from circuits.errors import DataError, SimulationError
+from circuits.errors import DataError, RelaxationWarning, SimulationError
 from circuits.graph import CircuitGraph
-from circuits.model import Model
+from circuits.model import Model, RelaxationStats
 from circuits.spec import CircuitSpec
 
 __all__ = ["EpochRecord", "AlignmentRecord", "batch_rng", "check_data_fit", "load_data", "fit"]
@@ -43,8 +44,9 @@ class EpochRecord:
     seconds: float
     examples: int
     alignment: tuple[AlignmentRecord, ...] = ()
-    relaxation: dict[str, tuple[float, float]] = attrs.field(factory=dict, hash=False)
-    """Relaxation phase → (mean steps, largest final residual) over the epoch's training steps."""
+    relaxation: dict[str, RelaxationStats] = attrs.field(factory=dict, hash=False)
+    """Relaxation phase → how its runs ended over the epoch's training steps (and alignment
+    probes): mean steps, largest final residual, converged fraction, runs."""
     validation_loss: float = math.nan
     validation_accuracy: float = math.nan
     """On the held-out validation split (``task.validation``); NaN when there is none."""
@@ -163,19 +165,21 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
         start = time.perf_counter()
         losses, aligned = [], []
         model.take_relaxation()
-        for index, batch in enumerate(iterate_batches(data.n_train, spec.task.batch_size, rng)):
-            xb, yb = x_train[batch], y_train[batch]
-            if every and step % every == 0:
-                aligned.append(AlignmentRecord(step, epoch, model.alignment(xb, yb)))
-            loss = model.step(xb, yb, index=batch)
-            if not math.isfinite(loss):
-                raise SimulationError(f"loss became {loss} at epoch {epoch}, batch {index + 1}; "
-                                      "lower rule.lr or check the init scale (everything up to the "
-                                      "previous epoch is kept)")
-            losses.append(loss)
-            step += 1
-            if on_batch is not None:
-                on_batch(epoch, index, loss)
+        with warnings.catch_warnings():  # counted in the record's relaxation stats instead
+            warnings.simplefilter("ignore", RelaxationWarning)
+            for index, batch in enumerate(iterate_batches(data.n_train, spec.task.batch_size, rng)):
+                xb, yb = x_train[batch], y_train[batch]
+                if every and step % every == 0:
+                    aligned.append(AlignmentRecord(step, epoch, model.alignment(xb, yb)))
+                loss = model.step(xb, yb, index=batch)
+                if not math.isfinite(loss):
+                    raise SimulationError(f"loss became {loss} at epoch {epoch}, batch {index + 1}; "
+                                          "lower rule.lr or check the init scale (everything up to the "
+                                          "previous epoch is kept)")
+                losses.append(loss)
+                step += 1
+                if on_batch is not None:
+                    on_batch(epoch, index, loss)
         seconds = time.perf_counter() - start
         relaxation = model.take_relaxation()
         test_loss, test_accuracy = model.evaluate(x_test, y_test)

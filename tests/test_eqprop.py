@@ -13,7 +13,7 @@ from circuits import ops
 from circuits.backends import get_backend
 from circuits.claims import default_claims
 from circuits.claims import eqprop as claims
-from circuits.errors import CompileError, DataError
+from circuits.errors import CompileError, DataError, RelaxationWarning
 from circuits.ir import BATCH
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -181,13 +181,15 @@ def test_particles_warm_start_each_example(registry):
     model = tiny(registry, "persistent = true\nfree_steps = 2\nnudged_steps = 2")
     p = host(model)
     order = np.array([4, 0, 3, 1, 2])
-    model.step(X[order], T[order], index=order + 7)
+    with pytest.warns(RelaxationWarning, match="'free' after 2 steps"):
+        model.step(X[order], T[order], index=order + 7)
     first = relax(p, steps=2)
     cache = model.particles["h.particle"]
     assert cache.shape[0] >= 12 and not np.any(cache[:7])
     np.testing.assert_allclose(cache[order + 7], first[0][order], rtol=1e-12)
     p = host(model)
-    model.step(X, T, index=np.arange(7, 12))
+    with pytest.warns(RelaxationWarning, match="'free' after 2 steps"):
+        model.step(X, T, index=np.arange(7, 12))
     second = relax(p, steps=2, start=first)
     np.testing.assert_allclose(model.particles["y.particle"][7:12], second[1], rtol=1e-12)
     probe = model.run("probe", X, T)  # no index: from rest, nothing saved

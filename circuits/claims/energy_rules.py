@@ -11,7 +11,9 @@ import attrs
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, always, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.eqprop import budget_counted
 from circuits.claims.papers import BENGIO_FISCHER_2015, MOVELLAN_1991, SCELLIER_BENGIO_2017, XIE_SEUNG_2003
+from circuits.errors import FixedPointError
 from circuits.graph import CircuitGraph
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -83,7 +85,8 @@ def _eqprop_limit(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Gene
     x, _ = random_batch(model, 8, rng)
     target = rng.uniform(0.2, 0.8, (len(x), model.graph.population(model.graph.output).size))
     lr = model.compiled("probe").lrs
-    estimate = {k: -v / lr[k] for k, v in model.deltas(x, target).items()}
+    with budget_counted():
+        estimate = {k: -v / lr[k] for k, v in model.deltas(x, target).items()}
     exe = model.run("probe", x, target, phases=phase_span(model, None, "free"))
     free = _states(model, exe)
     exe = model.run("probe", x, target, phases=phase_span(model, "keep_free", "settle_clamped"))
@@ -173,8 +176,9 @@ def _negative_objective(spec: CircuitSpec, registry: RuleRegistry, rng: np.rando
     model.set_params({k: np.array(v) for k, v in WELL.items()})
     x, y = np.ones((1, 1)), np.ones((1, 1))
     gap, loss, res_free, res_clamped = _objective(model, x, y)
-    for _ in range(3):
-        model.step(x, y)
+    with budget_counted():
+        for _ in range(3):
+            model.step(x, y)
     gap_after, loss_after, _, _ = _objective(model, x, y)
     tol = float(model.spec.rule.params["tol"])
     ok = gap < 0 and gap_after < gap and loss_after >= loss and max(res_free, res_clamped) <= tol
@@ -215,7 +219,11 @@ def _xie_seung(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generat
             shared = {k: np.array(model.backend.to_numpy(v)) for k, v in model.params.items()}
             x, y = random_batch(model, 8, rng)
         model.set_params(shared)
-        deltas, grads = model.deltas(x, y), model.gradients(x, y)
+        try:
+            with budget_counted():
+                deltas, grads = model.deltas(x, y), model.gradients(x, y)
+        except FixedPointError as exc:
+            return Outcome(XIE_SEUNG_EQUIVALENCE.name, "skip", reason=f"at γ = {gamma:g}: {exc}")
         lr = model.compiled("probe").lrs
         names = sorted(grads)
         found, want = _flat({k: deltas[k] / lr[k] for k in names}, names), -_flat(grads, names)

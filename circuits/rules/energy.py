@@ -31,7 +31,7 @@ import numpy as np
 
 from circuits import ops
 from circuits.compile import Builder
-from circuits.errors import CompileError
+from circuits.errors import CompileError, FixedPointError
 from circuits.graph import CircuitGraph
 from circuits.rules.base import Rule, find_feedback
 from circuits.schema import Param
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EnergyRule", "RELAXATION_PARAMS", "dynamic_populations", "couplings", "drive_terms",
            "lower_init", "lower_relaxation", "emit_drives", "emit_integrate", "lower_settle", "contrast",
-           "rates_of", "force", "energy", "free_states", "polish", "exact_gradients", "loss_at",
-           "relaxation_trace"]
+           "rates_of", "force", "energy", "free_states", "polish", "fixed_point", "exact_gradients",
+           "loss_at", "relaxation_trace", "REFERENCE_TOL", "REFERENCE_STEPS"]
 
 RESIDUAL = "relax.residual"
 SQUARED = "relax.squared"
@@ -412,22 +412,110 @@ def polish(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, gamma:
     return states
 
 
+REFERENCE_TOL = 1e-10
+"""Largest per-example force norm at which the reference's free fixed point counts as reached."""
+REFERENCE_STEPS = 200_000
+"""Step budget of the reference's own free relaxation (it stops as soon as it has converged)."""
+_HANDOFF = 1e-6  # force norm at which Euler steps hand over to Newton's method
+
+
+def _residuals(model: Model, states: dict[str, np.ndarray], push: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-example norm of the state change per unit time of one Euler step (what the
+    simulator's ``relax.residual`` measures): a hard-sigmoid unit pressed against its bound counts zero."""
+    squared = np.zeros(next(iter(states.values())).shape[0])
+    for pop, s in states.items():
+        spec = model.graph.population(pop)
+        move = push[pop]
+        if spec.activation == "hard_sigmoid":
+            move = (np.clip(s + spec.step * move, 0.0, 1.0) - s) / spec.step
+        squared += np.sum(move * move, axis=1)
+    return np.sqrt(squared)
+
+
+def fixed_point(model: Model, x: np.ndarray, states: dict[str, np.ndarray] | None = None, *,
+                gamma: float = 1.0, tol: float = REFERENCE_TOL, steps: int = REFERENCE_STEPS) -> dict[str, np.ndarray]:
+    """The free fixed point that the circuit's dynamics reach, found in float64 on the host.
+
+    Stages:
+
+    1. from rest (or from ``states``), the model's own noise-free Euler steps (each
+       population's ε, hard-sigmoid states clipped to [0, 1]) until every example's force
+       norm is at most ``1e-6`` or ``steps`` are spent; this follows the trajectory of the
+       model's free phase, so it continues it past whatever budget the rule has;
+    2. Newton iterations on ``force = 0`` (:func:`polish`) to a force norm of ``tol``.
+
+    Raises
+    ------
+    FixedPointError
+        When some example's force norm is still above ``tol`` (the dynamics oscillate,
+        diverge or creep), naming the count, the residual and what to change.
+    """
+    graph, params = model.graph, _host_params(model)
+    pops = dynamic_populations(graph)
+    x = np.asarray(x, dtype=np.float64)
+    if states is None:
+        states = {p: np.zeros((len(x), graph.population(p).size)) for p in pops}
+    states = {p: np.array(states[p], dtype=np.float64) for p in pops}
+    inputs = _inputs(model, x)
+    fixed = {p: sum((inputs[src] @ (params[name].T if t else params[name])
+                     for src, name, t, _ in drive_terms(graph, p) if src in inputs), np.zeros((len(x), 1)))
+             + (params[f"{p}.bias"] if graph.has_bias(p) else 0.0) for p in pops}
+    moving = {p: [(src, params[name].T if t else params[name], gamma if top else 1.0)
+                  for src, name, t, top in drive_terms(graph, p) if src not in inputs] for p in pops}
+    fns = {p: _RATES[graph.population(p).activation] for p in pops}
+    eps = {p: graph.population(p).step for p in pops}
+    count, residual = 0, np.full(len(x), np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        while count < steps:
+            rates = {p: fns[p][0](states[p]) for p in pops}
+            push = {p: fns[p][1](states[p]) * (fixed[p] + sum((g * (rates[src] @ w) for src, w, g in moving[p]),
+                                                              np.zeros_like(states[p]))) - states[p]
+                    for p in pops}
+            residual = _residuals(model, states, push)
+            if not np.all(np.isfinite(residual)) or np.max(residual) <= _HANDOFF:
+                break
+            for p in pops:
+                new = states[p] + eps[p] * push[p]
+                states[p] = np.clip(new, 0.0, 1.0) if graph.population(p).activation == "hard_sigmoid" else new
+            count += 1
+    if np.all(np.isfinite(residual)) and np.max(residual) <= _HANDOFF:
+        states = polish(model, x, states, gamma=gamma)
+        residual = _residuals(model, states, force(model, x, states, gamma=gamma))
+    worst = float(np.max(residual)) if np.all(np.isfinite(residual)) else float("inf")
+    if not worst <= tol:
+        stuck = int(np.sum(~(residual <= tol)))
+        small = min(pops, key=lambda p: eps[p])
+        raise FixedPointError(
+            f"{graph.spec.source}: the exact gradient needs the free fixed point, but the reference "
+            f"relaxation ({count} Euler steps from rest, then Newton) left {stuck} of {len(x)} examples "
+            f"with a force norm above {tol:g} (largest {worst:.3g}); the dynamics do not settle: lower "
+            f"populations.{small}.step (now {eps[small]:g}) or weaken the couplings (init scale, rule.lr)")
+    return states
+
+
 def exact_gradients(model: Model, x: np.ndarray, y: np.ndarray, states: dict[str, np.ndarray] | None = None,
                     *, gamma: float = 1.0) -> dict[str, np.ndarray]:
     """∂J/∂θ of the batch loss ``J = mean ½‖ρ(s*_y) − target‖²`` at the free fixed point ``s*``.
 
-    The fixed point is the model's own free relaxation, refined by Newton iterations; then
+    The fixed point is found by :func:`fixed_point` (the model's free dynamics from rest, run
+    in float64 with their own tolerance and budget, whatever the rule's ``free_steps``, then
+    Newton iterations), so the reference does not depend on the rule's step budget; then
     implicit differentiation of ``force(s*, θ) = 0``: with the force's Jacobian ``K`` at
     ``s*``, solve ``Kᵀλ = −∂J/∂s`` per example and read ``∂J/∂θ = λᵀ ∂force/∂θ``. Every
     term ``ρ_A @ M`` of B's drive gives M ``ρ_Aᵀ(ρ'_B ⊙ λ_B)`` (transposed for a term through
     ``W.T``, times ``gamma`` for a top-down term), so a tied weight collects both its uses;
-    a bias gets ``Σ_batch ρ'_B ⊙ λ_B``.
+    a bias gets ``Σ_batch ρ'_B ⊙ λ_B``. ``states`` gives a start other than rest.
+
+    Raises
+    ------
+    FixedPointError
+        When the fixed point is not reached (see :func:`fixed_point`).
     """
     graph, params = model.graph, _host_params(model)
     pops, at, _ = _layout(model)
     out = graph.output
     target = np.eye(graph.population(out).size)[y] if np.ndim(y) == 1 else np.asarray(y, dtype=np.float64)
-    states = polish(model, x, states if states is not None else free_states(model, x), gamma=gamma)
+    states = fixed_point(model, x, states, gamma=gamma)
     rates = rates_of(model, x, states)
     jac, gain = _jacobian(model, params, states, _drives(model, params, rates, gamma), gamma)
     cost = np.zeros_like(gain)

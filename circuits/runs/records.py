@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from circuits.model import budget_key
 from circuits.spec import CircuitSpec
 from circuits.training import EpochRecord
 
@@ -103,7 +104,10 @@ def summarize(spec: CircuitSpec, records: Sequence[EpochRecord], *, status: str,
     """The content of ``summary.json`` for the epochs that finished.
 
     ``unconverged`` counts, per relaxation phase, the runs that used their whole step budget
-    without reaching the tolerance; ``extra`` entries (run id, params epoch…) are added as given.
+    without reaching the tolerance (every run of the model, evaluation included);
+    ``converged_fraction`` and ``relaxations`` give, per phase, the fraction of the finished
+    epochs' training relaxations that reached their tolerance, and how many ran and stopped at
+    their budget; ``extra`` entries (run id, params epoch…) are added as given.
     """
     last = records[-1] if records else None
     trained = sum(r.seconds for r in records)
@@ -122,8 +126,23 @@ def summarize(spec: CircuitSpec, records: Sequence[EpochRecord], *, status: str,
         "wall_seconds": round(wall_seconds, 3),
         "examples_per_second": round(examples / trained, 1) if trained > 0 else float("nan"),
         "unconverged_relaxations": dict(unconverged or {}),
+        **_relaxation_summary(spec, records),
         **extra,
     }
+
+
+def _relaxation_summary(spec: CircuitSpec, records: Sequence[EpochRecord]) -> dict[str, Any]:
+    """Per relaxation phase over the records: runs, runs stopped at their budget (and the key that
+    sets it), converged fraction."""
+    totals: dict[str, list[int]] = {}
+    for record in records:
+        for phase, stats in record.relaxation.items():
+            total = totals.setdefault(phase, [0, 0])
+            total[0] += stats.runs
+            total[1] += stats.stopped
+    return {"converged_fraction": {phase: 1.0 - stopped / runs for phase, (runs, stopped) in totals.items() if runs},
+            "relaxations": {phase: {"runs": runs, "stopped_at_budget": stopped, "budget": budget_key(spec, phase)}
+                            for phase, (runs, stopped) in totals.items()}}
 
 
 def clean_json(value: Any) -> Any:

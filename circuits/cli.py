@@ -25,9 +25,10 @@ from rich.table import Table
 
 from circuits import experiments, render
 from circuits.claims import default_claims, verify as verify_claims
-from circuits.compile import MODES, compile_circuit
+from circuits.compile import MODES, RuleLike, compile_circuit, describe_unused, unused_projections
 from circuits.errors import CircuitsError, SimulationError
-from circuits.graph import build_graph
+from circuits.graph import CircuitGraph, build_graph
+from circuits.ir import Program
 from circuits.runs import (RunFolderError, Terminated, default_run_dir, execute_run, expand_out, read_summary,
                            resolve_run_spec, run_id, sigterm_interrupts)
 from circuits.rules import RuleRegistry, default_registry
@@ -75,6 +76,15 @@ def _load(path: str, overrides: Sequence[str], registry: RuleRegistry) -> Circui
     return registry.get(spec.rule.name).augment(spec)
 
 
+def _warn_unused(source: str, graph: CircuitGraph, rule: RuleLike, program: Program | None = None) -> None:
+    """One warning line on stderr naming the projections the rule never reads (judged on its
+    train program: an infer program reads no feedback by design)."""
+    train = program if program is not None and program.mode == "train" else compile_circuit(graph, rule)
+    line = describe_unused(source, rule.signature.name, unused_projections(graph, train))
+    if line:
+        click.echo(f"warning: {line}", err=True)
+
+
 _set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                            help="Override a spec value, e.g. --set rule.lr=0.01 (repeatable).")
 
@@ -107,6 +117,7 @@ def check(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             continue
         click.echo(f"ok: {path}: {spec.rule.name}, {len(spec.populations)} populations, "
                    f"{len(spec.projections)} projections, {program.parameter_count():,} parameters")
+        _warn_unused(path, graph, rule, program)
     if failed:
         sys.exit(2)
 
@@ -144,6 +155,7 @@ def compile_command(spec: str, mode: str, batch: int | None, overrides: tuple[st
     graph = build_graph(resolved, require_dag=not rule.signature.energy_based)
     program = compile_circuit(graph, rule, mode=mode)
     click.echo(program.describe(batch=batch or resolved.task.batch_size))
+    _warn_unused(spec, graph, rule, program)
 
 
 @main.command()
@@ -216,6 +228,8 @@ def simulate(spec: str, overrides: tuple[str, ...], out: str | None, backend: st
     registry = default_registry()
     resolved = resolve_run_spec(_load(spec, overrides, registry), threads=threads, backend=backend,
                                 registry=registry)
+    rule = registry.get(resolved.rule.name)
+    _warn_unused(spec, build_graph(resolved, require_dag=not rule.signature.energy_based), rule)
     if out is not None:
         folder = expand_out(out)
     elif resolved.run.out is not None:

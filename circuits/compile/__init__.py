@@ -14,11 +14,13 @@ from __future__ import annotations
 from typing import Protocol
 
 from circuits.compile.builder import MODES, Builder, Carrier
+from circuits.compile.usage import describe_unused, unused_projections
 from circuits.graph import CircuitGraph
 from circuits.ir import Program
 from circuits.schema import RuleSignature
 
-__all__ = ["Builder", "Carrier", "MODES", "RuleLike", "compile_circuit"]
+__all__ = ["Builder", "Carrier", "MODES", "RuleLike", "compile_circuit", "describe_unused",
+           "unused_projections"]
 
 
 class RuleLike(Protocol):

@@ -97,7 +97,7 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True, type=click.Path())
 @_set_option
 @guarded
 def check(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
@@ -140,7 +140,7 @@ def render_command(spec: str, output: str, overrides: tuple[str, ...]) -> None:
 
 
 @main.command(name="compile")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.option("--mode", type=click.Choice(MODES), default="train", show_default=True,
               help="train applies updates; probe writes gradient estimates; infer runs forward only.")
 @click.option("--batch", type=click.IntRange(min=1), default=None,

@@ -72,6 +72,8 @@ class Dataset:
             if x.ndim != 2 or x.shape[1] != width or len(x) != len(y) or bad_y:
                 raise DataError(f"data set '{self.name}': {split} split has x {x.shape} and "
                                 f"y {y.shape}; expected x (n, {width}) and y {want}")
+            if y_ndim == 1 and len(y):
+                _check_labels(self.name, split, y, self.n_outputs)
 
     @property
     def n_features(self) -> int:
@@ -203,6 +205,17 @@ class DatasetRegistry:
             array.flags.writeable = False
         return Dataset(raw.name, raw.task, x_train, y_train, x_test, y_test, raw.n_outputs,
                        x_valid, y_valid)
+
+
+def _check_labels(name: str, split: str, y: np.ndarray, n_classes: int) -> None:
+    """Class labels must be integers in ``[0, n_classes)``; name the first one that is not."""
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        raise DataError(f"data set '{name}': {split} labels must be integers (got {y.dtype})")
+    bad = np.flatnonzero((y < 0) | (y >= n_classes))
+    if bad.size:
+        raise DataError(f"data set '{name}': {split} label {y[bad[0]]} of example {bad[0]} is "
+                        f"outside 0..{n_classes - 1} ({n_classes} classes; {bad.size} such "
+                        "labels); fix or replace the labels file")
 
 
 def _require(ok: bool, name: str, message: str) -> None:

@@ -99,8 +99,19 @@ class CircuitGraph:
         return graph
 
     def forward_order(self) -> tuple[str, ...]:
-        """Populations in a topological order of the forward graph, ties broken by spec order."""
-        return tuple(nx.lexicographical_topological_sort(self.forward_graph(), key=self._order.get))
+        """Populations in a topological order of the forward graph, ties broken by spec order.
+
+        Raises
+        ------
+        GraphError
+            If the forward projections form a cycle (a rule may ask before ``build_graph``
+            has checked, e.g. while adding its feedback projections); the message names it.
+        """
+        forward = self.forward_graph()
+        try:
+            return tuple(nx.lexicographical_topological_sort(forward, key=self._order.get))
+        except nx.NetworkXUnfeasible:
+            raise _cycle_error(self.spec, forward, why=", so they have no forward order") from None
 
     def depth(self) -> dict[str, int]:
         """Longest forward path from any input to each population (inputs have depth 0)."""
@@ -162,15 +173,9 @@ def build_graph(spec: CircuitSpec, *, require_dag: bool = True) -> CircuitGraph:
             raise GraphError(f"{edge}: ends at input population '{proj.target}'; inputs are clamped "
                              "to the data, so forward projections cannot drive them")
     forward = graph.forward_graph()
-    if require_dag:
-        try:
-            cycle = nx.find_cycle(forward)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle:
-            loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
-            raise GraphError(f"{where}: forward projections form a cycle {loop}; make one of them "
-                             "type = \"feedback\", or choose an energy-based rule, which allows cycles")
+    if require_dag and not nx.is_directed_acyclic_graph(forward):
+        raise _cycle_error(spec, forward, alternative=", or choose an energy-based rule, which "
+                                                     "allows cycles")
     reached = set().union(*(nx.descendants(forward, i) | {i} for i in graph.inputs))
     for name in graph.populations:
         if name not in reached:
@@ -182,3 +187,12 @@ def build_graph(spec: CircuitSpec, *, require_dag: bool = True) -> CircuitGraph:
             raise GraphError(f"{spec.source}: population '{name}': does not reach the output "
                              f"'{graph.output}' by forward projections; add a projection from it")
     return graph
+
+
+def _cycle_error(spec: CircuitSpec, forward: nx.DiGraph, *, why: str = "",
+                 alternative: str = "") -> GraphError:
+    """The error for a cyclic forward graph, naming one cycle."""
+    cycle = nx.find_cycle(forward)
+    loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+    return GraphError(f"{spec.source}: circuit '{spec.name}': forward projections form a cycle "
+                      f"{loop}{why}; make one of them type = \"feedback\"{alternative}")

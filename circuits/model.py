@@ -151,14 +151,12 @@ class Model:
         out = self.graph.output
         if self.spec.task.loss == "cross_entropy":
             labels = np.asarray(y)
-            if labels.shape != (x.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= \
-                    self.graph.population(out).size:
-                raise DataError(f"labels must be integers in [0, {self.graph.population(out).size}) "
-                                f"with shape ({x.shape[0]},) (got shape {labels.shape})")
+            _check_labels(labels, x.shape[0], self.graph.population(out).size, out)
             exe.arrays[f"{out}.labels"][...] = self.backend.from_numpy(labels.astype(np.int64))
         else:
             target = np.asarray(y)
             if target.ndim == 1 and np.issubdtype(target.dtype, np.integer):
+                _check_labels(target, x.shape[0], self.graph.population(out).size, out)
                 target = np.eye(self.graph.population(out).size)[target]  # class labels → one-hot
             if target.shape != (x.shape[0], self.graph.population(out).size):
                 raise DataError(f"targets must have shape ({x.shape[0]}, {self.graph.population(out).size}) "
@@ -332,6 +330,19 @@ class Model:
         """Angle in degrees between the rule's change and ``−gradient``, per loss parameter."""
         deltas, grads = self.deltas(x, y), self.gradients(x, y)
         return {name: angle_degrees(deltas[name], -grads[name]) for name in grads if name in deltas}
+
+
+def _check_labels(labels: np.ndarray, batch: int, classes: int, output: str) -> None:
+    """Class labels: shape ``(batch,)``, integers in ``[0, classes)``; name the first bad one."""
+    whole = np.issubdtype(labels.dtype, np.integer) or (
+        np.issubdtype(labels.dtype, np.floating) and bool(np.all(labels == np.round(labels))))
+    if labels.shape != (batch,) or not whole:
+        raise DataError(f"labels must be one whole number per example, shape ({batch},) "
+                        f"(got {labels.dtype} with shape {labels.shape})")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise DataError(f"label {labels[bad[0]]} (row {bad[0]} of the batch) is outside "
+                        f"0..{classes - 1}: output population '{output}' has {classes} units")
 
 
 def load(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Sequence[str] | None = None,

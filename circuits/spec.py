@@ -16,7 +16,7 @@ The result is *resolved*: :func:`circuits.spec_writer.dump_spec` writes every va
 from __future__ import annotations
 
 import os
-import tomllib
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import attrs
 
 from circuits.data import DATASETS
 from circuits.errors import SpecError, did_you_mean
-from circuits.overrides import apply_override, parse_overrides
+from circuits.overrides import apply_override, load_toml, parse_overrides
 from circuits.schema import Param, RuleSignature, TableReader, check_params, describe_value
 
 __all__ = [
@@ -160,11 +160,25 @@ class CircuitSpec:
 # Reading
 
 
+MAX_NAME_BYTES = 200
+"""The longest circuit name: run folders are named after it, and a name has 255 bytes at most."""
+MAX_SPEC_BYTES = 1 << 24
+"""The largest spec file read (16 MiB; real specs are a few kilobytes)."""
+
+
 def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Sequence[str] | None = None,
               *, rules: Mapping[str, RuleSignature]) -> CircuitSpec:
     """Read a spec file. See :func:`parse_spec`; ``path`` names the file in every error."""
     source = str(path)
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO blocks until a writer comes, a device never ends
+            kind = ("is a directory" if stat.S_ISDIR(info.st_mode)
+                    else "is not a regular file (a FIFO, device or socket)")
+            raise SpecError(f"{source}: {kind}; give the path of a TOML spec file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{source}: {info.st_size:,} bytes is too large for a spec "
+                            f"(at most {MAX_SPEC_BYTES:,}); is it a TOML spec?")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{source}: no such file") from None
@@ -197,10 +211,7 @@ def parse_spec(text: str, *, source: str = "<spec>",
     SpecError
         Naming the file, the key path, what is allowed and what was given.
     """
-    try:
-        raw = tomllib.loads(text)
-    except ValueError as exc:  # TOMLDecodeError, or an integer literal over Python's digit limit
-        raise SpecError(f"{source}: TOML syntax error: {exc}") from None
+    raw = load_toml(text, source)
     raw["projections"], labels = _expand_projections(raw.get("projections", []), source)
     for key, value in parse_overrides(overrides, source=source).items():
         apply_override(raw, key, value, source)
@@ -253,6 +264,10 @@ def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignatu
     if not name or not set(name) <= _NAME_CHARS | {"-"}:
         raise circuit.error("must be letters, digits, underscores and hyphens "
                             f"(got {describe_value(name)})", key="name")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise circuit.error(f"must be at most {MAX_NAME_BYTES} characters, so that a folder named "
+                            "after it (file systems allow 255 bytes) keeps room for suffixes "
+                            f"(got {len(name.encode())})", key="name")
     doc = circuit.get(Param("doc", "", "one line saying what the circuit is"))
     circuit.finish(["name", "doc"])
     if "populations" not in raw:

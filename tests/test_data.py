@@ -10,6 +10,8 @@ import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -337,13 +339,24 @@ def test_read_idx_checks_magic_and_size_of_plain_and_gzip_files(tmp_path: Path) 
         read_idx(tmp_path / "good.gz", shape=(60000,))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="caps the child's memory with RLIMIT_AS")
 def test_read_idx_reads_no_more_than_the_header_promises(tmp_path: Path) -> None:
     """A file far larger than its header says fails at once, without reading it into memory."""
     huge = tmp_path / "huge"
     huge.write_bytes(idx_bytes(0x08, np.zeros(10, np.uint8), "u1"))
-    os.truncate(huge, 1 << 36)  # 64 GiB, sparse: read whole, it would exhaust memory
-    with pytest.raises(DataError, match=r"\(18 bytes\) but it holds 68719476736 bytes"):
-        read_idx(huge)
+    os.truncate(huge, 1 << 36)  # 64 GiB, sparse
+    # In a child process whose address space is capped at 4 GiB, so that reading the file
+    # whole fails with MemoryError there instead of exhausting this machine's memory.
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 32, 1 << 32))\n"
+            "from circuits.idx import read_idx\nfrom circuits.errors import DataError\n"
+            "try:\n    read_idx(sys.argv[1])\nexcept DataError as exc:\n    print(exc)")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", code, str(huge)], capture_output=True,
+                           text=True, env=env, check=False)
+    assert child.returncode == 0 and child.stderr == "", child.stderr
+    assert child.stdout.strip() == (f"{huge}: IDX file truncated or padded: its header promises "
+                                    "shape (10,) (18 bytes) but it holds 68719476736 bytes; "
+                                    "replace it")
     # a header promising far more than a small gzip file holds: no allocation of the promise
     promise = bytes([0, 0, 0x08, 2]) + np.array([1 << 31, 1 << 31], ">u4").tobytes()
     (tmp_path / "promise.gz").write_bytes(gzip.compress(promise + b"\0" * 64))

@@ -74,7 +74,7 @@ def test_bad_inputs_are_data_errors(fa_spec):
     model = circuits.load(fa_spec)
     with pytest.raises(DataError, match=r"inputs must have shape \(batch, 64\)"):
         model.predict(np.zeros((3, 63)))
-    with pytest.raises(DataError, match=r"labels must be integers in \[0, 10\)"):
+    with pytest.raises(DataError, match=r"label 10 \(row 2 of the batch\) is outside 0\.\.9"):
         model.step(np.zeros((3, 64)), np.array([0, 1, 10]))
 
 

@@ -246,7 +246,7 @@ def test_infer_program_is_the_clean_pass_only():
 
 def test_sigma_must_be_positive(registry):
     text = TINY.format(rule="node_perturbation", loss="mse", out="linear", extra="").replace("sigma = 0.3", "sigma = 0")
-    with pytest.raises(SpecError, match=r"rule\.sigma: must be a number > 0 \(got 0\)"):
+    with pytest.raises(SpecError, match=r"rule\.sigma: must be a number >= 1e-12 \(got 0\)"):
         parse_spec(text, source="tiny.toml", rules=registry.signatures())
 
 

@@ -6,7 +6,8 @@ rules that installed plug-ins declare in the ``circuits.rules`` entry-point grou
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import warnings
+from importlib import metadata
 
 from circuits.errors import CompileError, did_you_mean
 from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
@@ -22,7 +23,13 @@ from circuits.rules.targetprop import DifferenceTargetPropagation, TargetPropaga
 from circuits.rules.temporal import TemporalDerivative
 from circuits.schema import RuleSignature
 
-__all__ = ["Rule", "RuleRegistry", "default_registry"]
+__all__ = ["PluginWarning", "Rule", "RuleRegistry", "default_registry"]
+
+PLUGIN_GROUP = "circuits.rules"
+
+
+class PluginWarning(UserWarning):
+    """A rule plug-in could not be loaded; it is skipped and every other rule still works."""
 
 
 class RuleRegistry:
@@ -73,6 +80,28 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(ContrastiveHebbian())
     registry.register(EarlyInference())
     if plugins:
-        for entry in entry_points(group="circuits.rules"):
-            registry.register(entry.load()())
+        for entry in metadata.entry_points(group=PLUGIN_GROUP):
+            _register_plugin(registry, entry)
     return registry
+
+
+def _register_plugin(registry: RuleRegistry, entry: metadata.EntryPoint) -> None:
+    """Load one plug-in rule; any failure is a :class:`PluginWarning` naming it, not an error.
+
+    A broken or clashing plug-in must not take every command down with it.
+    """
+    where = f"rule plug-in '{entry.name}' ({entry.value}, entry point group {PLUGIN_GROUP})"
+    try:
+        rule = entry.load()()
+    except Exception as exc:  # third-party code: import, attribute and constructor errors alike
+        problem = f"failed to load: {type(exc).__name__}: {exc}"
+    else:
+        name = getattr(getattr(rule, "signature", None), "name", None)
+        if not isinstance(rule, Rule) or not isinstance(name, str):
+            problem = f"is not a circuits Rule (got {type(rule).__name__})"
+        elif name in registry.names():
+            problem = f"reuses the name '{name}' of a rule already registered"
+        else:
+            registry.register(rule)
+            return
+    warnings.warn(f"{where} {problem}; it is skipped", PluginWarning, stacklevel=3)

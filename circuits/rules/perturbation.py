@@ -59,8 +59,10 @@ _DECAY = Param("baseline_decay", 0.99, "decay of the running-average baseline", 
 
 
 def _sigma(default: float) -> Param:
-    return Param("sigma", default, "standard deviation σ of the Gaussian perturbation", minimum=0.0,
-                 open_minimum=True)
+    # The estimates divide by σ²: below 1e-12 it underflows (1e-300² is 0.0) or its inverse
+    # leaves float32's range, and the loss change is far below float32's resolution anyway.
+    return Param("sigma", default, "standard deviation σ of the Gaussian perturbation",
+                 minimum=1e-12)
 
 
 def perturbed(name: str) -> str:

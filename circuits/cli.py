@@ -396,14 +396,17 @@ def _swept(outcome: experiments.SweepOutcome) -> None:
 @main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @_cluster
+@_set_option
 @click.option("--dry-run", is_flag=True, help="Check the experiment and list its runs; run nothing.")
 @guarded
 def sweep(experiment: str, out: str | None, workers: int | None, scheduler: str | None, quiet: bool,
-          dry_run: bool) -> None:
+          overrides: tuple[str, ...], dry_run: bool) -> None:
     """Run every run of EXPERIMENT (variants x grid x seeds) on Dask; write results.csv and
-    curves.csv. Finished runs are skipped, interrupted ones resumed."""
+    curves.csv. Finished runs are skipped, interrupted ones resumed. --set adds to the
+    experiment's own set (e.g. --set task.epochs=10 for a short version)."""
+    design = experiments.with_overrides(experiments.load_experiment(experiment), overrides)
     progress = None if quiet or dry_run else experiments.RichSweepProgress()
-    outcome = experiments.run_sweep(experiment, out, workers=workers, scheduler=scheduler,
+    outcome = experiments.run_sweep(design, out, workers=workers, scheduler=scheduler,
                                     progress=progress, dry_run=dry_run)
     if dry_run:
         for line in experiments.describe_plan(outcome):

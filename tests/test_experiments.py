@@ -6,10 +6,12 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -19,7 +21,8 @@ from circuits.cli import main
 from circuits.data import load_dataset
 from circuits.errors import DataError, SpecError
 from circuits.experiments import (ExperimentError, load_experiment, make_report, mean_ci,
-                                  parse_experiment, plan_runs, run_experiment, run_sweep)
+                                  parse_experiment, plan_runs, run_experiment, run_sweep,
+                                  with_overrides)
 from circuits.experiments.tables import write_csv, write_manifest
 from circuits.runs import resolve_run_spec, run_id
 
@@ -166,6 +169,29 @@ def test_dry_run_lists_every_run_and_writes_nothing(small_experiment: Path, tmp_
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_experiment_file_plans_offline(path: Path) -> None:
+    plans = plan_runs(load_experiment(path))
+    assert plans and len({p.run_id for p in plans}) == len(plans)
+
+
+def test_set_adds_to_the_experiment_and_may_not_touch_the_grid() -> None:
+    experiment = load_experiment(REPO / "experiments" / "fa_vs_bp_digits.toml")
+    short = with_overrides(experiment, ["task.epochs=2"])
+    assert {p.spec.task.epochs for p in plan_runs(short)} == {2}
+    with pytest.raises(ExperimentError, match="--set rule.lr: the grid varies this key"):
+        with_overrides(experiment, {"rule.lr": 0.1})
+
+
+def test_without_dask_sweep_says_how_to_install(small_experiment: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    result = CliRunner().invoke(main, ["sweep", str(small_experiment), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr == ('error: this needs distributed, which is not installed; install the '
+                             'sweep extra: pip install "circuits[sweep]"\n')
+
+
 def test_mean_ci_uses_students_t() -> None:
     mean, sd, half = mean_ci([1.0, 2.0, 3.0])
     assert (mean, sd) == (2.0, 1.0)
@@ -189,12 +215,11 @@ def executor():
 
 @pytest.fixture(scope="module")
 def swept(executor, tmp_path_factory):
-    """The 2-variant × 2-seed digits sweep, run once for the tests below."""
-    folder = tmp_path_factory.mktemp("sweep")
-    path = folder / "exp.toml"
-    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml"))
-    outcome = run_sweep(path, folder / "out", executor=executor)
-    return path, outcome
+    """experiments/fa_vs_bp_digits.toml cut to 2 variants × 2 seeds, 3 short epochs, run once."""
+    experiment = with_overrides(load_experiment(REPO / "experiments" / "fa_vs_bp_digits.toml"), SMALL)
+    experiment = attrs.evolve(experiment, seeds=(0, 1), grid=())
+    outcome = run_sweep(experiment, tmp_path_factory.mktemp("sweep") / "out", executor=executor)
+    return experiment, outcome
 
 
 def test_a_sweep_runs_every_run_once_and_writes_the_tables(swept) -> None:
@@ -218,9 +243,9 @@ def test_a_sweep_runs_every_run_once_and_writes_the_tables(swept) -> None:
 
 
 def test_a_second_sweep_runs_nothing(swept, executor) -> None:
-    path, first = swept
+    experiment, first = swept
     stamps = {p: p.stat().st_mtime_ns for p in first.out.glob("runs/*/summary.json")}
-    again = run_sweep(path, first.out, executor=executor)
+    again = run_sweep(experiment, first.out, executor=executor)
     assert (again.ran, again.skipped, again.count("completed")) == (0, 4, 4)
     assert {p: p.stat().st_mtime_ns for p in first.out.glob("runs/*/summary.json")} == stamps
 
@@ -345,7 +370,7 @@ def test_report_of_a_sweep_draws_curves_and_alignment(swept) -> None:
 def test_compare_runs_each_rule_with_n_seeds(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     out = tmp_path / "cmp"
-    args = ["compare", str(REPO / "specs" / "bp_digits.toml"), "--rules", "backprop,feedback_alignment",
+    args = ["compare", str(REPO / "specs" / "fa_digits.toml"), "--rules", "backprop,feedback_alignment",
             "--seeds", "2", "--workers", "1", "--quiet", "--out", str(out),
             "--set", "task.epochs=1", "--set", "task.n_train=100", "--set", "run.align_every=0"]
     result = CliRunner().invoke(main, args)
@@ -358,6 +383,6 @@ def test_compare_runs_each_rule_with_n_seeds(tmp_path: Path) -> None:
 
 def test_python_api_returns_a_dataframe(swept) -> None:
     pandas = pytest.importorskip("pandas")
-    path, outcome = swept
-    frame = run_experiment(path, outcome.out)  # everything is finished: runs nothing
+    experiment, outcome = swept
+    frame = run_experiment(experiment, outcome.out)  # everything is finished: runs nothing
     assert isinstance(frame, pandas.DataFrame) and len(frame) == 4

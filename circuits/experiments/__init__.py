@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from circuits.experiments.file import (Experiment, ExperimentError, Variant, load_experiment,
-                                       parse_experiment)
+                                       parse_experiment, with_overrides)
 from circuits.experiments.plan import RunPlan, plan_runs
 from circuits.experiments.progress import RichSweepProgress
 from circuits.experiments.report import Report, load_curves, load_results, make_report, report_table
@@ -31,7 +31,7 @@ from circuits.overrides import parse_overrides
 __all__ = ["Experiment", "ExperimentError", "Variant", "RunPlan", "Report", "RichSweepProgress",
            "SweepOutcome", "comparison", "default_sweep_dir", "describe_plan", "load_curves",
            "load_experiment", "load_results", "make_report", "mean_ci", "parse_experiment",
-           "plan_runs", "report_table", "run_experiment", "run_sweep"]
+           "plan_runs", "report_table", "run_experiment", "run_sweep", "with_overrides"]
 
 
 def comparison(spec: str | os.PathLike[str], rules: Sequence[str], seeds: int | Sequence[int],

@@ -33,10 +33,11 @@ from typing import Any
 import attrs
 
 from circuits.errors import CircuitsError, did_you_mean
+from circuits.overrides import parse_overrides
 from circuits.schema import describe_value
 
 __all__ = ["ExperimentError", "Variant", "Experiment", "SELECT_METRICS", "load_experiment",
-           "parse_experiment"]
+           "parse_experiment", "with_overrides"]
 
 SELECT_METRICS = ("validation_accuracy", "validation_loss")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -85,6 +86,25 @@ class Experiment:
         for key, values in self.grid:
             points = [{**point, key: value} for point in points for value in values]
         return points
+
+
+def with_overrides(experiment: Experiment, overrides: Mapping[str, Any] | Sequence[str]) -> Experiment:
+    """``experiment`` with ``overrides`` (``--set``) merged into its ``set`` (replacing keys).
+
+    Like ``experiment.set`` they apply to every variant, and a variant's own ``set`` still
+    wins; ``--set task.epochs=10`` makes a short version of an experiment, whose runs are
+    other runs (other run ids) than the full ones.
+    """
+    try:
+        parsed = parse_overrides(overrides, source=experiment.source)
+    except CircuitsError as exc:
+        raise ExperimentError(str(exc)) from None
+    flat = _overrides(parsed, f"{experiment.source}: --set")
+    clash = set(flat) & set(experiment.grid_keys)
+    if clash:
+        raise ExperimentError(f"{experiment.source}: --set {sorted(clash)[0]}: the grid varies this key; "
+                              "edit the grid instead")
+    return attrs.evolve(experiment, overrides={**experiment.overrides, **flat})
 
 
 def load_experiment(path: str | os.PathLike[str]) -> Experiment:

@@ -362,6 +362,23 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path):
     assert summary["status"] == "interrupted" and summary["params_epoch"] == summary["epochs"] >= 1
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see the imports start")
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
+    """SIGINT once NumPy is being loaded (the command's imports have begun): one line, exit 130."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "circuits", "simulate", str(SPECS / "bp_digits.toml"), "--quiet",
+                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.time() + 30
+    while time.time() < deadline and proc.poll() is None and "numpy" not in maps.read_text():
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
 def test_ctrl_c_while_loading_data_is_one_line(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -65,7 +65,8 @@ TARGETS = {"backprop": 0.95, "feedback_alignment": 0.95, "kolen_pollack": 0.95,
 def run(spec: Path) -> dict:
     """Simulate one spec; return its summary with the command that produced it."""
     out = RUNS / spec.stem
-    command = ["circuits", "simulate", str(spec.relative_to(ROOT)), "--quiet", "--out", str(out.relative_to(ROOT))]
+    command = ["circuits", "simulate", str(spec.relative_to(ROOT)), "--quiet", "--out", str(out.relative_to(ROOT)),
+               "--overwrite"]  # a gallery run replaces the previous one of its spec
     env = {**os.environ}
     env.setdefault("CIRCUITS_DATA", str(ROOT.parent / "shared" / "data"))
     subprocess.run(command, cwd=ROOT, env=env, check=True)

@@ -29,8 +29,8 @@ from circuits.compile import MODES, RuleLike, compile_circuit, describe_unused, 
 from circuits.errors import CircuitsError, SimulationError
 from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Program
-from circuits.runs import (RunFolderError, Terminated, default_run_dir, execute_run, expand_out, read_summary,
-                           resolve_run_spec, run_id, sigterm_interrupts)
+from circuits.runs import (SIGTERM_MESSAGE, RunFolderError, Terminated, default_run_dir, execute_run, expand_out,
+                           read_summary, resolve_run_spec, run_id, sigterm_interrupts)
 from circuits.rules import RuleRegistry, default_registry
 from circuits.spec import CircuitSpec, load_spec
 from circuits.training import EpochRecord, check_data_fit
@@ -287,7 +287,7 @@ def _run(spec: CircuitSpec, folder: Path, *, resume: bool, overwrite: bool, quie
                        f"stopped at their budget above tolerance; raise {count['budget']} or loosen rule.tol "
                        "(see summary.json)", err=True)
     if outcome.status != "completed":
-        code = 143 if outcome.message == "stopped by SIGTERM" else _RUN_CODES[outcome.status]
+        code = 143 if outcome.message == SIGTERM_MESSAGE else _RUN_CODES[outcome.status]
         _fail(outcome.message, code)
 
 

@@ -149,6 +149,25 @@ def test_empty_run_out_is_a_spec_error(registry):
         load_spec(SPECS / "bp_digits.toml", ["run.out="])
 
 
+def test_resume_without_out_finds_the_default_folder_of_this_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = str(SPECS / "bp_digits.toml")
+    sets = [f"--set={o}" for o in overrides_of("momentum", 1)]
+    assert invoke("simulate", spec, "--quiet", *sets, "--set", "rule.lr=0.02").exit_code == 0  # takes seed0
+    assert invoke("simulate", spec, "--quiet", *sets).exit_code == 0  # seed0-2
+    result = invoke("simulate", spec, "--quiet", *sets, "--resume")
+    assert result.exit_code == 0 and "backprop-seed0-2" in result.output
+    assert not (tmp_path / "runs" / "bp-digits" / "backprop-seed0-3").exists()
+
+
+def test_resume_of_a_new_folder_starts_afresh_and_resume_needs_a_run_folder(tmp_path):
+    assert execute_run(spec_of("momentum", 1), tmp_path / "new", resume=True).status == "completed"
+    (tmp_path / "empty").mkdir()
+    result = invoke("resume", str(tmp_path / "empty"))
+    assert result.exit_code == 2
+    assert one_error_line(result) == f"error: {tmp_path / 'empty'} holds no spec.toml, so it is not a run folder to resume"
+
+
 def test_a_locked_folder_is_refused_with_one_line(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -38,9 +38,12 @@ from circuits.runs.signals import Terminated
 from circuits.spec import CircuitSpec, parse_spec
 from circuits.training import EpochRecord, batch_rng, check_data_fit, fit, load_data
 
-__all__ = ["RunOutcome", "execute_run", "resolve_run_spec", "STATUSES"]
+__all__ = ["RunOutcome", "execute_run", "resolve_run_spec", "STATUSES", "SIGTERM_MESSAGE", "CTRL_C_MESSAGE"]
 
 STATUSES = ("completed", "failed", "interrupted")
+SIGTERM_MESSAGE = "stopped by SIGTERM"
+"""The message of a run interrupted by :class:`~circuits.runs.signals.Terminated` (SIGTERM)."""
+CTRL_C_MESSAGE = "stopped by the user (Ctrl-C)"
 
 
 @attrs.frozen
@@ -252,9 +255,9 @@ def _train(folder: RunFolder, spec: CircuitSpec, registry: RuleRegistry, checkpo
     except SimulationError as exc:
         status, message = "failed", str(exc)
     except Terminated:
-        status, message = "interrupted", "stopped by SIGTERM"
+        status, message = "interrupted", SIGTERM_MESSAGE
     except KeyboardInterrupt:
-        status, message = "interrupted", "stopped by the user (Ctrl-C)"
+        status, message = "interrupted", CTRL_C_MESSAGE
     return _finish(session, records, rows, pending, status, message)
 
 

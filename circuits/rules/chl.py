@@ -66,7 +66,8 @@ class ContrastiveHebbian(EnergyRule):
         doc="Contrastive Hebbian learning: contrast co-activity between a free and an output-clamped "
             "relaxation (Xie & Seung's feedback gain γ optional).",
         params=(*COMMON_PARAMS, *RELAXATION_PARAMS,
-                Param("clamped_steps", 20, "step budget of the clamped relaxation", minimum=1),
+                Param("clamped_steps", 2000, "step budget of the clamped relaxation (stops once converged)",
+                      minimum=1),
                 Param("gamma", 1.0, "feedback gain γ: top-down drive scaled by γ, the estimate of the "
                       "weights into a population d projections below the output by γ^−d",
                       minimum=0.0, maximum=1.0, open_minimum=True)),

@@ -29,7 +29,8 @@ import numpy as np
 from circuits import ops
 from circuits.compile import Builder
 from circuits.rules.energy import (RELAXATION_PARAMS, SQUARED, EnergyRule, couplings, dynamic_populations,
-                                   emit_drives, emit_integrate, lower_init, lower_relaxation, lower_settle)
+                                   emit_drives, emit_integrate, lower_init, lower_relaxation, lower_settle,
+                                   with_default)
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 
 if TYPE_CHECKING:
@@ -49,9 +50,10 @@ class EarlyInference(EnergyRule):
     signature = RuleSignature(
         name="early_inference",
         doc="Early inference: K nudged steps from the free fixed point, learning ṡ_i ρ(s_j) over them.",
-        params=(*COMMON_PARAMS, *RELAXATION_PARAMS,
-                Param("beta", 0.5, "nudging strength β (0: no nudge, nothing learned)", minimum=0.0),
-                Param("steps", 4, "number K of nudged steps (the early inference)", minimum=1)),
+        params=(*with_default(COMMON_PARAMS, "lr", 0.1), *RELAXATION_PARAMS,
+                Param("beta", 1.0, "nudging strength β (0: no nudge, nothing learned)", minimum=0.0),
+                Param("steps", 8, "number K of nudged steps (the early inference); a population d projections "
+                      "below the output first moves at step d + 1, so K must exceed the depth", minimum=1)),
         needs="forward projections (symmetric couplings); a feedback projection unties a coupling",
         energy_based=True,
     )
@@ -136,7 +138,7 @@ def wave(model: Model, x: np.ndarray, y: np.ndarray, steps: int | None = None) -
     with the continued free run removes the residual drift of an inexact one, and makes a
     population the wave has not reached read exactly zero (both runs do the same arithmetic).
     """
-    count = int(steps if steps is not None else model.spec.rule.params.get("steps", 4))
+    count = int(steps if steps is not None else model.spec.rule.params.get("steps", 8))
     nudged = _twin(model, steps=count)
     still = _twin(model, steps=count, beta=0.0)
     moving, resting = _trajectory(nudged, x, y, count), _trajectory(still, x, y, count)

@@ -54,8 +54,10 @@ class EquilibriumPropagation(EnergyRule):
         name="equilibrium_propagation",
         doc="Equilibrium propagation: contrast co-activity between a free and a weakly nudged relaxation.",
         params=(*COMMON_PARAMS, *RELAXATION_PARAMS,
-                Param("beta", 0.5, "nudging strength β", minimum=0.0, open_minimum=True),
-                Param("nudged_steps", 4, "step budget of each nudged relaxation", minimum=1),
+                Param("beta", 0.5, "nudging strength β (the estimate's bias is O(β) one-sided, O(β²) "
+                      "symmetric)", minimum=0.0, open_minimum=True),
+                Param("nudged_steps", 2000, "step budget of each nudged relaxation (stops once converged; "
+                      "a nudged phase from the free fixed point takes 100–300 steps on digits)", minimum=1),
                 Param("estimator", "one_sided",
                       "one_sided (+β), symmetric (+β and −β) or random_sign (±β, sign drawn per batch)",
                       choices=("one_sided", "symmetric", "random_sign")),

@@ -23,7 +23,8 @@ from circuits.errors import DataError, SpecError
 from circuits.experiments import (ExperimentError, load_experiment, make_report, mean_ci,
                                   parse_experiment, plan_runs, run_experiment, run_sweep,
                                   with_overrides)
-from circuits.experiments.tables import write_csv, write_manifest
+from circuits.experiments.plan import RunPlan
+from circuits.experiments.tables import result_rows, write_csv, write_manifest
 from circuits.runs import resolve_run_spec, run_id
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +370,7 @@ def test_report_of_a_sweep_draws_curves_and_alignment(swept) -> None:
 
 def test_compare_runs_each_rule_with_n_seeds(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
+    pytest.importorskip("pandas")
     out = tmp_path / "cmp"
     args = ["compare", str(REPO / "specs" / "fa_digits.toml"), "--rules", "backprop,feedback_alignment",
             "--seeds", "2", "--workers", "1", "--quiet", "--out", str(out),
@@ -386,3 +388,14 @@ def test_python_api_returns_a_dataframe(swept) -> None:
     experiment, outcome = swept
     frame = run_experiment(experiment, outcome.out)  # everything is finished: runs nothing
     assert isinstance(frame, pandas.DataFrame) and len(frame) == 4
+
+
+def test_results_rows_say_what_happened_to_runs_without_a_final_summary(tmp_path: Path) -> None:
+    plans = [RunPlan(variant="v", seed=s, point={}, overrides={}, spec=None, run_id=f"r{s}") for s in range(4)]
+    for plan, status in zip(plans[:3], ("running", "running", "completed")):
+        plan.folder(tmp_path).mkdir(parents=True)
+        (plan.folder(tmp_path) / "summary.json").write_text(json.dumps({"status": status, "epochs": 2}))
+    reported = {"r0": ("failed", "KilledWorker: worker died 3 times"), "r2": ("completed", "")}
+    rows = result_rows(plans, tmp_path, (), reported)
+    assert [(r["status"], r["message"]) for r in rows] == [
+        ("failed", "KilledWorker: worker died 3 times"), ("interrupted", ""), ("completed", ""), ("pending", "")]

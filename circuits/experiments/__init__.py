@@ -15,6 +15,7 @@ The command line does the same with ``circuits sweep``, ``circuits report`` and
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ def comparison(spec: str | os.PathLike[str], rules: Sequence[str], seeds: int | 
         raise ExperimentError("--rules: name at least one rule, e.g. --rules backprop,feedback_alignment")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     path = Path(spec).resolve()
-    lines = ["[experiment]", f'name = "{Path(spec).stem}-compare"', f"spec = {_quote(str(path))}",
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).stem) or "spec"
+    lines = ["[experiment]", f'name = "{stem}-compare"', f"spec = {_quote(str(path))}",
              f"seeds = {seed_list}"]
     text = "\n".join(lines) + "\n"
     for name in names:

@@ -182,8 +182,9 @@ def report_markdown(report: Report, manifest: dict[str, Any]) -> str:
     """``report.md``: the table, how the point was chosen, and every point's score."""
     point_head = " | ".join(report.grid_keys)
     lines = [f"# {report.name}", "",
-             f"Base spec `{manifest.get('spec', '')}`; seeds {manifest.get('seeds', [])}; "
-             f"mean ± 95 % confidence interval over seeds (Student's t).", ""]
+             f"Experiment `{manifest.get('source', '')}` on the base spec `{manifest.get('spec', '')}`, "
+             f"seeds {manifest.get('seeds', [])}, overrides {manifest.get('set', {})}; mean ± 95 % "
+             "confidence interval over seeds (Student's t).", ""]
     head = ["variant", *(["selected " + point_head] if report.grid_keys else []), "seeds",
             "test accuracy (%)", "test loss", "epochs", "wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

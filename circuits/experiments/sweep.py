@@ -76,9 +76,12 @@ def sweep_tasks(plans: Sequence[RunPlan], out: Path) -> tuple[list[Task], int]:
     return tasks, finished
 
 
-def _manifest(experiment: Experiment, plans: Sequence[RunPlan]) -> dict[str, Any]:
-    return {"name": experiment.name, "source": str(experiment.source), "spec": str(experiment.spec),
-            "select": experiment.select, "seeds": list(experiment.seeds),
+def _manifest(experiment: Experiment, plans: Sequence[RunPlan], out: Path) -> dict[str, Any]:
+    here = Path.cwd()
+    spec = experiment.spec
+    return {"name": experiment.name, "source": str(experiment.source),
+            "spec": str(spec.relative_to(here) if spec.is_relative_to(here) else spec),
+            "out": str(out), "select": experiment.select, "seeds": list(experiment.seeds),
             "grid": {key: list(values) for key, values in experiment.grid},
             "variants": list(dict.fromkeys(plan.variant for plan in plans)),
             "set": experiment.overrides, "runs": len(plans)}
@@ -93,7 +96,7 @@ def _claim(out: Path, experiment: Experiment, plans: Sequence[RunPlan]) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExperimentError(f"cannot create {out}: {exc.strerror or exc}") from None
-    write_manifest(out, _manifest(experiment, plans))
+    write_manifest(out, _manifest(experiment, plans, out))
 
 
 def run_sweep(experiment: Experiment | str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,

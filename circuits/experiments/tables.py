@@ -2,8 +2,9 @@
 
 Both are rebuilt from the run folders (``runs/<run id>/summary.json`` and ``metrics.csv``)
 and the sweep's plan, so each planned run has exactly one row however often its task ran.
-A run without a summary (its worker died every time, or the sweep was stopped) gets the
-status the executor reported, else ``pending``.
+A run whose summary is not final (``running``: its worker died every time, or the sweep
+was stopped) gets the status the executor reported, else ``interrupted``; a run without a
+summary gets the reported status, else ``pending``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RESULT_COLUMNS = ("run_id", "status", "epochs", "final_test_accuracy", "final_te
 """Columns after ``variant``, ``seed`` and one column per grid key."""
 
 MANIFEST = "experiment.json"
+FINAL = ("completed", "failed", "interrupted")
 
 
 def _number(value: Any) -> float:
@@ -51,8 +53,10 @@ def result_rows(plans: Sequence[RunPlan], out: Path, grid_keys: Sequence[str],
         final = summary.get("final") or {}
         validation = summary.get("final_validation") or {}
         status, message = (reported or {}).get(plan.run_id, ("pending", ""))
-        if summary:
-            status, message = summary.get("status", status), summary.get("message", message)
+        if summary.get("status") in FINAL or (summary and plan.run_id not in (reported or {})):
+            # a summary still saying "running" belongs to a run that stopped mid-way
+            status = summary["status"] if summary.get("status") in FINAL else "interrupted"
+            message = summary.get("message", "")
         row: dict[str, Any] = {"variant": plan.variant, "seed": plan.seed}
         row.update({key: plan.point.get(key, "") for key in grid_keys})
         row.update({

@@ -324,6 +324,31 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_resumes_bit_for_bit(tmp_path):
     same_run(out, tmp_path / "ref")
 
 
+def test_ctrl_c_while_an_epoch_is_written_finishes_writing_it(tmp_path, monkeypatch):
+    """Ctrl-C after epoch 2's checkpoint but before its metrics: the epoch's files are completed
+    from its snapshot, so every file says 2 epochs; resuming then matches an uninterrupted run."""
+    real = RunFolder.write_metrics
+    calls = {"n": 0}
+
+    def interrupted(folder, rows, records):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(folder, rows, records)
+
+    monkeypatch.setattr(RunFolder, "write_metrics", interrupted)
+    out = tmp_path / "run"
+    outcome = execute_run(spec_of("noise", 4), out)
+    assert outcome.status == "interrupted" and outcome.epochs == 2
+    summary = read_summary(out)
+    assert summary["epochs"] == summary["params_epoch"] == len(read_metrics(out / "metrics.csv")) == 2
+    assert load_checkpoint(out / "checkpoint.npz").epoch == 2
+    monkeypatch.undo()
+    execute_run(spec_of("noise", 4), out, resume=True)
+    execute_run(spec_of("noise", 4), tmp_path / "ref")
+    same_run(out, tmp_path / "ref")
+
+
 def test_resume_extends_a_completed_run_and_returns_a_finished_one_at_once(tmp_path):
     out = tmp_path / "run"
     execute_run(spec_of("noise", 2), out)

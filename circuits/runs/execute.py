@@ -202,12 +202,13 @@ class _Session:
                          backend=model.backend.name, unconverged=model.unconverged, run_id=self.rid,
                          params_epoch=self.folder.params_epoch, threads=model.spec.run.threads)
 
-    def commit(self, checkpoint: Checkpoint, records: list[EpochRecord], rows: list[dict[str, Any]]) -> None:
+    def commit(self, checkpoint: Checkpoint) -> None:
         """Write one finished epoch: checkpoint first (it is what resume trusts), then the rest."""
         folder = self.folder
+        records = list(checkpoint.records)
         folder.write_checkpoint(checkpoint)
         folder.write_params(checkpoint.params(self.model), checkpoint.epoch)
-        folder.write_metrics(rows, records)
+        folder.write_metrics(checkpoint.rows, records)
         folder.write_summary(self.summary(records, "running", ""))
 
 
@@ -245,11 +246,12 @@ def _train(folder: RunFolder, spec: CircuitSpec, registry: RuleRegistry, checkpo
     pending: Checkpoint | None = None
     try:
         for record in fit(model, data, on_batch=on_batch, first_epoch=first, rng=rng):
-            records.append(record)
-            rows.append(metrics_row(record))
-            pending = take_checkpoint(model, rng, records, rows, run_id=rid, wall_seconds=session.wall())
-            session.commit(pending, records, rows)
-            pending = None
+            # Everything of the epoch goes into one snapshot first; `records` and `rows` only
+            # ever hold epochs whose files are all written, whenever an interruption comes.
+            pending = take_checkpoint(model, rng, [*records, record], [*rows, metrics_row(record)],
+                                      run_id=rid, wall_seconds=session.wall())
+            session.commit(pending)
+            records, rows, pending = list(pending.records), list(pending.rows), None
             if on_epoch is not None:
                 on_epoch(record)
     except SimulationError as exc:
@@ -263,18 +265,18 @@ def _train(folder: RunFolder, spec: CircuitSpec, registry: RuleRegistry, checkpo
 
 def _finish(session: _Session, records: list[EpochRecord], rows: list[dict[str, Any]],
             pending: Checkpoint | None, status: str, message: str) -> RunOutcome:
-    """Complete a half-written epoch, then write the final summary and curves."""
+    """Finish the writes of an epoch an interruption cut short, then write the final summary
+    and curves. ``records``/``rows`` are the epochs whose files are complete."""
     folder, model = session.folder, session.model
     try:
         if pending is not None and status == "interrupted":
-            session.commit(pending, records, rows)
+            session.commit(pending)
+            records, rows = list(pending.records), list(pending.rows)
         if rows:
             folder.write_curves(rows, title=f"{model.spec.name} · {model.spec.rule.name}")
     except RunWriteError as exc:
         if status != "failed":
             status, message = "failed", str(exc)
-    if pending is not None and status != "interrupted":
-        records, rows = records[:-1], rows[:-1]  # that epoch's files may be incomplete; resume redoes it
     summary = session.summary(records, status, message)
     try:
         folder.write_summary(summary)

@@ -30,7 +30,7 @@ from circuits.errors import CircuitsError, SimulationError
 from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Program
 from circuits.runs import (SIGTERM_MESSAGE, RunFolderError, Terminated, default_run_dir, execute_run, expand_out,
-                           read_summary, resolve_run_spec, run_id, sigterm_interrupts)
+                           read_summary, resolve_run_spec, run_dirs, run_id, sigterm_interrupts)
 from circuits.rules import RuleRegistry, default_registry
 from circuits.spec import CircuitSpec, load_spec
 from circuits.training import EpochRecord, check_data_fit
@@ -259,16 +259,13 @@ def resume(folder: str, epochs: int | None, quiet: bool) -> None:
 def _default_folder(spec: CircuitSpec, resume: bool) -> Path:
     """The default folder; when resuming, the first numbered one holding this very run."""
     if resume:
-        wanted, number = run_id(spec), 1
-        base = default_run_dir(spec).parent / f"{spec.rule.name}-seed{spec.run.seed}"
-        candidate = base
-        while candidate.exists():
-            saved = candidate / "spec.toml"
+        wanted = run_id(spec)
+        for candidate in run_dirs(spec):
+            if not candidate.exists():
+                break
             summary = read_summary(candidate)
-            if saved.is_file() and summary is not None and summary.get("run_id") == wanted:
+            if summary is not None and summary.get("run_id") == wanted:
                 return candidate
-            number += 1
-            candidate = base.with_name(f"{base.name}-{number}")
     return default_run_dir(spec)
 
 

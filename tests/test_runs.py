@@ -105,7 +105,8 @@ def test_default_folder_names_rule_and_seed_and_numbers_taken_ones(tmp_path):
 
 def test_simulate_without_out_uses_numbered_default_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["simulate", str(SPECS / "bp_digits.toml"), "--quiet", *(f"--set={o}" for o in overrides_of("momentum", 1))]
+    sets = [f"--set={o}" for o in overrides_of("momentum", 1)]
+    args = ["simulate", str(SPECS / "bp_digits.toml"), "--quiet", *sets]
     assert invoke(*args).exit_code == 0
     assert invoke(*args).exit_code == 0
     assert (tmp_path / "runs" / "bp-digits" / "backprop-seed0" / "summary.json").is_file()
@@ -130,7 +131,8 @@ def test_used_folder_is_refused_unless_overwrite_or_resume(tmp_path):
 
 def test_overwrite_never_empties_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "notes.txt").write_text("precious")
-    result = invoke("simulate", str(SPECS / "bp_digits.toml"), "--quiet", "--out", str(tmp_path), "--overwrite")
+    result = invoke("simulate", str(SPECS / "bp_digits.toml"), "--quiet", "--out", str(tmp_path),
+                    "--overwrite")
     assert result.exit_code == 2 and "is not a run folder" in one_error_line(result)
     assert (tmp_path / "notes.txt").read_text() == "precious"
 
@@ -165,7 +167,8 @@ def test_resume_of_a_new_folder_starts_afresh_and_resume_needs_a_run_folder(tmp_
     (tmp_path / "empty").mkdir()
     result = invoke("resume", str(tmp_path / "empty"))
     assert result.exit_code == 2
-    assert one_error_line(result) == f"error: {tmp_path / 'empty'} holds no spec.toml, so it is not a run folder to resume"
+    assert one_error_line(result) == (f"error: {tmp_path / 'empty'} holds no spec.toml, so it is not a run "
+                                      "folder to resume")
 
 
 def test_a_locked_folder_is_refused_with_one_line(tmp_path):
@@ -184,7 +187,8 @@ def test_a_locked_folder_is_refused_with_one_line(tmp_path):
 def test_resume_of_a_different_spec_names_the_first_differing_key(tmp_path):
     out = tmp_path / "run"
     execute_run(spec_of("momentum", 1), out)
-    with pytest.raises(RunFolderError, match=r"holds a run of another spec: rule\.lr \(saved 0\.05, given 0\.02\)"):
+    changed = r"holds a run of another spec: rule\.lr \(saved 0\.05, given 0\.02\)"
+    with pytest.raises(RunFolderError, match=changed):
         execute_run(spec_of("momentum", 1, "rule.lr=0.02"), out, resume=True)
     execute_run(spec_of("momentum", 2), out, resume=True)  # extending is allowed
     with pytest.raises(RunFolderError, match=r"task\.epochs may only grow when resuming \(saved 2, given 1\)"):
@@ -410,9 +414,9 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path):
 def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
     """SIGINT once NumPy is being loaded (the command's imports have begun): one line, exit 130."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "circuits", "simulate", str(SPECS / "bp_digits.toml"), "--quiet",
-                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    command = [sys.executable, "-m", "circuits", "simulate", str(SPECS / "bp_digits.toml"), "--quiet",
+               "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     maps = Path(f"/proc/{proc.pid}/maps")
     deadline = time.time() + 30
     while time.time() < deadline and proc.poll() is None and "numpy" not in maps.read_text():

@@ -23,7 +23,7 @@ from typing import IO
 from circuits.errors import CircuitsError, SimulationError
 
 __all__ = ["RunWriteError", "FolderLockedError", "FolderLock", "replacing", "write_atomic",
-           "write_text"]
+           "write_error", "write_text"]
 
 LOCK_NAME = ".lock"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import attrs
 from circuits.spec import CircuitSpec
 from circuits.spec_writer import dump_spec
 
-__all__ = ["run_id", "default_run_dir", "expand_out", "first_difference", "without_out"]
+__all__ = ["run_id", "run_dirs", "default_run_dir", "expand_out", "first_difference", "without_out"]
 
 RUNS_ROOT = Path("runs")
 
@@ -37,14 +39,17 @@ def _safe(name: str) -> str:
     return cleaned[:100]
 
 
-def default_run_dir(spec: CircuitSpec, root: str | Path = RUNS_ROOT) -> Path:
-    """``runs/<circuit>/<rule>-seed<k>``, or the first of ``…-2``, ``…-3``… not yet taken."""
+def run_dirs(spec: CircuitSpec, root: str | Path = RUNS_ROOT) -> Iterator[Path]:
+    """``runs/<circuit>/<rule>-seed<k>``, then ``…-2``, ``…-3``…: the default folders, in order."""
     base = Path(root) / _safe(spec.name) / f"{_safe(spec.rule.name)}-seed{spec.run.seed}"
-    candidate, number = base, 1
-    while candidate.exists():
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return candidate
+    yield base
+    for number in itertools.count(2):
+        yield base.with_name(f"{base.name}-{number}")
+
+
+def default_run_dir(spec: CircuitSpec, root: str | Path = RUNS_ROOT) -> Path:
+    """The first of :func:`run_dirs` that does not exist yet."""
+    return next(path for path in run_dirs(spec, root) if not path.exists())
 
 
 def expand_out(out: str | Path) -> Path:

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from circuits import experiments, render
+from circuits import experiments, memory, render
 from circuits.claims import default_claims, verify as verify_claims
 from circuits.compile import MODES, RuleLike, compile_circuit, describe_unused, unused_projections
 from circuits.errors import CircuitsError, SimulationError
@@ -31,7 +31,7 @@ from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Program
 from circuits.runs import (SIGTERM_MESSAGE, RunFolderError, Terminated, default_run_dir, execute_run, expand_out,
                            read_summary, resolve_run_spec, run_dirs, run_id, sigterm_interrupts)
-from circuits.rules import RuleRegistry, default_registry
+from circuits.rules import Rule, RuleRegistry, default_registry
 from circuits.spec import CircuitSpec, load_spec
 from circuits.training import EpochRecord, check_data_fit
 
@@ -116,7 +116,8 @@ def check(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             click.echo(f"error: {exc}", err=True)
             continue
         click.echo(f"ok: {path}: {spec.rule.name}, {len(spec.populations)} populations, "
-                   f"{len(spec.projections)} projections, {program.parameter_count():,} parameters")
+                   f"{len(spec.projections)} projections, {program.parameter_count():,} parameters, "
+                   f"{_memory_note(spec, rule)}")
         _warn_unused(path, graph, rule, program)
     if failed:
         sys.exit(2)
@@ -155,7 +156,18 @@ def compile_command(spec: str, mode: str, batch: int | None, overrides: tuple[st
     graph = build_graph(resolved, require_dag=not rule.signature.energy_based)
     program = compile_circuit(graph, rule, mode=mode)
     click.echo(program.describe(batch=batch or resolved.task.batch_size))
+    click.echo(f"run memory: {_memory_note(resolved, rule, detail=True)}")
     _warn_unused(spec, graph, rule, program)
+
+
+def _memory_note(spec: CircuitSpec, rule: Rule, *, detail: bool = False) -> str:
+    """The run's memory estimate; a warning line on stderr when it cannot fit this machine."""
+    estimate = memory.estimate_run(spec, rule)
+    try:
+        memory.require_fit(estimate, where=spec.source)
+    except memory.MemoryLimitError as exc:
+        click.echo(f"warning: {exc}; simulate will refuse it", err=True)
+    return estimate.describe() if detail else f"≈ {memory.format_bytes(estimate.total)} memory"
 
 
 @main.command()
@@ -230,6 +242,7 @@ def simulate(spec: str, overrides: tuple[str, ...], out: str | None, backend: st
                                 registry=registry)
     rule = registry.get(resolved.rule.name)
     _warn_unused(spec, build_graph(resolved, require_dag=not rule.signature.energy_based), rule)
+    memory.check_run_memory(resolved, rule)  # before anything is allocated
     if out is not None:
         folder = expand_out(out)
     elif resolved.run.out is not None:

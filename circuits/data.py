@@ -114,6 +114,10 @@ class DatasetInfo:
     n_features: int | None = None
     n_outputs: int | None = None
     pixel_max: float | None = None
+    sizes: Callable[[Mapping[str, object]], tuple[int, int, int]] | None = attrs.field(
+        default=None, eq=False)
+    """``sizes(options)`` → (examples in both splits, values per example as stored: features
+    plus regression targets, bytes per stored value), for memory estimates before loading."""
 
 
 class DatasetRegistry:
@@ -143,6 +147,23 @@ class DatasetRegistry:
             raise DataError(f"unknown data set '{name}': must be one of "
                             f"{', '.join(self.names())}{did_you_mean(name, self.names())}")
         return self._entries[name][0]
+
+    def estimated_bytes(self, name: str, *, n_train: int | None = None, n_test: int | None = None,
+                        options: Mapping[str, object] | None = None) -> int | None:
+        """Bytes that loading ``name`` takes at its peak, or ``None`` when the info cannot say.
+
+        The loader's arrays in their stored type plus the float64 copies :meth:`load` keeps
+        (all examples, or ``n_train + n_test`` when both are given). Options are taken as given
+        where they are well-typed integers; bad ones are left to :meth:`load` to report.
+        """
+        info = self.info(name)
+        if info.sizes is None:
+            return None
+        resolved = {**info.options, **{k: v for k, v in (options or {}).items()
+                                       if k in info.options and _is_int(v)}}
+        examples, width, itemsize = info.sizes(resolved)
+        kept = examples if n_train is None or n_test is None else min(examples, n_train + n_test)
+        return examples * width * itemsize + kept * (width + 1) * 8
 
     def load(self, name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
              n_train: int | None = None, n_test: int | None = None, normalize: str = "standard",
@@ -398,28 +419,39 @@ def _load_teacher(name: str, *, seed: int, n: int, n_in: int, n_out: int, noise:
     return Dataset(name, "regression", x_train, y_train, x_test, y_test, n_out)
 
 
+def _drawn(n: int) -> int:
+    """Examples a synthetic set draws: ``n`` to train, ``n // 4`` to test."""
+    return int(n) + int(n) // 4
+
+
 DATASETS = DatasetRegistry()
 DATASETS.register(DatasetInfo(
     "digits", "classification", "scikit-learn's 8x8 digits (1797 images), stratified split",
-    {"test_fraction": 0.2}, n_features=64, n_outputs=10, pixel_max=16.0), _load_digits)
+    {"test_fraction": 0.2}, n_features=64, n_outputs=10, pixel_max=16.0,
+    sizes=lambda o: (1797, 64, 8)), _load_digits)
 DATASETS.register(DatasetInfo(
     "mnist", "classification", "MNIST handwritten digits, 28x28, official 60k/10k split",
-    {}, n_features=784, n_outputs=10, pixel_max=255.0), functools.partial(_load_idx_set, "mnist"))
+    {}, n_features=784, n_outputs=10, pixel_max=255.0, sizes=lambda o: (70000, 784, 1)),
+    functools.partial(_load_idx_set, "mnist"))
 DATASETS.register(DatasetInfo(
     "fashion-mnist", "classification", "Zalando's Fashion-MNIST, 28x28, official 60k/10k split",
-    {}, n_features=784, n_outputs=10, pixel_max=255.0),
+    {}, n_features=784, n_outputs=10, pixel_max=255.0, sizes=lambda o: (70000, 784, 1)),
     functools.partial(_load_idx_set, "fashion-mnist"))
 DATASETS.register(DatasetInfo(
     "xor", "classification", "noisy corners (±1, ±1) labelled by the xor of their signs",
-    {"n": 1000, "noise": 0.1}, n_features=2, n_outputs=2), _load_xor)
+    {"n": 1000, "noise": 0.1}, n_features=2, n_outputs=2,
+    sizes=lambda o: (_drawn(o["n"]), 2, 8)), _load_xor)
 DATASETS.register(DatasetInfo(
     "parity", "classification", "parity of the number of +1 entries of a random ±1 vector",
-    {"n": 1000, "bits": 4}, n_outputs=2), _load_parity)
+    {"n": 1000, "bits": 4}, n_outputs=2,
+    sizes=lambda o: (_drawn(o["n"]), int(o["bits"]), 8)), _load_parity)
 DATASETS.register(DatasetInfo(
     "teacher_linear", "regression", "targets of a random linear teacher, x @ T",
-    {"n": 1000, "n_in": 10, "n_out": 5, "noise": 0.0}),
+    {"n": 1000, "n_in": 10, "n_out": 5, "noise": 0.0},
+    sizes=lambda o: (_drawn(o["n"]), int(o["n_in"]) + int(o["n_out"]), 8)),
     functools.partial(_load_teacher, "teacher_linear"))
 DATASETS.register(DatasetInfo(
     "teacher_nonlinear", "regression", "targets of a random tanh teacher, tanh(x @ T1) @ T2",
-    {"n": 1000, "n_in": 10, "n_hidden": 20, "n_out": 5, "noise": 0.0}),
+    {"n": 1000, "n_in": 10, "n_hidden": 20, "n_out": 5, "noise": 0.0},
+    sizes=lambda o: (_drawn(o["n"]), int(o["n_in"]) + int(o["n_out"]), 8)),
     functools.partial(_load_teacher, "teacher_nonlinear"))

@@ -127,7 +127,7 @@ class Simulator:
             array = self.backend.from_numpy(np.array(saved), dtype=self._dtype(buf))
         elif isinstance(buf.init, InitSpec):
             rng = np.random.default_rng(stream_seed(self.backend.seed, f"init:{buf.name}"))
-            host = init_weight(buf.init, shape, rng)
+            host = init_weight(buf.init, shape, rng, self._dtype(buf))
             array = self.backend.from_numpy(host, dtype=self._dtype(buf))
         else:
             array = self.backend.empty(shape, self._dtype(buf))

@@ -106,8 +106,9 @@ def test_deeply_nested_toml_is_one_line_and_the_other_specs_are_checked(tmp_path
     good = write(tmp_path, spec_text(), "good.toml")
     result = invoke("check", arrays, tables, options, good)
     assert result.exit_code == 2 and result.exception.__class__ is SystemExit
-    assert result.stdout.strip() == (f"ok: {good}: backprop, 4 populations, 3 projections, "
-                                     "1,482 parameters")
+    assert result.stdout.startswith(f"ok: {good}: backprop, 4 populations, 3 projections, "
+                                    "1,482 parameters, ≈ ")
+    assert len(result.stdout.strip().splitlines()) == 1
     assert result.stderr.strip().splitlines() == [
         f"error: {arrays}: arrays or tables are nested too deep to read; a spec needs at most 16 "
         "levels",

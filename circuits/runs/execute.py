@@ -135,7 +135,9 @@ def execute_run(spec: CircuitSpec, out: str | os.PathLike[str], *, resume: bool 
     overwrite
         Empty the folder first (only a run folder: one holding spec.toml, summary.json…).
     threads
-        BLAS threads for the run (``None``: ``spec.run.threads``; 0: the library's default).
+        BLAS threads for the run (``None``: ``spec.run.threads``; 0: leave the BLAS library as it
+        is). Set with threadpoolctl around the whole run and restored after it; the limit is
+        process-wide, so runs in threads of one process should all ask for the same count.
     backend
         Overrides ``spec.run.backend``.
     registry

@@ -490,15 +490,30 @@ def test_read_only_folder_is_one_line(tmp_path, monkeypatch):
 
 
 def test_threads_are_limited_for_the_run_and_saved_in_the_spec(tmp_path):
+    """In a process whose BLAS would use 2 threads, a run uses run.threads (default 1) or --threads."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    seen = []
 
-    def look(*args):
-        seen.append({i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
 
-    outcome = execute_run(spec_of("momentum", 1), tmp_path / "run", threads=1, on_batch=look)
-    assert outcome.status == "completed" and seen and all(s <= {1} for s in seen)
-    assert load_spec(tmp_path / "run" / "spec.toml").run.threads == 1
-    assert outcome.summary["threads"] == 1
+    if not blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library")
+    seen: dict[str, set[int]] = {}
+    def by_library() -> dict[str, int]:
+        return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+
+    with threadpoolctl.threadpool_limits(limits=2):  # as an unpinned process on 2 cores
+        outside = by_library()
+        for name, threads in (("default", None), ("two", 2)):
+            execute_run(spec_of("momentum", 1), tmp_path / name, threads=threads,
+                        on_batch=lambda *a, name=name: seen.setdefault(name, set()).update(blas_threads()))
+        assert {k: v for k, v in by_library().items() if k in outside} == outside  # restored after the run
+    assert seen == {"default": {1}, "two": {2}}
+    assert load_spec(tmp_path / "default" / "spec.toml").run.threads == 1
+    assert load_spec(tmp_path / "two" / "spec.toml").run.threads == 2
+    assert read_summary(tmp_path / "two")["threads"] == 2
+    result = invoke("simulate", str(SPECS / "bp_digits.toml"), "--quiet", "--out", str(tmp_path / "cli"),
+                    "--threads", "0", *(f"--set={o}" for o in overrides_of("momentum", 1)))
+    assert result.exit_code == 0 and load_spec(tmp_path / "cli" / "spec.toml").run.threads == 0
     with pytest.raises(SpecError, match="run.threads: must be an integer >= 0"):
         load_spec(SPECS / "bp_digits.toml", ["run.threads=-1"])

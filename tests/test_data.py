@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -494,6 +495,13 @@ def test_offline_variable_disables_downloads(tmp_path: Path,
     for value, disabled in (("0", False), ("", False), ("yes", True)):
         monkeypatch.setenv("CIRCUITS_OFFLINE", value)
         assert downloads_disabled() is disabled
+
+
+def test_tests_cannot_reach_the_network() -> None:
+    """conftest's guard: only file: URLs open, whatever circuits or a library tries."""
+    with pytest.raises(AssertionError, match="tests must not use the network"):
+        urllib.request.urlopen("https://ossci-datasets.s3.amazonaws.com/mnist/")
+    assert os.environ["CIRCUITS_OFFLINE"] == "1"
 
 
 def _no_download(*args: object) -> None:

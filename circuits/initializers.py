@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from circuits.spec import InitSpec
@@ -18,9 +20,11 @@ def init_weight(init: InitSpec, shape: tuple[int, int], rng: np.random.Generator
     normal: ``N(0, std²)``; orthogonal: ``gain·Q`` from the QR factorisation of a Gaussian
     matrix; zeros.
 
-    The numbers are drawn in ``dtype`` directly (NumPy's float32 generators for float32), so
-    a float32 weight never passes through a float64 array twice its size; float64 draws are
-    those of ``rng.uniform`` / ``rng.normal``.
+    The result is allocated in ``dtype``; a float32 weight is filled block by block from
+    float64 draws of at most ``_BLOCK`` numbers, so it never passes through a float64 array of
+    its own size, and its numbers are exactly the float32 rounding of the float64 draws (NumPy's
+    generators fill arrays element by element, so drawing in blocks consumes the stream as one
+    call would). This keeps every float32 run's numbers those of earlier releases.
     """
     dtype = np.dtype(dtype)
     fan_in, fan_out = shape
@@ -39,31 +43,39 @@ def init_weight(init: InitSpec, shape: tuple[int, int], rng: np.random.Generator
         return _normal(rng, init.std, shape, dtype)
     if scheme == "orthogonal":
         big, small = max(shape), min(shape)
-        q, r = np.linalg.qr(rng.standard_normal((big, small), dtype=dtype))
-        q *= np.sign(np.diag(r))
-        q *= dtype.type(init.gain)
-        return q if shape[0] >= shape[1] else q.T
+        # QR needs the whole Gaussian matrix at once; it is factorised in float64
+        q, r = np.linalg.qr(rng.standard_normal((big, small)))
+        q *= np.sign(np.diag(r)) * init.gain
+        return (q if shape[0] >= shape[1] else q.T).astype(dtype, copy=False)
     if scheme == "zeros":
         return np.zeros(shape, dtype)
     raise ValueError(f"unknown init scheme '{scheme}'")
 
 
-def _uniform(rng: np.random.Generator, limit: float, shape: tuple[int, ...],
-             dtype: np.dtype) -> np.ndarray:
-    """``U[-limit, limit]`` in ``dtype``: ``-limit + 2·limit·u`` as ``rng.uniform`` computes it."""
+_BLOCK = 1 << 16
+"""Most float64 numbers drawn at once while filling a narrower weight (512 KiB of scratch)."""
+
+
+def _draw(fill: Callable[[tuple[int, ...]], np.ndarray], shape: tuple[int, int],
+          dtype: np.dtype) -> np.ndarray:
+    """``fill(shape)`` (float64) cast to ``dtype``, drawn in row blocks when ``dtype`` is narrower."""
     if dtype == np.float64:
-        return rng.uniform(-limit, limit, shape)
-    draw = rng.random(shape, dtype=dtype)
-    draw *= dtype.type(2.0 * limit)
-    draw += dtype.type(-limit)
-    return draw
+        return fill(shape)
+    out = np.empty(shape, dtype)
+    rows = max(1, _BLOCK // max(1, shape[1]))
+    for start in range(0, shape[0], rows):
+        stop = min(shape[0], start + rows)
+        out[start:stop] = fill((stop - start, shape[1]))
+    return out
 
 
-def _normal(rng: np.random.Generator, std: float, shape: tuple[int, ...],
+def _uniform(rng: np.random.Generator, limit: float, shape: tuple[int, int],
+             dtype: np.dtype) -> np.ndarray:
+    """``U[-limit, limit]`` in ``dtype``."""
+    return _draw(lambda size: rng.uniform(-limit, limit, size), shape, dtype)
+
+
+def _normal(rng: np.random.Generator, std: float, shape: tuple[int, int],
             dtype: np.dtype) -> np.ndarray:
     """``N(0, std²)`` in ``dtype``."""
-    if dtype == np.float64:
-        return rng.normal(0.0, std, shape)
-    draw = rng.standard_normal(shape, dtype=dtype)
-    draw *= dtype.type(std)
-    return draw
+    return _draw(lambda size: rng.normal(0.0, std, size), shape, dtype)

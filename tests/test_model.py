@@ -92,7 +92,7 @@ def test_adam_and_momentum_train(fa_spec):
         model = circuits.load(fa_spec, {"task.epochs": 3, "task.n_train": 400, **overrides})
         records = list(circuits.fit(model, circuits.load_data(model)))
         assert records[-1].train_loss < records[0].train_loss
-        assert records[-1].test_accuracy > 0.7  # chance is 0.1; Adam, seed 0: 0.41, 0.71, 0.79
+        assert records[-1].test_accuracy > 0.8
 
 
 def test_dropout_trains_and_is_off_for_predict(fa_spec):

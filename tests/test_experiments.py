@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -25,7 +26,7 @@ from circuits.experiments import (ExperimentError, load_experiment, make_report,
                                   with_overrides)
 from circuits.experiments.plan import RunPlan
 from circuits.experiments.tables import result_rows, write_csv, write_manifest
-from circuits.runs import resolve_run_spec, run_id
+from circuits.runs import execute_run, resolve_run_spec, run_id
 
 # ---------------------------------------------------------------------------------------------
 # Validation split (task.validation)
@@ -399,3 +400,34 @@ def test_results_rows_say_what_happened_to_runs_without_a_final_summary(tmp_path
     rows = result_rows(plans, tmp_path, (), reported)
     assert [(r["status"], r["message"]) for r in rows] == [
         ("failed", "KilledWorker: worker died 3 times"), ("interrupted", ""), ("completed", ""), ("pending", "")]
+
+
+def test_scheduler_sends_the_runs_to_an_existing_cluster(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("pandas")
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml", seeds="[0]")
+                    .replace('"task.epochs" = 3', '"task.epochs" = 1'))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as cluster:
+        outcome = run_sweep(path, tmp_path / "out", scheduler=cluster.scheduler_address)
+        assert (outcome.ran, outcome.count("completed")) == (2, 2)
+        assert "run" in cluster.scheduler.task_prefixes  # the runs went through this scheduler
+
+
+def test_a_second_sweep_resumes_an_interrupted_run(executor, tmp_path: Path) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml", seeds="[0]"))
+    out = tmp_path / "out"
+    plan = plan_runs(load_experiment(path))[0]
+
+    def stop_after_one_epoch(record) -> None:
+        raise KeyboardInterrupt
+
+    stopped = execute_run(plan.spec, plan.folder(out), threads=1, on_epoch=stop_after_one_epoch)
+    assert (stopped.status, stopped.epochs) == ("interrupted", 1)
+    first_epoch = (plan.folder(out) / "metrics.csv").read_text().splitlines()[1]
+    outcome = run_sweep(path, out, executor=executor)
+    assert (outcome.ran, outcome.count("completed")) == (2, 2)
+    lines = (plan.folder(out) / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3 and lines[1] == first_epoch  # epoch 1 kept (its seconds too): resumed

@@ -5,9 +5,10 @@ Three ways to train the same N runs (one spec, seeds 0..N-1):
 1. *single*: one process trains runs one after another with :func:`circuits.runs.execute_run`
    at one BLAS thread, after one untimed warm-up run; its rate (runs per second) is the
    single-run rate r₁;
-2. *sweep*: ``circuits sweep`` machinery on a Dask ``LocalCluster`` of c one-thread workers;
-   the rate counts from submission to the last result (the cluster's start-up is printed
-   apart). The target is a rate >= 0.8 · c · r₁;
+2. *sweep*: ``circuits sweep`` machinery on a Dask ``LocalCluster`` of c one-thread workers,
+   each warmed by one untimed run like the single process (``--cold``: not); the rate counts
+   from submission to the last result (the cluster's start-up is printed apart). The target
+   is a rate >= 0.8 · c · r₁;
 3. *loops*: the naive alternative, c shell loops each running its share of the runs with
    ``circuits simulate`` at the BLAS library's default thread count (``--threads 0``,
    ``OPENBLAS_NUM_THREADS`` unset), every run a fresh process.
@@ -32,6 +33,7 @@ from pathlib import Path
 from circuits.experiments import Experiment, comparison, plan_runs, run_sweep
 from circuits.experiments.executors import DaskExecutor
 from circuits.runs import execute_run
+from circuits.spec import CircuitSpec
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = REPO / "specs" / "fa_digits.toml"
@@ -42,27 +44,47 @@ def _experiment(spec: Path, overrides: list[str], runs: int) -> Experiment:
     return comparison(spec, ["feedback_alignment"], runs, overrides)
 
 
-def single(spec: Path, overrides: list[str], runs: int, folder: Path) -> float:
-    """Seconds to train ``runs`` runs one after another in this process, one thread."""
+def single(spec: Path, overrides: list[str], runs: int, folder: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds to train ``runs`` runs one after another in this process, one thread."""
     plans = plan_runs(_experiment(spec, overrides, runs + 1))
     execute_run(plans[-1].spec, folder / "warm-up", threads=1)  # imports and caches, untimed
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for plan in plans[:-1]:
         outcome = execute_run(plan.spec, folder / plan.run_id, threads=1)
         assert outcome.status == "completed", outcome.message
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def sweep(spec: Path, overrides: list[str], runs: int, cores: int, folder: Path) -> tuple[float, float]:
-    """(cluster start-up seconds, seconds from submission to the last result)."""
+def _worker_cpu() -> float:
+    return time.process_time()
+
+
+def _warm_up(spec: CircuitSpec, folder: str) -> None:
+    """One untimed run in a worker: imports and caches, as ``single`` gets."""
+    execute_run(spec, Path(folder) / f"warm-up-{os.getpid()}", threads=1)
+
+
+def sweep(spec: Path, overrides: list[str], runs: int, cores: int, folder: Path,
+          warm: bool) -> tuple[float, float, float]:
+    """(cluster start-up seconds, seconds from submission to the last result, workers' CPU seconds).
+
+    With ``warm``, every worker first trains one untimed run, as ``single`` does.
+    The CPU seconds are the worker processes' own (all their threads) over the sweep: on a
+    machine shared with other work they show what the runs cost apart from waiting for a core.
+    """
     started = time.perf_counter()
     with DaskExecutor(workers=cores) as executor:
         up = time.perf_counter() - started
+        if warm:
+            warm_spec = plan_runs(_experiment(spec, overrides, runs + 1))[-1].spec
+            executor.client.run(_warm_up, warm_spec, str(folder))
+        before = executor.client.run(_worker_cpu)
         started = time.perf_counter()
         outcome = run_sweep(_experiment(spec, overrides, runs), folder, executor=executor)
         seconds = time.perf_counter() - started
+        after = executor.client.run(_worker_cpu)
     assert outcome.count("completed") == runs, outcome.rows
-    return up, seconds
+    return up, seconds, sum(after[w] - before.get(w, 0.0) for w in after)
 
 
 def loops(spec: Path, overrides: list[str], runs: int, cores: int, folder: Path) -> float:
@@ -92,14 +114,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=16, help="N, the number of runs")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="c")
     parser.add_argument("--single-runs", type=int, default=4, help="runs timed one at a time")
+    parser.add_argument("--cold", action="store_true",
+                        help="time the sweep's workers from their first run (imports included)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
     overrides = list(args.overrides or DEFAULT_SET)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        t_single = single(args.spec, overrides, args.single_runs, root / "single")
+        t_single, cpu_single = single(args.spec, overrides, args.single_runs, root / "single")
         rate_single = args.single_runs / t_single
-        up, t_sweep = sweep(args.spec, overrides, args.runs, args.cores, root / "sweep")
+        up, t_sweep, cpu_sweep = sweep(args.spec, overrides, args.runs, args.cores, root / "sweep",
+                                       warm=not args.cold)
         rate_sweep = args.runs / t_sweep
         t_loops = loops(args.spec, overrides, args.runs, args.cores, root / "loops")
         rate_loops = args.runs / t_loops
@@ -108,8 +133,10 @@ def main() -> None:
         "spec": str(args.spec.relative_to(REPO) if args.spec.is_relative_to(REPO) else args.spec),
         "set": overrides, "runs": args.runs, "cores": args.cores, "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
-        "single": {"runs": args.single_runs, "seconds": round(t_single, 2), "runs_per_s": round(rate_single, 4)},
-        "sweep": {"cluster_start_s": round(up, 2), "seconds": round(t_sweep, 2), "runs_per_s": round(rate_sweep, 4),
+        "single": {"runs": args.single_runs, "seconds": round(t_single, 2), "runs_per_s": round(rate_single, 4),
+                   "cpu_s_per_run": round(cpu_single / args.single_runs, 3)},
+        "sweep": {"warm_workers": not args.cold, "cluster_start_s": round(up, 2), "seconds": round(t_sweep, 2), "runs_per_s": round(rate_sweep, 4),
+                  "cpu_s_per_run": round(cpu_sweep / args.runs, 3),
                   "ratio_to_c_x_single": round(rate_sweep / (args.cores * rate_single), 3)},
         "loops": {"seconds": round(t_loops, 2), "runs_per_s": round(rate_loops, 4),
                   "ratio_to_c_x_single": round(rate_loops / (args.cores * rate_single), 3)},

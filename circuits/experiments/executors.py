@@ -107,7 +107,7 @@ class DaskExecutor:
         if self.scheduler:
             try:
                 self.client = distributed.Client(self.scheduler, timeout="20s")
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:
                 raise ExperimentError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}; "
                                       "start one with `dask scheduler` and workers with "
                                       f"`dask worker {self.scheduler}`") from None

@@ -431,3 +431,19 @@ def test_a_second_sweep_resumes_an_interrupted_run(executor, tmp_path: Path) -> 
     assert (outcome.ran, outcome.count("completed")) == (2, 2)
     lines = (plan.folder(out) / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + 3 and lines[1] == first_epoch  # epoch 1 kept (its seconds too): resumed
+
+
+def test_sweep_command_shows_progress_and_failures(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    pytest.importorskip("pandas")
+    variants = ('[[variants]]\nname = "diverges"\nset = { "rule.name" = "backprop", "rule.lr" = 1e30 }\n'
+                '[[variants]]\nname = "fine"\nset = { "rule.name" = "backprop" }\n')
+    path = tmp_path / "exp.toml"
+    path.write_text(experiment_text(REPO / "specs" / "bp_digits.toml", seeds="[0]", variants=variants)
+                    .replace('"task.epochs" = 3', '"task.epochs" = 1'))
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "2 runs: 0 already finished, 2 to run on 1 worker thread" in result.stderr
+    assert ": failed: loss became nan at epoch 1" in result.stderr
+    assert "1 completed, 1 failed" in result.stdout
+    assert "warning: 1 run(s) failed; their errors are in" in result.stderr

@@ -135,11 +135,13 @@ BAD_EXPERIMENTS = [
      "variant 'backprop': "),
     (('"rule.name" = "backprop"', '"run.seed" = 3'), "run.seed is set by experiment.seeds"),
     (('"rule.name" = "backprop"', '"rule.name" = "backprob"'), "(got 'backprob'; did you mean 'backprop'?)"),
+    (('set = { "rule.name" = "backprop" }', 'set = { "rule.name" = "backprop" }\npublished = 2.4'),
+     "variants[0].published: must be a string, the paper's number with its source"),
 ]
 
 
 @pytest.mark.parametrize(("edit", "message"), BAD_EXPERIMENTS,
-                         ids=["select", "key", "override", "seed", "rule"])
+                         ids=["select", "key", "override", "seed", "rule", "published"])
 def test_a_bad_experiment_is_one_line_and_exit_2(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(experiment_text(REPO / "specs" / "fa_digits.toml").replace(*edit))
@@ -147,6 +149,16 @@ def test_a_bad_experiment_is_one_line_and_exit_2(tmp_path: Path, edit: tuple[str
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_variant_may_carry_the_published_number() -> None:
+    text = experiment_text(REPO / "specs" / "fa_digits.toml").replace(
+        'set = { "rule.name" = "backprop" }',
+        'set = { "rule.name" = "backprop" }\npublished = "2.4 % test error, mean of 20 runs (Lillicrap et al. 2016)"')
+    experiment = parse_experiment(text, source="exp.toml")
+    assert [v.published for v in experiment.variants] == [
+        "2.4 % test error, mean of 20 runs (Lillicrap et al. 2016)", ""]
+    assert plan_runs(experiment) == plan_runs(parse_experiment(experiment_text(REPO / "specs" / "fa_digits.toml")))
 
 
 def test_an_unknown_override_names_the_variant_and_the_key(tmp_path: Path) -> None:
@@ -358,6 +370,53 @@ def test_report_selects_on_validation_and_writes_its_files(tmp_path: Path) -> No
     text = (out / "report.md").read_text()
     assert "| a | rule.lr=0.1 | 2 | 92.00 ± 25.41 |" in text
     assert (out / "report.csv").read_text().splitlines()[0].startswith("variant,rule.lr,selected_validation_accuracy")
+
+
+def fake_sweep(out: Path, manifest_extra: dict | None = None) -> Path:
+    """A sweep folder with results.csv and experiment.json only: variants a and b, 2 seeds each."""
+    out.mkdir()
+    rows = [{"variant": v, "seed": seed, "run_id": f"{v}{seed}", "status": "completed", "epochs": 2,
+             "final_test_accuracy": acc, "final_test_loss": 1 - acc, "final_validation_accuracy": acc,
+             "wall_seconds": 1.0}
+            for v, seed, acc in [("a", 0, 0.90), ("a", 1, 0.94), ("b", 0, 0.80), ("b", 1, 0.80)]]
+    write_csv(out / "results.csv", rows)
+    write_manifest(out, {"name": "demo", "select": "validation_accuracy", "grid": {}, "spec": "x.toml",
+                         "seeds": [0, 1], **(manifest_extra or {})})
+    return out
+
+
+def test_report_shows_the_published_number_and_mean_sd(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    out = fake_sweep(tmp_path / "sweep", {"published": {"a": "7.5 % error (Someone 2020, Table 1)"}})
+    report = make_report(out, figures=False)
+    assert [v.published for v in report.variants] == ["7.5 % error (Someone 2020, Table 1)", ""]
+    text = (out / "report.md").read_text()
+    # mean ± 95 % CI, then mean ± sd (sd of 90 and 94 is 2.83), then the published text
+    assert "| a | 2 | 92.00 ± 25.41 | 92.00 ± 2.83 | 7.5 % error (Someone 2020, Table 1) |" in text
+    assert "| b | 2 | 80.00 ± 0.00 | 80.00 ± 0.00 | — |" in text
+    rows = load_csv_numbers(out / "report.csv")
+    assert [r["published"] for r in rows] == ["7.5 % error (Someone 2020, Table 1)", ""]
+    assert list(rows[0]).index("published") == list(rows[0]).index("test_accuracy_ci95") + 1
+
+
+def test_report_of_a_folder_swept_before_published_existed(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    out = fake_sweep(tmp_path / "old")  # experiment.json without "published"
+    result = CliRunner().invoke(main, ["report", str(out), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert [r["published"] for r in load_csv_numbers(out / "report.csv")] == ["", ""]
+    given = make_report(out, figures=False, published={"b": "80 %"})
+    assert [v.published for v in given.variants] == ["", "80 %"]
+
+
+def test_a_sweep_records_the_published_numbers_in_its_folder(tmp_path: Path) -> None:
+    from circuits.experiments.sweep import _manifest
+
+    text = experiment_text(REPO / "specs" / "fa_digits.toml").replace(
+        'set = { "rule.name" = "feedback_alignment" }', 'set = { "rule.name" = "feedback_alignment" }\npublished = "x"')
+    experiment = parse_experiment(text, source="exp.toml")
+    manifest = _manifest(experiment, plan_runs(experiment), tmp_path)
+    assert manifest["published"] == {"feedback_alignment": "x"}
 
 
 def test_report_of_a_sweep_draws_curves_and_alignment(swept) -> None:

@@ -14,6 +14,7 @@ the variants (a name plus ``--set`` style overrides of the base spec) and an opt
     [[variants]]
     name = "backprop"
     set = { "rule.name" = "backprop" }
+    published = "2.4 % test error, mean of 20 runs (Lillicrap et al. 2016, Fig. 2)"  # optional
 
     [grid]
     "rule.lr" = [0.01, 0.05]
@@ -42,7 +43,7 @@ __all__ = ["ExperimentError", "Variant", "Experiment", "SELECT_METRICS", "load_e
 SELECT_METRICS = ("validation_accuracy", "validation_loss")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _EXPERIMENT_KEYS = ("name", "spec", "seeds", "select", "set", "doc")
-_VARIANT_KEYS = ("name", "set")
+_VARIANT_KEYS = ("name", "set", "published")
 
 
 class ExperimentError(CircuitsError):
@@ -51,10 +52,15 @@ class ExperimentError(CircuitsError):
 
 @attrs.frozen
 class Variant:
-    """One arm of an experiment: a name and overrides of the base spec."""
+    """One arm of an experiment: a name, overrides of the base spec, and the published number.
+
+    ``published`` is free text: the paper's number for this arm with its source (shown
+    beside ours in the report), ``""`` when the file gives none.
+    """
 
     name: str
     overrides: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    published: str = ""
 
 
 @attrs.frozen
@@ -244,7 +250,12 @@ def _variants(entries: object, source: str) -> tuple[Variant, ...]:
         name = _name(entry.get("name"), f"{where}.name")
         if name in [v.name for v in variants]:
             raise ExperimentError(f"{where}.name: '{name}' is already the name of another variant")
-        variants.append(Variant(name, _overrides(entry.get("set", {}), f"{where}.set")))
+        published = entry.get("published", "")
+        if not isinstance(published, str):
+            raise ExperimentError(f'{where}.published: must be a string, the paper\'s number with its source, '
+                                  f'e.g. "2.4 % test error (Lillicrap et al. 2016, Fig. 2)" '
+                                  f"(got {describe_value(published)})")
+        variants.append(Variant(name, _overrides(entry.get("set", {}), f"{where}.set"), published.strip()))
     return tuple(variants)
 
 

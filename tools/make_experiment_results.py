@@ -116,6 +116,12 @@ def section_rows(report: Report, commands: Sequence[str], link: str) -> list[str
     return rows
 
 
+def _sweep_out(command: str) -> str | None:
+    """The ``--out`` folder a ``circuits sweep`` command names, so its report command names it too."""
+    words = shlex.split(command)
+    return next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "--out"), None)
+
+
 def section_text(blocks: Sequence[list[str]]) -> str:
     """The whole ``## Paper experiments`` section, ending in one newline."""
     lines = [SECTION, "",
@@ -124,7 +130,9 @@ def section_text(blocks: Sequence[list[str]]) -> str:
              "the validation split; ours: final test accuracy and error (%), mean ± sd over the "
              "completed seeds; published: the paper's number with its source, from the experiment "
              "file. Each experiment's report (with 95 % confidence intervals), curves and per-run "
-             "table are in `gallery/experiments/<experiment>/`.", "",
+             "table are in `gallery/experiments/<experiment>/`. The epochs column says what ran: "
+             "where it is below a paper's budget (the sweep command's `--set task.epochs`), the "
+             "row measures that shorter run, not the paper's set-up.", "",
              "| experiment | variant | selected point | seeds | epochs | test accuracy (%) | "
              "test error (%) | published | commands |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -190,7 +198,7 @@ def make_experiment_results(sweeps: Sequence[str | os.PathLike[str]], *,
         target = gallery / report.name
         copy_reports(out, target)
         sweep = commands[index] if commands else sweep_command(manifest, experiment)
-        said = [sweep, shlex.join(["circuits", "report", str(manifest.get("out", out))])]
+        said = [sweep, shlex.join(["circuits", "report", _sweep_out(sweep) or str(manifest.get("out", out))])]
         link = Path(os.path.relpath(target / "report.md", results.parent)).as_posix()
         blocks.append(section_rows(report, said, link))
         reports.append(report)

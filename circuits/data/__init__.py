@@ -1,0 +1,34 @@
+"""Data sets: an explicit registry of loaders, and batching.
+
+:data:`DATASETS` is the default registry. Each source module adds its data sets here:
+:mod:`circuits.data.builtin` (digits, MNIST, Fashion-MNIST, synthetic tasks). A new source is
+a module of this package with a ``register_*(registry)`` function, called below.
+
+:meth:`DatasetRegistry.load` runs in three stages:
+
+1. the loader draws or reads the full train/test split, seeded by ``default_rng(seed)``;
+2. ``n_train`` / ``n_test`` keep the first examples of each split;
+3. inputs become float64 and are normalized with statistics of the kept training split only.
+
+MNIST and Fashion-MNIST are read from IDX files by :mod:`circuits.idx`, which also keeps
+their download cache.
+"""
+
+from __future__ import annotations
+
+from circuits.data.builtin import register_builtin
+from circuits.data.registry import (
+    NORMALIZATIONS,
+    TASKS,
+    Dataset,
+    DatasetInfo,
+    DatasetRegistry,
+    iterate_batches,
+    load_dataset,
+)
+
+__all__ = ["DATASETS", "NORMALIZATIONS", "TASKS", "Dataset", "DatasetInfo", "DatasetRegistry",
+           "iterate_batches", "load_dataset"]
+
+DATASETS = DatasetRegistry()
+register_builtin(DATASETS)

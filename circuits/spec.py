@@ -30,7 +30,7 @@ from circuits.schema import Param, RuleSignature, TableReader, check_params, des
 
 __all__ = [
     "ACTIVATIONS", "ROLES", "PROJECTION_TYPES", "INIT_SCHEMES", "LOSSES",
-    "InitSpec", "PopulationSpec", "ProjectionSpec", "RuleSpec", "TaskSpec", "RunSpec",
+    "InitSpec", "SpikesSpec", "PopulationSpec", "ProjectionSpec", "RuleSpec", "TaskSpec", "RunSpec",
     "CircuitSpec", "load_spec", "parse_spec",
 ]
 
@@ -56,13 +56,30 @@ class InitSpec:
 
 
 @attrs.frozen
+class SpikesSpec:
+    """A spiking population's sampling (see :mod:`circuits.spikes`).
+
+    In training passes the population's rate ``r = f(pre) ≥ 0`` is replaced by its Poisson
+    spike count over ``window`` time bins divided by the window, ``Poisson(r·T)/T``: unbiased,
+    with variance ``r/T``. Error signals use ``f'(pre)`` (straight-through). ``at_test`` keeps
+    the sampling in evaluation and prediction too (rates are used there otherwise).
+    """
+
+    window: int = 1
+    at_test: bool = False
+
+
+SPIKING_ACTIVATIONS = ("relu", "sigmoid", "hard_sigmoid")
+
+
+@attrs.frozen
 class PopulationSpec:
     """A population of neurons.
 
     ``step`` is the Euler step ε (= dt/τ) of leaky-integrator dynamics and ``noise`` the
     standard deviation of the state noise (or the rate scale of Poisson spikes); both are
     used only by rules with dynamics. ``dropout`` is the probability of silencing a unit
-    during training.
+    during training. ``spikes`` makes it a spiking population (:class:`SpikesSpec`).
     """
 
     name: str
@@ -73,6 +90,7 @@ class PopulationSpec:
     step: float = 0.5
     noise: float = 0.0
     noise_type: str = "gaussian"
+    spikes: SpikesSpec | None = None
 
 
 @attrs.frozen
@@ -312,9 +330,31 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
                                f"(got 'softmax' on a {role} population)", key="activation")
         values = {key: reader.get(param) for key, param in _POP_PARAMS.items()
                   if key not in ("size", "role", "activation")}
-        reader.finish(list(_POP_PARAMS))
+        values["spikes"] = _read_spikes(reader, role, activation, values["dropout"])
+        reader.finish([*_POP_PARAMS, "spikes"])
         pops.append(PopulationSpec(name=name, size=size, role=role, activation=activation, **values))
     return tuple(pops)
+
+
+def _read_spikes(reader: TableReader, role: str, activation: str, dropout: float) -> SpikesSpec | None:
+    """The optional ``spikes = { window = T, at_test = false }`` of a population."""
+    value = reader.raw("spikes")
+    if value is None:
+        return None
+    sub = TableReader(value, reader.where("spikes"), reader.source)
+    window = sub.get(Param("window", 1, "time bins T of the spike count", minimum=1))
+    at_test = sub.get(Param("at_test", False, "sample spikes in evaluation too"))
+    sub.finish(["window", "at_test"])
+    if role != "hidden":
+        raise reader.error(f"spikes apply to hidden populations only (this one is {role}); remove the key",
+                           key="spikes")
+    if activation not in SPIKING_ACTIVATIONS:
+        raise reader.error(f"spikes need a rate >= 0: activation must be one of {', '.join(SPIKING_ACTIVATIONS)} "
+                           f"(got '{activation}'); change the activation or remove spikes", key="spikes")
+    if dropout > 0:
+        raise reader.error(f"a population has dropout or spikes, not both (dropout is {dropout:g}); "
+                           "set dropout = 0 or remove spikes", key="spikes")
+    return SpikesSpec(window=window, at_test=at_test)
 
 
 _PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr")

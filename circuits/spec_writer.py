@@ -67,7 +67,7 @@ def dump_spec(spec: CircuitSpec) -> str:
     lines = _table("circuit", {"name": spec.name, "doc": spec.doc})
     lines.append("[populations]")
     for pop in spec.populations:
-        fields = attrs.asdict(pop)
+        fields = {k: v for k, v in attrs.asdict(pop).items() if v is not None}  # spikes: absent when off
         del fields["name"]
         lines.append(f"{_toml_key(pop.name)} = {_toml_value(fields)}")
     lines.append("")

@@ -60,7 +60,7 @@ def test_unknown_key_lists_the_allowed_keys_and_a_match(rules):
     text = BASE.replace('activation = "tanh"', 'activaton = "tanh"')
     assert message(text, rules) == (
         "t.toml: populations.h1.activaton: unknown key; allowed keys are size, role, activation, "
-        "dropout, step, noise, noise_type; did you mean 'activation'?")
+        "dropout, step, noise, noise_type, spikes; did you mean 'activation'?")
 
 
 def test_unknown_table(rules):

@@ -7,6 +7,7 @@ from circuits.backends.dynamics_kernels import fill, leaky_integrate, nudge, ran
 from circuits.backends.kernels import (KernelTable, accumulate, activate, activation_deriv, adam_step, add_bias,
                                        colsum_update, copy, dropout, gaussian_noise, matmul, mean_squared_error,
                                        multiply, outer_update, sgd_step, softmax_cross_entropy)
+from circuits.backends.spike_kernels import poisson_sample
 from circuits.backends.signal_kernels import example_loss, linear_combination, modulate, offset, running_mean
 
 __all__ = ["default_kernels"]
@@ -40,4 +41,5 @@ def default_kernels() -> KernelTable:
     table.register(ops.LeakyIntegrate, leaky_integrate)
     table.register(ops.ResidualNorm, residual_norm)
     table.register(ops.RandomSign, random_sign)
+    table.register(ops.PoissonSample, poisson_sample)
     return table

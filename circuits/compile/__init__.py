@@ -2,7 +2,8 @@
 
 Stages of :func:`compile_circuit`:
 
-1. the rule checks that the graph has the pathways it needs (``rule.check``);
+1. the rule checks that the graph has the pathways it needs (``rule.check``), and spiking
+   populations meet a rule that runs them (a rule's ``spikes = True``);
 2. a :class:`Builder` declares every parameter buffer;
 3. the rule emits its phases and ops through the builder (``rule.emit``), reusing the
    shared forward, loss, backward and update lowerings;
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from circuits.compile.builder import MODES, Builder, Carrier
 from circuits.compile.usage import describe_unused, unused_projections
+from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
 from circuits.ir import Program
 from circuits.schema import RuleSignature
@@ -54,8 +56,21 @@ def compile_circuit(graph: CircuitGraph, rule: RuleLike, *, mode: str = "train",
         When the rule cannot run on this circuit or the program is invalid.
     """
     rule.check(graph)
+    _check_spikes(graph, rule)
     builder = Builder(graph, rule=rule.signature.name, params=dict(graph.spec.rule.params),
                       mode=mode, dtype=dtype or graph.spec.run.dtype,
                       separate_rates=rule.signature.energy_based)
     rule.emit(builder)
     return builder.finish(f"{graph.spec.name}:{mode}")
+
+
+def _check_spikes(graph: CircuitGraph, rule: RuleLike) -> None:
+    """Spiking populations only under rules that declare ``spikes = True`` (they sample every pass)."""
+    if getattr(rule, "spikes", False):
+        return
+    for pop in graph.populations:
+        if graph.population(pop).spikes is not None:
+            raise CompileError(
+                f"{graph.spec.source}: populations.{pop}.spikes: rule '{rule.signature.name}' does not run "
+                "spiking populations; remove spikes or choose backprop, feedback_alignment, "
+                "direct_feedback_alignment, kolen_pollack, weight_mirror or temporal_derivative")

@@ -200,6 +200,22 @@ class Builder:
                 self.emit(phase, ops.Activate(fn, self.settled(pop), self.activity(self.rate(pop), pop)))
             if pop != self.graph.output:
                 self._dropout(phase, pop)
+                self.sample_spikes(phase, pop)
+
+    def spiking(self, pop: str) -> bool:
+        """Whether ``pop``'s rate is a Poisson spike count in this program (training; tests if asked)."""
+        spikes = self.graph.population(pop).spikes
+        return spikes is not None and (self.mode == "train" or (self.mode == "infer" and spikes.at_test))
+
+    def sample_spikes(self, phase: str, pop: str, rate: str | None = None, stream: str = "spikes") -> None:
+        """``rate = Poisson(T·rate)/T`` on a spiking population.
+
+        ``rate`` defaults to the population's rate buffer; ``stream`` names the random stream
+        ``<pop>.<stream>`` (a second sample of the same population needs its own name).
+        """
+        if self.spiking(pop):
+            window = self.graph.population(pop).spikes.window
+            self.emit(phase, ops.PoissonSample(window, rate or self.rate(pop), stream=f"{pop}.{stream}"))
 
     def _dropout(self, phase: str, pop: str) -> None:
         p = self.graph.population(pop).dropout
@@ -226,14 +242,20 @@ class Builder:
             self._deriv(phase, out)
 
     def _deriv(self, phase: str, pop: str) -> None:
-        """``delta = grad ⊙ f'`` (through the lateral step, if any), after the dropout mask."""
+        """``delta = grad ⊙ f'`` (through the lateral step, if any), after the dropout mask.
+
+        A spiking population's ``delta`` is ``grad ⊙ f'(pre)``: the straight-through estimate
+        that treats the spike count as its rate ``f(pre)`` (so ``f`` is recomputed from ``pre``
+        where its derivative is written in terms of the rate).
+        """
         masked = self.graph.population(pop).dropout > 0 and self.mode == "train" and pop != self.graph.output
         if masked:
             self.emit(phase, ops.Multiply(f"{pop}.mask", self.grad(pop)))
         fn = self.graph.population(pop).activation
         if not self.linear(pop):
             self.emit(phase, ops.ActivationDeriv(fn, self.settled(pop), self.rate(pop), self.grad(pop),
-                                                 self.activity(self.delta2(pop), pop), masked=masked))
+                                                 self.activity(self.delta2(pop), pop),
+                                                 masked=masked or self.spiking(pop)))
         self._lateral_deriv(phase, pop)
 
     def _lateral_deriv(self, phase: str, pop: str) -> None:

@@ -14,6 +14,7 @@ from circuits.ops.basic import (AdamStep, Accumulate, Activate, ActivationDeriv,
                                 Dropout, GaussianNoise, MatMul, MeanSquaredError, MomentumStep, Multiply,
                                 OuterUpdate, SgdStep, SoftmaxCrossEntropy)
 from circuits.ops.dynamics import Fill, LeakyIntegrate, Nudge, RandomSign, ResidualNorm
+from circuits.ops.spikes import PoissonSample
 from circuits.ops.signals import ExampleLoss, LinearCombination, Modulate, Offset, RunningMean
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "LeakyIntegrate",
     "ResidualNorm",
     "RandomSign",
+    "PoissonSample",
 ]

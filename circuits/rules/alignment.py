@@ -42,6 +42,7 @@ class FeedbackAlignment(Rule):
         params=(*COMMON_PARAMS, _AUTO, _SCALE),
         needs="a feedback projection C→h for every forward projection h→C out of a hidden population",
     )
+    spikes = True
     feedback_plastic = False
 
     def pairs(self, graph: CircuitGraph) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ class Backprop(Rule):
         params=COMMON_PARAMS,
         needs="nothing beyond the forward graph (feedback projections are ignored)",
     )
+    spikes = True
 
     def emit(self, b: Builder) -> None:
         carriers = {

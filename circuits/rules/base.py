@@ -25,6 +25,8 @@ class Rule:
 
     signature: RuleSignature
     reference: str = "backprop"
+    spikes: bool = False
+    """Whether the rule runs spiking populations (``populations.<p>.spikes``, see :mod:`circuits.spikes`)."""
 
     @property
     def name(self) -> str:

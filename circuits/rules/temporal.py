@@ -47,7 +47,12 @@ forward learning rate makes B diverge (seen on MNIST 784-800-800-10 at lr 0.1).
 it neither changes nor learns, as under backprop with the same mask. The reconstruction target
 of the adaptive top-down weights is the dropped-out activity ``mask ⊙ f(pre)``, whose
 expectation is ``f(pre)``: the delta rule is linear in its target, so B learns the same
-expected map. **Lateral** projections are not modelled (the rule rejects them).
+expected map. **Spiking** hidden populations (``spikes = { window = T }``) are sampled before and after:
+``h_l`` and ``h_l'`` are both Poisson counts over T bins divided by T (independent streams
+``<p>.spikes`` and ``<p>.spikes_after``), so ``Δh_l`` is a difference of spike counts, an unbiased estimate of the rate change with variance
+``(h_l + h_l')/T``; it is the signal a synapse reading pre × the change of post spike rate
+would see (:mod:`circuits.spikes` measures it with an STDP trace filter instead).
+**Lateral** projections are not modelled (the rule rejects them).
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ class TemporalDerivative(Rule):
         needs="a top-down (feedback) projection C→h for every forward projection h→C out of a hidden "
               "population; plastic when topdown = \"adaptive\", fixed otherwise",
     )
+    spikes = True
 
     def pairs(self, graph: CircuitGraph) -> list[tuple[str, str]]:
         """``(source, target)`` of every top-down projection the rule needs."""
@@ -166,6 +172,7 @@ class TemporalDerivative(Rule):
                 self._topdown(b, phase, terms, change, after, first=False)
                 rate_after = b.activity(f"{pop}.rate_after", pop)
                 b.emit(phase, ops.Activate(b.graph.population(pop).activation, after, rate_after))
+                b.sample_spikes(phase, pop, rate_after, stream="spikes_after")
                 if self._dropped(b, pop):
                     b.emit(phase, ops.Multiply(f"{pop}.mask", rate_after))
                 b.emit(phase, ops.LinearCombination((rate_after, b.rate(pop)), (1.0, -1.0), change[pop]))

@@ -1,0 +1,30 @@
+"""Kernel of the spiking populations' sampling op (:class:`circuits.ops.PoissonSample`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from circuits import ops
+from circuits.backends.kernels import KernelContext, Step
+
+__all__ = ["poisson_sample"]
+
+
+def poisson_sample(op: ops.PoissonSample, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    """``out = Poisson(T·out)/T``; the expected count ``T·out`` is formed in a scratch array once per step.
+
+    NumPy's and CuPy's generators both draw Poisson counts from an array of means; the counts
+    come back as integers and are cast into ``out``.
+    """
+    xp = ctx.xp
+    out = arrays[op.out]
+    rng = ctx.rng(op.stream)
+    window = float(op.window)
+    mean = xp.empty_like(out)
+
+    def step() -> None:
+        xp.multiply(out, window, out=mean)
+        xp.maximum(mean, 0, out=mean)  # rounding can leave -0.0 or a tiny negative rate
+        out[...] = rng.poisson(mean)
+        xp.divide(out, window, out=out)
+    return step

@@ -108,7 +108,8 @@ def load_data(model: Model, *, download: bool = True) -> Dataset:
     task = model.spec.task
     data = DATASETS.load(task.dataset, seed=model.spec.run.seed, data_dir=task.data_dir,
                          n_train=task.n_train, n_test=task.n_test, normalize=task.normalize,
-                         options=task.options, download=download, validation=task.validation)
+                         options=task.options, download=download, validation=task.validation,
+                         path=task.path, test_path=task.test_path, label=task.label)
     check_data_fit(model.spec, model.graph, n_features=data.n_features, n_outputs=data.n_outputs,
                    task=data.task)
     return data

@@ -243,8 +243,8 @@ def test_init_tables(rules):
 
 def test_task_and_run_checks(rules):
     assert message(BASE + '[task]\ndataset = "mnst"\n', rules) == (
-        "t.toml: task.dataset: must be one of digits, fashion-mnist, mnist, parity, teacher_linear, "
-        "teacher_nonlinear, xor (got 'mnst'; did you mean 'mnist'?)")
+        "t.toml: task.dataset: must be one of csv, digits, fashion-mnist, mnist, npz, parity, "
+        "teacher_linear, teacher_nonlinear, xor (got 'mnst'; did you mean 'mnist'?)")
     assert message(BASE + "[task]\noptions = { test_frac = 0.3 }\n", rules) == (
         "t.toml: task.options.test_frac: unknown key; allowed keys are test_fraction; did you mean 'test_fraction'?")
     assert message(BASE + '[run]\ndtype = "float16"\n', rules) == (

@@ -1,8 +1,10 @@
 """Data sets: an explicit registry of loaders, and batching.
 
 :data:`DATASETS` is the default registry. Each source module adds its data sets here:
-:mod:`circuits.data.builtin` (digits, MNIST, Fashion-MNIST, synthetic tasks). A new source is
-a module of this package with a ``register_*(registry)`` function, called below.
+:mod:`circuits.data.builtin` (digits, MNIST, Fashion-MNIST, synthetic tasks) and
+:mod:`circuits.data.files` (the user's ``npz`` and ``csv`` files). A new source is a module of
+this package with a ``register_*(registry)`` function, called below; installed packages add
+theirs through the ``circuits.datasets`` entry-point group (:mod:`circuits.data.plugins`).
 
 :meth:`DatasetRegistry.load` runs in three stages:
 
@@ -17,6 +19,8 @@ their download cache.
 from __future__ import annotations
 
 from circuits.data.builtin import register_builtin
+from circuits.data.files import register_files
+from circuits.data.plugins import DatasetPluginWarning, register_plugins
 from circuits.data.registry import (
     NORMALIZATIONS,
     TASKS,
@@ -27,8 +31,10 @@ from circuits.data.registry import (
     load_dataset,
 )
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "TASKS", "Dataset", "DatasetInfo", "DatasetRegistry",
+__all__ = ["DATASETS", "DatasetPluginWarning", "NORMALIZATIONS", "TASKS", "Dataset", "DatasetInfo", "DatasetRegistry",
            "iterate_batches", "load_dataset"]
 
 DATASETS = DatasetRegistry()
 register_builtin(DATASETS)
+register_files(DATASETS)
+register_plugins(DATASETS)

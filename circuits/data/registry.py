@@ -116,6 +116,9 @@ class DatasetInfo:
         default=None, eq=False)
     """``sizes(options)`` → (examples in both splits, values per example as stored: features
     plus regression targets, bytes per stored value), for memory estimates before loading."""
+    files: bool = False
+    """The set reads the user's files: its loader also gets ``path``, ``test_path`` and
+    ``label`` (``task.path``, ``task.test_path``, ``task.label``; paths absolute or ``None``)."""
 
 
 class DatasetRegistry:
@@ -123,7 +126,10 @@ class DatasetRegistry:
 
     A loader is called as ``loader(seed=int, data_dir=Path | None, download=bool, **options)``
     with every option of its info filled in, and returns the full, unnormalized
-    :class:`Dataset`; loaders that read no files ignore ``data_dir`` and ``download``.
+    :class:`Dataset`; loaders that read no files ignore ``data_dir`` and ``download``. A set
+    whose info has ``files`` is also given ``path=``, ``test_path=`` and ``label=``. A loader may
+    return its own validation split (``x_validation``/``y_validation``), used when
+    ``validation`` is 0.
     """
 
     def __init__(self) -> None:
@@ -134,6 +140,11 @@ class DatasetRegistry:
         if info.name in self._entries:
             raise ValueError(f"data set '{info.name}' is already registered")
         self._entries[info.name] = (info, loader)
+
+    def merge(self, other: DatasetRegistry) -> None:
+        """Add every data set of ``other``; raises ``ValueError`` on a name taken here."""
+        for name in other.names():
+            self.register(*other._entries[name])
 
     def names(self) -> tuple[str, ...]:
         """The registered names, sorted."""
@@ -166,7 +177,8 @@ class DatasetRegistry:
     def load(self, name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
              n_train: int | None = None, n_test: int | None = None, normalize: str = "standard",
              options: Mapping[str, object] | None = None, download: bool = True,
-             validation: float = 0.0) -> Dataset:
+             validation: float = 0.0, path: str | os.PathLike[str] | None = None,
+             test_path: str | os.PathLike[str] | None = None, label: str | None = None) -> Dataset:
         """Load, subset, split off validation and normalize the data set ``name``.
 
         Parameters
@@ -187,6 +199,9 @@ class DatasetRegistry:
         validation
             Fraction of the kept training split set aside, from its end, as the validation
             set (``round(validation * n)`` examples); normalization uses the rest only.
+            A loader's own validation split is kept when this is 0.
+        path, test_path, label
+            The user's files and label column, for sets whose info has ``files``.
 
         Returns
         -------
@@ -207,6 +222,8 @@ class DatasetRegistry:
         _require(_is_int(seed) and seed >= 0, name, f"seed must be an int >= 0 (got {seed!r})")
         resolved = _resolve_options(info, options or {})
         folder = None if data_dir is None else pathlib.Path(data_dir).expanduser()
+        if info.files:
+            resolved.update(path=path, test_path=test_path, label=label)
         raw = self._entries[name][1](seed=seed, data_dir=folder, download=download, **resolved)
         x_train, y_train = _keep_first(name, "n_train", n_train, raw.x_train, raw.y_train)
         x_test, y_test = _keep_first(name, "n_test", n_test, raw.x_test, raw.y_test)
@@ -214,8 +231,14 @@ class DatasetRegistry:
         _require(0 <= validation < 1 and held < len(x_train) and (validation == 0 or held >= 1), name,
                  f"validation={validation} of {len(x_train)} training examples leaves "
                  f"{held} for validation and {len(x_train) - held} for training; both need >= 1")
-        x_train, x_valid = x_train[:len(x_train) - held], x_train[len(x_train) - held:]
-        y_train, y_valid = y_train[:len(y_train) - held], y_train[len(y_train) - held:]
+        if held == 0 and raw.n_validation:
+            x_valid, y_valid = raw.x_validation, raw.y_validation  # the loader's own split
+        else:
+            _require(held == 0 or not raw.n_validation, name,
+                     f"the data already holds {raw.n_validation} validation examples and "
+                     f"task.validation = {validation} asks for more; set task.validation = 0")
+            x_train, x_valid = x_train[:len(x_train) - held], x_train[len(x_train) - held:]
+            y_train, y_valid = y_train[:len(y_train) - held], y_train[len(y_train) - held:]
         x_train, x_test, x_valid = _normalize(x_train, x_test, normalize, info.pixel_max, x_valid)
         y_dtype = np.int64 if raw.task == "classification" else np.float64
         y_train, y_test, y_valid = (np.array(y, dtype=y_dtype, order="C")
@@ -300,13 +323,15 @@ def _normalize(x_train: np.ndarray, x_test: np.ndarray, method: str,
 def load_dataset(name: str, *, seed: int, data_dir: str | os.PathLike[str] | None = None,
                  n_train: int | None = None, n_test: int | None = None,
                  normalize: str = "standard", options: Mapping[str, object] | None = None,
-                 download: bool = True, validation: float = 0.0) -> Dataset:
+                 download: bool = True, validation: float = 0.0,
+                 path: str | os.PathLike[str] | None = None,
+                 test_path: str | os.PathLike[str] | None = None, label: str | None = None) -> Dataset:
     """Shorthand for ``DATASETS.load(...)``; see :meth:`DatasetRegistry.load`."""
     from circuits.data import DATASETS
 
     return DATASETS.load(name, seed=seed, data_dir=data_dir, n_train=n_train, n_test=n_test,
                          normalize=normalize, options=options, download=download,
-                         validation=validation)
+                         validation=validation, path=path, test_path=test_path, label=label)
 
 
 def iterate_batches(n: int, batch_size: int, rng: np.random.Generator, *,

@@ -137,6 +137,12 @@ class TaskSpec:
     validation: float = 0.0
     """Fraction of the (kept) training split held out, from its end, as a validation set."""
     options: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    path: str | None = None
+    """The data file of a file-backed data set (``npz``, ``csv``), made absolute on reading."""
+    test_path: str | None = None
+    """A ``csv`` set's test file (absolute); without it ``options.test_fraction`` of the rows."""
+    label: str | None = None
+    """A ``csv`` set's label column (``None``: the column named ``label``)."""
 
 
 @attrs.frozen
@@ -455,11 +461,39 @@ def _read_task(reader: TableReader) -> TaskSpec:
                       minimum=0 if kind in (int, float) else None)
         options[key] = options_reader.get(param)
     options_reader.finish(list(allowed))
+    files = _read_files(reader, dataset)
     reader.finish(["dataset", "loss", "epochs", "batch_size", "normalize", "data_dir",
-                   "n_train", "n_test", "autoencode", "validation", "options"])
+                   "n_train", "n_test", "autoencode", "validation", "options", *files])
     return TaskSpec(dataset=dataset, loss=loss, epochs=epochs, batch_size=batch, normalize=normalize,
                     data_dir=data_dir, n_train=n_train, n_test=n_test, autoencode=autoencode,
-                    validation=validation, options=options)
+                    validation=validation, options=options, **files)
+
+
+def _read_files(reader: TableReader, dataset: str) -> dict[str, str | None]:
+    """``task.path``/``test_path`` (absolute, from the spec's folder) and ``task.label``.
+
+    Only data sets that read the user's files take them; such a set needs ``path``.
+    """
+    values = {key: reader.optional(key, str, doc, check=bool, allowed="must be a non-empty string")
+              for key, doc in (("path", "the data file, relative to the spec's folder"),
+                               ("test_path", "a csv test file, relative to the spec's folder"),
+                               ("label", "the csv column holding the labels"))}
+    given = [key for key, value in values.items() if value is not None]
+    if not DATASETS.info(dataset).files:
+        if given:
+            takers = ", ".join(n for n in DATASETS.names() if DATASETS.info(n).files)
+            raise reader.error(f"is read by the file data sets ({takers}) only, and dataset is "
+                               f"'{dataset}'; remove it or set task.dataset", key=given[0])
+        return {}
+    if values["path"] is None:
+        raise reader.error(f"is required for dataset '{dataset}'; give the data file, relative "
+                           "to the spec's folder", key="path")
+    source = Path(reader.source)
+    folder = source.parent if source.is_file() else Path.cwd()
+    for key in ("path", "test_path"):
+        if values[key] is not None:
+            values[key] = str((folder / Path(values[key]).expanduser()).resolve())
+    return values
 
 
 def _read_run(reader: TableReader) -> RunSpec:

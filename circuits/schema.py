@@ -41,7 +41,8 @@ class Param:
     """One declared parameter: its type, default, allowed range or choices and meaning.
 
     ``minimum``/``maximum`` bound numbers (inclusive unless ``open_minimum``); ``choices``
-    lists the allowed strings.
+    lists the allowed strings. A ``dict`` parameter is a table of numbers (name → float);
+    ``check`` may inspect the coerced value further and raise ``ValueError`` with the reason.
     """
 
     name: str
@@ -52,6 +53,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     open_minimum: bool = False
+    check: Callable[[Any], None] | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.kind is None:
@@ -61,6 +63,8 @@ class Param:
         """Say in words what values this parameter accepts."""
         if self.choices is not None:
             return "must be one of " + ", ".join(self.choices)
+        if self.kind is dict:
+            return "must be a table of numbers, e.g. { \"pre*post\" = 1.0 }"
         text = "must be " + _TYPE_NAMES.get(self.kind, self.kind.__name__)
         if self.minimum is not None and self.maximum is not None:
             text += f" in {'(' if self.open_minimum else '['}{self.minimum:g}, {self.maximum:g}]"
@@ -79,6 +83,8 @@ class Param:
             With the allowed values and a close match, when ``value`` does not fit.
         """
         given = describe_value(value)
+        if self.kind is dict:
+            return self._coerce_table(value, given)
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"{self.allowed()} (got {given})")
@@ -113,6 +119,18 @@ class Param:
                 raise ValueError(f"{self.allowed()} (got {given})")
             return number
         raise TypeError(f"unsupported parameter kind {self.kind!r}")  # a bug in a rule
+
+    def _coerce_table(self, value: object, given: str) -> dict[str, float]:
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.allowed()} (got {given})")
+        table = {}
+        for key, number in value.items():
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+                raise ValueError(f"entry {key!r} must be a finite number (got {describe_value(number)})")
+            table[str(key)] = float(number)
+        if self.check is not None:
+            self.check(table)
+        return table
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ from circuits.backends.kernels import (KernelTable, accumulate, activate, activa
                                        colsum_update, copy, dropout, gaussian_noise, matmul, mean_squared_error,
                                        multiply, outer_update, sgd_step, softmax_cross_entropy)
 from circuits.backends.spike_kernels import poisson_sample
+from circuits.backends.plasticity_kernels import plastic_combination, plastic_gram, power_product
 from circuits.backends.signal_kernels import example_loss, linear_combination, modulate, offset, running_mean
 
 __all__ = ["default_kernels"]
@@ -41,5 +42,8 @@ def default_kernels() -> KernelTable:
     table.register(ops.LeakyIntegrate, leaky_integrate)
     table.register(ops.ResidualNorm, residual_norm)
     table.register(ops.RandomSign, random_sign)
+    table.register(ops.PowerProduct, power_product)
+    table.register(ops.PlasticGram, plastic_gram)
+    table.register(ops.PlasticCombination, plastic_combination)
     table.register(ops.PoissonSample, poisson_sample)
     return table

@@ -316,6 +316,13 @@ class Builder:
             raise CompileError(f"rule '{self.rule}' learns unknown parameter '{param}'")
         self.learned.setdefault(param, []).append(("modulate", signal, trace, scale))
 
+    def learn_op(self, param: str, make: Any) -> None:
+        """Add the estimate that the op ``make(out, alpha, beta)`` writes as ``out = beta·out +
+        alpha·estimate`` to the rule's estimate of ∂loss/∂``param`` (a rule's own update op)."""
+        if param not in self.public:
+            raise CompileError(f"rule '{self.rule}' learns unknown parameter '{param}'")
+        self.learned.setdefault(param, []).append(("op", make))
+
     def lower_updates(self, phase: str = "update", *, plain_sgd: bool = False,
                       terms: tuple[dict[str, list[Any]], dict[str, list[Any]]] | None = None) -> None:
         """Lower the learned estimates into the optimizer's ops.
@@ -364,6 +371,8 @@ class Builder:
             if term[0] == "modulate":
                 _, signal, trace, factor = term
                 self.emit(phase, ops.Modulate(signal, trace, out, alpha=scale * factor, beta=beta))
+            elif term[0] == "op":
+                self.emit(phase, term[1](out, scale, beta))  # a rule's own op: make(out, alpha, beta)
             elif len(term) == 3:
                 a, b, sign = term
                 self.emit(phase, ops.OuterUpdate(a, b, out, alpha=scale * sign, beta=beta))

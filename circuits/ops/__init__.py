@@ -14,6 +14,7 @@ from circuits.ops.basic import (AdamStep, Accumulate, Activate, ActivationDeriv,
                                 Dropout, GaussianNoise, MatMul, MeanSquaredError, MomentumStep, Multiply,
                                 OuterUpdate, SgdStep, SoftmaxCrossEntropy)
 from circuits.ops.dynamics import Fill, LeakyIntegrate, Nudge, RandomSign, ResidualNorm
+from circuits.ops.plasticity import PlasticCombination, PlasticGram, PowerProduct
 from circuits.ops.spikes import PoissonSample
 from circuits.ops.signals import ExampleLoss, LinearCombination, Modulate, Offset, RunningMean
 
@@ -45,4 +46,7 @@ __all__ = [
     "ResidualNorm",
     "RandomSign",
     "PoissonSample",
+    "PowerProduct",
+    "PlasticGram",
+    "PlasticCombination",
 ]

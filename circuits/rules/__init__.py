@@ -16,6 +16,7 @@ from circuits.rules.base import Rule
 from circuits.rules.chl import ContrastiveHebbian
 from circuits.rules.early_inference import EarlyInference
 from circuits.rules.eqprop import EquilibriumPropagation
+from circuits.rules.plasticity import Plasticity
 from circuits.rules.perturbation import NodePerturbation, WeightPerturbation
 from circuits.rules.predictive import PredictiveCoding
 from circuits.rules.recirculation import Recirculation
@@ -79,6 +80,7 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(EquilibriumPropagation())
     registry.register(ContrastiveHebbian())
     registry.register(EarlyInference())
+    registry.register(Plasticity())
     if plugins:
         for entry in metadata.entry_points(group=PLUGIN_GROUP):
             _register_plugin(registry, entry)

@@ -1,0 +1,118 @@
+"""Claims of the parametrized plasticity family: known rules are points of it.
+
+* ``plasticity_fa_point``: θ = {pre*err: −1} gives the deltas of ``feedback_alignment``
+  exactly (same feedback weights, same circuit);
+* ``plasticity_hebb_oja_points``: θ = {pre*post: 1} gives ``lr·mean(pre ⊗ post)`` and
+  θ = {pre*post: 1, post^2*w: −1} Oja's ``lr·(mean(pre ⊗ post) − mean(post²) ⊙ w)``, both
+  against the same formulas written in NumPy from the circuit's own rates.
+
+The search claims (Oja's rule beats the zero rule on the Oja task; a search gets within
+1.2× of Oja's objective) live with the search, in :mod:`circuits.meta.claims`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuits.claims.base import Claim, Outcome, random_batch, relative_error, variant
+from circuits.model import Model
+from circuits.rules import RuleRegistry
+from circuits.spec import CircuitSpec
+
+__all__ = ["PLASTICITY_FA_POINT", "PLASTICITY_HEBB_OJA_POINTS", "family_deltas"]
+
+_TOL = 1e-12
+
+
+def family_deltas(spec: CircuitSpec, registry: RuleRegistry, terms: dict[str, float],
+                  x: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], ...]:
+    """The plasticity rule's deltas at ``terms`` on a batch, every population's rate in that
+    probe, and the parameters (not changed by a probe)."""
+    spec = variant(spec, rule="plasticity", rule_params={"terms": terms})
+    model = Model(spec, registry=registry)
+    deltas = model.deltas(x, y)
+    exe = model.sim.executable(model.compiled("probe"), len(x))
+    rates = {pop: np.array(model.backend.to_numpy(exe.arrays[_rate(model, pop)])) for pop in model.graph.populations}
+    params = {name: np.array(model.backend.to_numpy(value)) for name, value in model.params.items()}
+    return deltas, rates, params
+
+
+def _rate(model: Model, pop: str) -> str:
+    if model.graph.population(pop).role == "input":
+        return f"{pop}.rate"
+    return f"{pop}.pre" if model.graph.population(pop).activation == "linear" else f"{pop}.rate"
+
+
+def _needs_feedback(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    rule = registry.get("feedback_alignment")
+    spec = variant(spec, rule="feedback_alignment", rule_params={"auto_feedback": True})
+    try:
+        Model(rule.augment(spec), registry=registry)
+    except Exception as exc:  # a circuit FA cannot run on (lateral or cyclic projections)
+        return f"feedback alignment does not run on this circuit: {exc}"
+    return None
+
+
+def _fa_point(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    fa_spec = registry.get("feedback_alignment").augment(
+        variant(spec, rule="feedback_alignment", rule_params={"auto_feedback": True}))
+    fa = Model(fa_spec, registry=registry)
+    x, y = random_batch(fa, 7, rng)
+    expected = fa.deltas(x, y)
+    family_spec = variant(fa_spec, rule="plasticity", rule_params={"terms": {"pre*err": -1.0}})
+    got = Model(family_spec, registry=registry).deltas(x, y)
+    worst = max(relative_error(got[name], expected[name]) for name in expected)
+    missing = sorted(set(expected) ^ set(got))
+    ok = worst < _TOL and not missing
+    return Outcome("plasticity_fa_point", "pass" if ok else "fail",
+                   {"max_relative_error": worst, "parameters": float(len(expected))},
+                   f"every parameter's delta equals feedback_alignment's (relative error < {_TOL:g})"
+                   + (f"; parameters differ: {', '.join(missing)}" if missing else ""))
+
+
+def _hebb_oja(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    base = variant(spec, rule="plasticity", rule_params={"terms": {"pre*post": 1.0}})
+    model = Model(base, registry=registry)
+    x, y = random_batch(model, 6, rng)
+    worst = 0.0
+    for terms in ({"pre*post": 1.0}, {"pre*post": 1.0, "post^2*w": -1.0}):
+        deltas, rates, params = family_deltas(spec, registry, terms, x, y)
+        lr = base.rule.params["lr"]
+        for proj in model.graph.projections("forward"):
+            if not proj.plastic:
+                continue
+            pre, post = rates[proj.source], rates[proj.target]
+            hand = pre.T @ post / len(x)
+            if "post^2*w" in terms:
+                hand = hand - np.mean(post * post, axis=0) * params[proj.name]
+            worst = max(worst, relative_error(deltas[proj.name], lr * hand))
+    ok = worst < _TOL
+    return Outcome("plasticity_hebb_oja_points", "pass" if ok else "fail", {"max_relative_error": worst},
+                   f"Hebb's and Oja's points equal lr·mean(pre⊗post) and lr·(mean(pre⊗post) − "
+                   f"mean(post²)⊙w) from the circuit's rates (relative error < {_TOL:g})")
+
+
+def _always(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    return None
+
+
+PLASTICITY_FA_POINT = Claim(
+    name="plasticity_fa_point",
+    rules=("plasticity", "feedback_alignment"),
+    statement="The plasticity family at θ = {pre*err: −1} is feedback alignment: same deltas, "
+              "same feedback weights (float64, plain SGD).",
+    source="Lillicrap et al. 2016 as a point of the family of Confavreux et al. 2020 / "
+           "Shervani-Tabar & Rosenbaum 2023",
+    precondition=_needs_feedback,
+    measure=_fa_point,
+)
+
+PLASTICITY_HEBB_OJA_POINTS = Claim(
+    name="plasticity_hebb_oja_points",
+    rules=("plasticity",),
+    statement="θ = {pre*post: 1} is Hebb's rule lr·mean(pre⊗post); adding post^2*w = −1 gives "
+              "Oja's rule lr·(mean(pre⊗post) − mean(post²)⊙w) (float64, plain SGD).",
+    source="Hebb 1949; Oja 1982",
+    precondition=_always,
+    measure=_hebb_oja,
+)

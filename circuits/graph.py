@@ -60,6 +60,18 @@ class CircuitGraph:
         return self.outputs[0]
 
     @property
+    def interneurons(self) -> tuple[str, ...]:
+        """Populations with ``cell = "interneuron"``, in the spec's order."""
+        return tuple(p.name for p in self.spec.populations if p.cell == "interneuron")
+
+    def served_by(self, interneuron: str) -> str | None:
+        """The pyramidal population that an interneuron hears through a lateral projection."""
+        for proj in self.incoming(interneuron, "lateral"):
+            if self.population(proj.source).cell == "pyramidal":
+                return proj.source
+        return None
+
+    @property
     def hidden(self) -> tuple[str, ...]:
         """Hidden populations in forward (topological) order."""
         return tuple(n for n in self.forward_order() if self.population(n).role == "hidden")
@@ -92,9 +104,13 @@ class CircuitGraph:
     # -- structure -----------------------------------------------------------------------------
 
     def forward_graph(self) -> nx.DiGraph:
-        """The forward projections alone, as a simple directed graph."""
+        """The forward projections alone, as a simple directed graph.
+
+        Interneurons (``cell = "interneuron"``) are not in it: they sit beside the pyramidal
+        population they serve, joined to it by lateral projections only.
+        """
         graph = nx.DiGraph()
-        graph.add_nodes_from(self.nx.nodes)
+        graph.add_nodes_from(n for n in self.nx.nodes if n not in self.interneurons)
         graph.add_edges_from((p.source, p.target) for p in self.projections("forward"))
         return graph
 
@@ -119,6 +135,9 @@ class CircuitGraph:
         for name in self.forward_order():
             sources = [p.source for p in self.incoming(name)]
             depth[name] = 1 + max((depth[s] for s in sources), default=-1)
+        for name in self.interneurons:  # beside the pyramidal population it serves
+            served = self.served_by(name)
+            depth[name] = depth[served] if served in depth else 0
         return depth
 
     def layers(self) -> tuple[tuple[str, ...], ...]:
@@ -176,17 +195,39 @@ def build_graph(spec: CircuitSpec, *, require_dag: bool = True) -> CircuitGraph:
     if require_dag and not nx.is_directed_acyclic_graph(forward):
         raise _cycle_error(spec, forward, alternative=", or choose an energy-based rule, which "
                                                      "allows cycles")
+    _check_interneurons(graph)
     reached = set().union(*(nx.descendants(forward, i) | {i} for i in graph.inputs))
+    reached |= set(graph.interneurons)
     for name in graph.populations:
         if name not in reached:
             raise GraphError(f"{spec.source}: population '{name}': not reachable from an input by "
                              "forward projections; add a [[projections]] entry into it")
-    feeds = nx.ancestors(forward, graph.output) | {graph.output}
+    feeds = nx.ancestors(forward, graph.output) | {graph.output} | set(graph.interneurons)
     for name in graph.populations:
         if name not in feeds:
             raise GraphError(f"{spec.source}: population '{name}': does not reach the output "
                              f"'{graph.output}' by forward projections; add a projection from it")
     return graph
+
+
+def _check_interneurons(graph: CircuitGraph) -> None:
+    """An interneuron hears one pyramidal population and projects back to it, laterally only."""
+    source = graph.spec.source
+    for name in graph.interneurons:
+        for proj in graph.spec.projections:
+            if name in (proj.source, proj.target) and proj.type != "lateral":
+                raise GraphError(f"{source}: projection '{proj.name}': an interneuron connects by lateral "
+                                 f"projections within its area only; set type = \"lateral\"")
+        served = graph.served_by(name)
+        if served is None:
+            raise GraphError(f"{source}: population '{name}': an interneuron needs a lateral projection "
+                             "from the pyramidal population it serves; add [[projections]] from = \"<pyramidal>\", "
+                             f"to = \"{name}\", type = \"lateral\"")
+        back = [p.target for p in graph.outgoing(name, "lateral")]
+        if any(t != served for t in back) or not back:
+            raise GraphError(f"{source}: population '{name}': an interneuron projects back to the pyramidal "
+                             f"population it hears ('{served}') and nowhere else (got {', '.join(back) or 'none'}); "
+                             f"add or fix a lateral projection from '{name}' to '{served}'")
 
 
 def _cycle_error(spec: CircuitSpec, forward: nx.DiGraph, *, why: str = "",

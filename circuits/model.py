@@ -123,6 +123,9 @@ class Model:
         for buf in self.program.buffers.values():
             if buf.persistent:
                 self.sim.persistent(buf)
+        initialize = getattr(self.rule, "initialize", None)
+        if initialize is not None:  # a rule that sets weights from others once drawn (a closed-form state)
+            initialize(self)
 
     # -- programs --------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from circuits.cells import CELL_KEYS, COMPARTMENTS, default_compartment, read_cell
 from circuits.data import DATASETS
 from circuits.errors import SpecError, did_you_mean
 from circuits.overrides import apply_override, load_toml, parse_overrides
@@ -90,6 +91,13 @@ class PopulationSpec:
     step: float = 0.5
     noise: float = 0.0
     noise_type: str = "gaussian"
+    cell: str | None = None
+    """``pyramidal`` or ``interneuron`` (compartmental cells, :mod:`circuits.cells`); None: a point unit."""
+    g_lk: float | None = None
+    g_basal: float | None = None
+    g_apical: float | None = None
+    g_dendrite: float | None = None
+    g_som: float | None = None
     spikes: SpikesSpec | None = None
 
 
@@ -111,6 +119,8 @@ class ProjectionSpec:
     bias: bool = True
     plastic: bool = True
     lr: float | None = None
+    compartment: str | None = None
+    """``basal`` or ``apical``: where a projection into a pyramidal population lands (None otherwise)."""
 
 
 @attrs.frozen
@@ -337,7 +347,8 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
         values = {key: reader.get(param) for key, param in _POP_PARAMS.items()
                   if key not in ("size", "role", "activation")}
         values["spikes"] = _read_spikes(reader, role, activation, values["dropout"])
-        reader.finish([*_POP_PARAMS, "spikes"])
+        values.update(read_cell(reader))
+        reader.finish([*_POP_PARAMS, *CELL_KEYS, "spikes"])
         pops.append(PopulationSpec(name=name, size=size, role=role, activation=activation, **values))
     return tuple(pops)
 
@@ -363,7 +374,7 @@ def _read_spikes(reader: TableReader, role: str, activation: str, dropout: float
     return SpikesSpec(window=window, at_test=at_test)
 
 
-_PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr")
+_PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr", "compartment")
 
 
 def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
@@ -396,10 +407,25 @@ def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
         plastic = reader.get(Param("plastic", kind != "feedback", "whether the rule may change it"))
         lr = reader.optional("lr", float, "this projection's learning rate",
                              check=lambda v: v > 0, allowed="must be a number > 0")
+        compartment = _read_compartment(reader, pops, ends, kind)
         reader.finish(list(_PROJ_KEYS))
         result.append(ProjectionSpec(source=ends[0], target=ends[1], type=kind, name=name,
-                                     init=init, bias=bias, plastic=plastic, lr=lr))
+                                     init=init, bias=bias, plastic=plastic, lr=lr, compartment=compartment))
     return tuple(result)
+
+
+def _read_compartment(reader: TableReader, pops: tuple[PopulationSpec, ...], ends: list[str],
+                      kind: str) -> str | None:
+    """The compartment of a projection into a pyramidal population (None for other targets)."""
+    cells = {p.name: p.cell for p in pops}
+    if cells[ends[1]] != "pyramidal":
+        if reader.has("compartment"):
+            raise reader.error(f"only projections into a pyramidal population land on a compartment "
+                               f"('{ends[1]}' is not one); remove compartment or set "
+                               f"populations.{ends[1]}.cell = \"pyramidal\"", key="compartment")
+        return None
+    return reader.get(Param("compartment", default_compartment(kind, cells[ends[0]]),
+                            "dendrite of the pyramidal target", choices=COMPARTMENTS))
 
 
 def _read_init(reader: TableReader) -> InitSpec:

@@ -14,6 +14,7 @@ from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment,
 from circuits.rules.backprop import Backprop
 from circuits.rules.base import Rule
 from circuits.rules.chl import ContrastiveHebbian
+from circuits.rules.dendritic import DendriticError
 from circuits.rules.early_inference import EarlyInference
 from circuits.rules.eqprop import EquilibriumPropagation
 from circuits.rules.plasticity import Plasticity
@@ -80,6 +81,7 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(EquilibriumPropagation())
     registry.register(ContrastiveHebbian())
     registry.register(EarlyInference())
+    registry.register(DendriticError())
     registry.register(Plasticity())
     if plugins:
         for entry in metadata.entry_points(group=PLUGIN_GROUP):

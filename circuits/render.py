@@ -350,7 +350,8 @@ def _diagram(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> F
         pop = graph.population(name)
         ax.add_patch(FancyBboxPatch((x - w / 2 + r, yc - h / 2 + r), w - 2 * r, h - 2 * r,
                                     boxstyle=f"round,pad={r}", facecolor=ROLE_COLORS[pop.role][0],
-                                    edgecolor=ROLE_COLORS[pop.role][1], lw=1.2, zorder=3))
+                                    edgecolor=ROLE_COLORS[pop.role][1], lw=1.2, zorder=3,
+                                    linestyle=":" if pop.spikes is not None else "-"))  # spiking: dotted
         ax.text(x, yc + 0.1, name, fontsize=_NAME_PT, fontweight="bold", ha="center", va="center", zorder=5)
         ax.text(x, yc - 0.12, box_detail(pop), fontsize=_DETAIL_PT, color="#333333", ha="center", va="center",
                 zorder=5)

@@ -29,8 +29,9 @@ _MERMAID_WORDS = {"end", "graph", "subgraph", "flowchart", "style", "class", "cl
 
 
 def box_detail(pop: PopulationSpec) -> str:
-    """The line under a population's name: ``"<size> · <activation>[ · dropout p]"``."""
-    return f"{pop.size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
+    """The line under a population's name: ``"<size> · <activation>[ · dropout p][ · spikes T=n]"``."""
+    return (f"{pop.size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
+            + (f" · spikes T={pop.spikes.window}" if pop.spikes is not None else ""))
 
 
 def diagram_title(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:

@@ -354,10 +354,17 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
 
 
 def _read_spikes(reader: TableReader, role: str, activation: str, dropout: float) -> SpikesSpec | None:
-    """The optional ``spikes = { window = T, at_test = false }`` of a population."""
+    """The optional ``spikes = { window = T, at_test = false }`` of a population.
+
+    ``spikes = false`` says "not spiking" explicitly, so that an override
+    (``--set populations.h1.spikes=false``) can turn a spiking population into a rate one.
+    """
     value = reader.raw("spikes")
-    if value is None:
+    if value is None or value is False:
         return None
+    if not isinstance(value, dict):
+        raise reader.error(f"must be a table {{ window = T, at_test = false }}, or false for no spikes "
+                           f"(got {describe_value(value)})", key="spikes")
     sub = TableReader(value, reader.where("spikes"), reader.source)
     window = sub.get(Param("window", 1, "time bins T of the spike count", minimum=1))
     at_test = sub.get(Param("at_test", False, "sample spikes in evaluation too"))

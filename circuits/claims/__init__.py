@@ -23,6 +23,7 @@ from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUA
                                          PERTURBATION_UNBIASED, PERTURBATION_VARIANCE)
 from circuits.claims.predictive import (FIXED_PREDICTION_CONVERGES, FIXED_PREDICTION_IS_EXACT,
                                        STRICT_GAP_GROWS_WITH_ERROR)
+from circuits.claims.spikes import SPIKE_VARIANCE, SPIKES_UNBIASED, SPIKING_APPROACHES_RATES
 from circuits.claims.temporal import (RECIRCULATION_DESCENT, TD_OUTPUT_LAYER_IS_BACKPROP, TD_TIED_IS_BACKPROP,
                                       TD_TOPDOWN_RECONSTRUCTS)
 from circuits.claims.targetprop import (DTP_FIXED_POINT, INVERSE_TRAINING, JACOBIAN_DTP_IS_BACKPROP,
@@ -98,6 +99,9 @@ def default_claims() -> ClaimRegistry:
     registry.register(ENERGY_DESCENT)
     registry.register(PLASTICITY_FA_POINT)
     registry.register(PLASTICITY_HEBB_OJA_POINTS)
+    registry.register(SPIKES_UNBIASED)
+    registry.register(SPIKE_VARIANCE)
+    registry.register(SPIKING_APPROACHES_RATES)
     return registry
 
 

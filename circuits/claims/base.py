@@ -100,7 +100,7 @@ def variant(spec: CircuitSpec, *, rule: str | None = None, rule_params: Mapping[
             activation: str | None = None, output_activation: str | None = None,
             bias: bool | None = None, loss: str | None = None, dtype: str = "float64",
             plain_sgd: bool = True, init: Any = None) -> CircuitSpec:
-    """A copy of ``spec`` changed as a claim's statement requires (dropout always off).
+    """A copy of ``spec`` changed as a claim's statement requires (dropout and spikes always off).
 
     ``activation`` applies to hidden populations and ``output_activation`` to the output;
     ``plain_sgd`` sets momentum 0 and the SGD optimizer; ``init`` replaces the init of every
@@ -111,7 +111,8 @@ def variant(spec: CircuitSpec, *, rule: str | None = None, rule_params: Mapping[
         params.update(optimizer="sgd", momentum=0.0)
     params.update(rule_params or {})
     new = {"hidden": activation, "output": output_activation, "input": None}
-    pops = tuple(attrs.evolve(p, activation=new[p.role] or p.activation, dropout=0.0)
+    pops = tuple(attrs.evolve(p, activation=new[p.role] or p.activation, dropout=0.0,
+                                 spikes=None)
                  for p in spec.populations)
     projections = tuple(
         attrs.evolve(p, bias=bias if bias is not None else p.bias,

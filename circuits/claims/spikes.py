@@ -1,0 +1,191 @@
+"""Claims about spiking populations (``populations.<p>.spikes``) and STDP.
+
+Spiking populations (measured on the user's circuit, as compiled for training):
+
+* ``spikes_are_unbiased``: given its pre-activation, a spiking population's rate is a Poisson
+  count over T bins divided by T whose mean is the rate ``f(pre)``. For the first spiking
+  population (deterministic input) this is the rate forward pass itself; deeper ones are
+  unbiased given the spikes below them (their mean is *not* the rate forward pass: the rate
+  function is nonlinear).
+* ``spike_variance_is_rate_over_T``: its variance is ``f(pre)/T``.
+* ``spiking_accuracy_approaches_rates``: evaluated with spikes (``at_test``) over windows
+  T = 1, 4, 16, 64, a briefly trained circuit's test predictions agree more and more with
+  its rate predictions, and its accuracy approaches theirs.
+
+Spike timing (:mod:`circuits.spikes`, independent of the circuit): ``stdp_window_emerges`` and
+``stdp_is_derivative_filter`` (see their modules' docstrings).
+
+Tolerances come from the standard errors of Poisson counts: a count ``c`` with mean ``μ`` has
+``E[c − μ] = 0``, ``Var[c − μ] = μ``, ``E[(c − μ)²] = μ`` and ``Var[(c − μ)²] = μ + 2μ²``.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from circuits.claims.base import Claim, Outcome, capped_data
+from circuits.claims.papers import BENGIO_FISCHER_2015, HINTON_2007
+from circuits.data import iterate_batches
+from circuits.model import Model
+from circuits.rules import RuleRegistry
+from circuits.spec import CircuitSpec, SpikesSpec
+
+__all__ = ["SPIKES_UNBIASED", "SPIKE_VARIANCE", "SPIKING_APPROACHES_RATES", "rate_function",
+           "spiking_populations"]
+
+HINTON_SPIKES = ("Hinton, \"Can the brain do back-propagation?\", Stanford seminar 2016 (and 2014-16 "
+                 "talks): Poisson spikes as a regularizer like dropout")
+Z_LIMIT = 4.0
+"""Standard errors a sampling statistic may stray before a claim fails (≈ 6e-5 two-sided)."""
+PASSES = 20
+WINDOWS = (1, 4, 16, 64)
+
+
+def spiking_populations(spec: CircuitSpec) -> tuple[str, ...]:
+    """Names of the populations with ``spikes`` set."""
+    return tuple(p.name for p in spec.populations if p.spikes is not None)
+
+
+def _needs_spikes(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    if not spiking_populations(spec):
+        return "no population has spikes = { window = T }"
+    if not getattr(registry.get(spec.rule.name), "spikes", False):
+        return f"rule '{spec.rule.name}' does not run spiking populations"
+    return None
+
+
+def rate_function(name: str, pre: np.ndarray) -> np.ndarray:
+    """The NumPy rate ``f(pre)`` of a spiking population's activation (relu, sigmoid, hard_sigmoid)."""
+    if name == "relu":
+        return np.maximum(pre, 0.0)
+    if name == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * pre))
+    if name == "hard_sigmoid":
+        return np.clip(pre, 0.0, 1.0)
+    raise ValueError(f"activation '{name}' has no nonnegative rate")
+
+
+def _float64(spec: CircuitSpec) -> CircuitSpec:
+    return attrs.evolve(spec, run=attrs.evolve(spec.run, dtype="float64"))
+
+
+def _sample(spec: CircuitSpec, registry: RuleRegistry) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per spiking population, ``(expected count μ = T·f(pre), count c)`` of each of :data:`PASSES`
+    training forward passes over one batch of the spec's data (no learning step is taken)."""
+    model = Model(_float64(spec), registry=registry)
+    data = capped_data(model, 256, 1)
+    x, y = data.x_train, data.y_train
+    pops = spiking_populations(model.spec)
+    samples: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {p: [] for p in pops}
+    for _ in range(PASSES):
+        exe = model.run("train", x, y, phases=("forward",))
+        for pop in pops:
+            spec_p = model.graph.population(pop)
+            settled = f"{pop}.pre2" if f"{pop}.pre2" in exe.arrays else f"{pop}.pre"
+            window = spec_p.spikes.window
+            pre = np.array(model.backend.to_numpy(exe.arrays[settled]))
+            rate = np.array(model.backend.to_numpy(exe.arrays[f"{pop}.rate"]))
+            samples[pop].append((window * rate_function(spec_p.activation, pre), np.rint(window * rate)))
+    return samples
+
+
+def _unbiased(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    measured: dict[str, float] = {}
+    ok = True
+    for pop, runs in _sample(spec, registry).items():
+        mu = np.concatenate([m.ravel() for m, _ in runs])
+        count = np.concatenate([c.ravel() for _, c in runs])
+        z = float((count - mu).sum() / np.sqrt(max(mu.sum(), 1e-300)))
+        measured[f"{pop}.relative_bias"] = float((count - mu).sum() / max(mu.sum(), 1e-300))
+        measured[f"{pop}.z"] = z
+        ok = ok and abs(z) <= Z_LIMIT
+    return Outcome(SPIKES_UNBIASED.name, "pass" if ok else "fail", measured,
+                   expected=f"Σ(count − T·f(pre)) within {Z_LIMIT:g} standard errors √Σ T·f(pre) of 0 "
+                            f"({PASSES} training forward passes over 256 examples, float64)")
+
+
+def _variance(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    measured: dict[str, float] = {}
+    ok = True
+    for pop, runs in _sample(spec, registry).items():
+        mu = np.concatenate([m.ravel() for m, _ in runs])
+        count = np.concatenate([c.ravel() for _, c in runs])
+        squares = ((count - mu) ** 2).sum()
+        se = np.sqrt(max((mu + 2 * mu ** 2).sum(), 1e-300))
+        measured[f"{pop}.variance_ratio"] = float(squares / max(mu.sum(), 1e-300))
+        measured[f"{pop}.z"] = float((squares - mu.sum()) / se)
+        ok = ok and abs(measured[f"{pop}.z"]) <= Z_LIMIT
+    return Outcome(SPIKE_VARIANCE.name, "pass" if ok else "fail", measured,
+                   expected=f"Σ(count − μ)² within {Z_LIMIT:g} standard errors √Σ(μ + 2μ²) of Σμ, μ = T·f(pre) "
+                            "(so the rate's variance is f(pre)/T)")
+
+
+def _with_window(spec: CircuitSpec, window: int | None) -> CircuitSpec:
+    """``spec`` with every spiking population sampled over ``window`` bins at test (None: rates)."""
+    pops = tuple(p if p.spikes is None else
+                 attrs.evolve(p, spikes=SpikesSpec(window=window or 1, at_test=window is not None))
+                 for p in spec.populations)
+    return attrs.evolve(spec, populations=pops)
+
+
+def _approaches(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    """Train 2 epochs on ≤ 1,024 examples (the spec's own spiking training), then evaluate."""
+    trained = Model(spec, registry=registry)
+    data = capped_data(trained, 1024, 500)
+    order = np.random.default_rng(int(rng.integers(1 << 31)))
+    for _ in range(2):
+        for index in iterate_batches(data.n_train, spec.task.batch_size, order):
+            trained.step(data.x_train[index], data.y_train[index])
+    params = {k: np.array(trained.backend.to_numpy(v)) for k, v in trained.params.items()}
+    x, y = data.x_test, np.asarray(data.y_test)
+    if y.ndim != 1:
+        y = np.argmax(y, axis=1)
+    rates = Model(_with_window(spec, None), registry=registry)
+    rates.set_params(params)
+    reference = np.argmax(rates.predict(x), axis=1)
+    measured = {"accuracy@rates": float(np.mean(reference == y))}
+    agreement = []
+    for window in WINDOWS:
+        model = Model(_with_window(spec, window), registry=registry)
+        model.set_params(params)
+        predictions = [np.argmax(model.predict(x), axis=1) for _ in range(3)]
+        agreement.append(float(np.mean([np.mean(p == reference) for p in predictions])))
+        measured[f"accuracy@T={window}"] = float(np.mean([np.mean(p == y) for p in predictions]))
+        measured[f"agreement@T={window}"] = agreement[-1]
+    gap = abs(measured[f"accuracy@T={WINDOWS[-1]}"] - measured["accuracy@rates"])
+    ok = agreement[-1] > agreement[0] and agreement[-1] >= 0.9 and gap <= 0.03
+    return Outcome(SPIKING_APPROACHES_RATES.name, "pass" if ok else "fail", measured,
+                   expected=f"agreement with the rate predictions higher at T={WINDOWS[-1]} than at T=1, and "
+                            f"≥ 0.9; accuracy at T={WINDOWS[-1]} within 3 points of the rates' "
+                            "(2 epochs on ≤ 1,024 training examples, ≤ 500 test examples, 3 evaluations each)")
+
+
+SPIKES_UNBIASED = Claim(
+    name="spikes_are_unbiased",
+    rules=("*",),
+    statement="A spiking population's count/T has mean f(pre) given its input: the first spiking layer's "
+              "mean is the rate forward pass",
+    source=HINTON_SPIKES,
+    precondition=_needs_spikes,
+    measure=_unbiased,
+)
+
+SPIKE_VARIANCE = Claim(
+    name="spike_variance_is_rate_over_T",
+    rules=("*",),
+    statement="A spiking population's count/T has variance f(pre)/T given its input",
+    source=HINTON_SPIKES,
+    precondition=_needs_spikes,
+    measure=_variance,
+)
+
+SPIKING_APPROACHES_RATES = Claim(
+    name="spiking_accuracy_approaches_rates",
+    rules=("*",),
+    statement="Evaluated with spikes over T bins, a circuit's predictions approach its rate predictions "
+              "as T grows",
+    source=f"{HINTON_SPIKES}; {BENGIO_FISCHER_2015}; {HINTON_2007}",
+    precondition=_needs_spikes,
+    measure=_approaches,
+)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import attrs
 import numpy as np
 
-from circuits.data import DATASETS, Dataset, iterate_batches
+from circuits.data import DATASETS, Dataset, as_dataset, iterate_batches
 from circuits.errors import DataError, RelaxationWarning, SimulationError
 from circuits.graph import CircuitGraph
 from circuits.model import Model, RelaxationStats
@@ -60,7 +60,8 @@ class EpochRecord:
 
 
 def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | None = None,
-                   n_outputs: int | None = None, task: str | None = None) -> None:
+                   n_outputs: int | None = None, task: str | None = None,
+                   label: str | None = None) -> None:
     """Check the circuit's input and output sizes against its data set.
 
     A classification set may be trained with ``mse`` (on one-hot targets, as Lillicrap et al.
@@ -68,6 +69,7 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
 
     Sizes not given are taken from the data set's registry entry when it knows them without
     loading anything (digits, MNIST), so ``circuits check`` catches a mismatch early.
+    ``label`` is what errors call the data (default: ``data set '<task.dataset>'``).
 
     Raises
     ------
@@ -75,13 +77,14 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
         Naming the population and the size to set.
     """
     info = DATASETS.info(spec.task.dataset)
+    label = label or f"data set '{spec.task.dataset}'"
     n_features = n_features if n_features is not None else info.n_features
     n_outputs = n_outputs if n_outputs is not None else info.n_outputs
     task = task or info.task
     widths = {p: graph.population(p).size for p in graph.inputs}
     if n_features is not None and sum(widths.values()) != n_features:
         listing = " + ".join(f"{p} {w}" for p, w in widths.items())
-        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' has {n_features} features "
+        raise DataError(f"{spec.source}: {label} has {n_features} features "
                         f"but the input populations take {listing} = {sum(widths.values())}; "
                         "make the input sizes add up to the feature count")
     if spec.task.autoencode:
@@ -89,11 +92,11 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
     size = graph.population(graph.output).size
     if n_outputs is not None and n_outputs != size:
         what = "classes" if task == "classification" else "target values"
-        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' has {n_outputs} {what} "
+        raise DataError(f"{spec.source}: {label} has {n_outputs} {what} "
                         f"but output population '{graph.output}' has size {size}; set "
                         f"populations.{graph.output}.size = {n_outputs}")
     if task == "regression" and spec.task.loss == "cross_entropy":
-        raise DataError(f"{spec.source}: data set '{spec.task.dataset}' is a regression task; "
+        raise DataError(f"{spec.source}: {label} is a regression task; "
                         "set task.loss = \"mse\"")
 
 
@@ -120,7 +123,7 @@ def batch_rng(spec: CircuitSpec) -> np.random.Generator:
     return np.random.default_rng([spec.run.seed, 1])
 
 
-def fit(model: Model, data: Dataset, *, epochs: int | None = None,
+def fit(model: Model, data: object, *, epochs: int | None = None,
         on_batch: Callable[[int, int, float], None] | None = None, first_epoch: int = 1,
         rng: np.random.Generator | None = None) -> Iterator[EpochRecord]:
     """Train ``model`` on ``data``, yielding one record per epoch.
@@ -130,7 +133,10 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
     model
         The model; its parameters are updated in place.
     data
-        Training and test sets (see :func:`load_data`).
+        Training and test sets: a :class:`~circuits.data.Dataset` (see :func:`load_data`), the
+        name of a registered data set, or arrays ``x_train, y_train, x_test, y_test`` (a
+        :class:`circuits.data.Arrays`, a dataclass, a mapping or a tuple; used as given, not
+        normalized), checked against the circuit's input and output sizes.
     epochs
         The last epoch to train; defaults to the spec's ``task.epochs``.
     on_batch
@@ -147,8 +153,14 @@ def fit(model: Model, data: Dataset, *, epochs: int | None = None,
     ------
     SimulationError
         When the loss becomes NaN or infinite (naming the epoch and batch).
+    DataError
+        When ``data`` is none of these, its arrays fail their checks, or they do not fit.
     """
     spec = model.spec
+    if not isinstance(data, Dataset):
+        data = as_dataset(data, DATASETS, seed=spec.run.seed, normalize=spec.task.normalize)
+        check_data_fit(spec, model.graph, n_features=data.n_features, n_outputs=data.n_outputs,
+                       task=data.task, label=f"data set '{data.name}'")
     epochs = spec.task.epochs if epochs is None else epochs
     dtype = np.dtype(spec.run.dtype)
     x_train = np.ascontiguousarray(data.x_train, dtype=dtype)

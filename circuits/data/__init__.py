@@ -18,7 +18,9 @@ their download cache.
 
 from __future__ import annotations
 
+from circuits.data.arrays import Arrays, as_dataset
 from circuits.data.builtin import register_builtin
+from circuits.data.covariances import register_covariances
 from circuits.data.files import register_files
 from circuits.data.plugins import DatasetPluginWarning, register_plugins
 from circuits.data.registry import (
@@ -31,10 +33,11 @@ from circuits.data.registry import (
     load_dataset,
 )
 
-__all__ = ["DATASETS", "DatasetPluginWarning", "NORMALIZATIONS", "TASKS", "Dataset", "DatasetInfo", "DatasetRegistry",
+__all__ = ["Arrays", "as_dataset", "DATASETS", "DatasetPluginWarning", "NORMALIZATIONS", "TASKS", "Dataset", "DatasetInfo", "DatasetRegistry",
            "iterate_batches", "load_dataset"]
 
 DATASETS = DatasetRegistry()
 register_builtin(DATASETS)
+register_covariances(DATASETS)
 register_files(DATASETS)
 register_plugins(DATASETS)

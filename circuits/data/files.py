@@ -174,12 +174,14 @@ def load_npz(*, path: object, test_path: object = None, label: object = None,
         if value is not None:
             raise DataError(f"task.{key} is for csv files; an npz file holds its own test split "
                             "(x_test, y_test): remove task." + key)
+    if not zipfile.is_zipfile(file):
+        raise _fail(file, f"cannot read as .npz (not a zip archive of .npy arrays); {_SAVE_HINT}")
     try:
         with np.load(file, allow_pickle=False) as archive:
             names = list(archive.files)
             for name in names:
                 if name not in NPZ_ARRAYS:
-                    raise _fail(file, f"unexpected array '{name}'{did_you_mean(name, NPZ_ARRAYS)}; an npz "
+                    raise _fail(file, f"unexpected array '{name}'{did_you_mean(name.lower(), NPZ_ARRAYS)}; an npz "
                                       f"data set holds {', '.join(NPZ_ARRAYS[:4])} (optional x_val, y_val)")
             for name in NPZ_ARRAYS[:4]:
                 if name not in names:
@@ -189,7 +191,7 @@ def load_npz(*, path: object, test_path: object = None, label: object = None,
     except DataError:
         raise
     except ValueError as exc:
-        if "pickle" in str(exc):
+        if "Object arrays" in str(exc):
             raise _fail(file, "an array holds Python objects; save numeric arrays only") from None
         raise _fail(file, f"cannot read as .npz ({exc}); {_SAVE_HINT}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:

@@ -261,6 +261,8 @@ def _legend(graph: CircuitGraph) -> list[tuple[str, object]]:
         entries.append(("plastic (learned)", Line2D([], [], color="#555555", lw=_LINE_W[True])))
         entries.append(("fixed (not learned)", Line2D([], [], color="#555555", lw=_LINE_W[False], marker="o",
                                                       markersize=4.5, markerfacecolor="white")))
+    if any(p.compartment for p in graph.projections()):
+        entries.append(("B / A: onto the basal / apical dendrite", Line2D([], [], color="none")))
     return entries
 
 
@@ -325,6 +327,10 @@ def _draw_projection(ax, proj: ProjectionSpec, c: np.ndarray) -> None:
     base, n = c[-1] - u * _HEAD * scale, np.array([-u[1], u[0]]) * 0.04 * scale
     ax.add_patch(Polygon([c[-1], base + n, base - n], closed=True, facecolor=color, edgecolor=color, lw=0.5,
                          zorder=4))
+    if proj.compartment:  # the dendrite it lands on: a port letter beside the arrowhead
+        port = c[-1] - u * _HEAD * scale * 2.2 + np.array([-u[1], u[0]]) * 0.09
+        ax.text(port[0], port[1], {"basal": "B", "apical": "A"}[proj.compartment], fontsize=_LEGEND_PT - 1,
+                color=color, ha="center", va="center", fontweight="bold", zorder=5)
     if not proj.plastic:
         mid = pts[len(pts) // 2]
         ax.plot([mid[0]], [mid[1]], marker="o", markersize=4.5, color=color, markerfacecolor="white",

@@ -29,9 +29,10 @@ _MERMAID_WORDS = {"end", "graph", "subgraph", "flowchart", "style", "class", "cl
 
 
 def box_detail(pop: PopulationSpec) -> str:
-    """The line under a population's name: ``"<size> · <activation>[ · dropout p][ · spikes T=n]"``."""
+    """The line under a population's name: ``"<size> · <activation>[ · dropout p][ · spikes T=n][ · cell]"``."""
     return (f"{pop.size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
-            + (f" · spikes T={pop.spikes.window}" if pop.spikes is not None else ""))
+            + (f" · spikes T={pop.spikes.window}" if pop.spikes is not None else "")
+            + (f" · {pop.cell}" if pop.cell else ""))
 
 
 def diagram_title(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:
@@ -79,6 +80,7 @@ def to_dot(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
     for proj in graph.projections():
         attrs_ = [f'color="{EDGE_COLORS[proj.type]}"', f"tooltip={_quote(proj.name)}", *style[proj.type]]
         attrs_ += [] if proj.plastic else ["penwidth=0.7", "arrowhead=empty", 'label="fixed"']
+        attrs_ += [f'headlabel="{proj.compartment}", labelfontsize=8'] if proj.compartment else []
         lines.append(f"  {_quote(proj.source)} -> {_quote(proj.target)} [{', '.join(attrs_)}];")
     return "\n".join(lines + ["}", ""])
 
@@ -92,6 +94,7 @@ def to_mermaid(graph: CircuitGraph, *, title: str | None = None, phases: Sequenc
     arrows = {"forward": "-->", "feedback": "-.->", "lateral": "==>"}
     for proj in graph.projections():
         label = ([] if proj.type == "forward" else [proj.type]) + ([] if proj.plastic else ["fixed"])
+        label += [f"→ {proj.compartment}"] if proj.compartment == "apical" else []
         text = f"|{', '.join(label)}|" if label else ""
         lines.append(f"  {ids[proj.source]} {arrows[proj.type]}{text} {ids[proj.target]}")
     lines += [f"  classDef {role} fill:{fill},stroke:{edge}" for role, (fill, edge) in ROLE_COLORS.items()]

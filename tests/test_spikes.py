@@ -1,0 +1,245 @@
+"""Spiking populations (``populations.<p>.spikes``) and the STDP module.
+
+Statistical tests draw from seeded streams and use tolerances of a few standard errors of the
+Poisson statistic they check (mean: √(Σμ); sum of squares: √Σ(μ + 2μ²)), so they are
+deterministic and would fail on a biased or mis-scaled sampler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from circuits import ops
+from circuits.backends import get_backend
+from circuits.claims import default_claims, verify
+from circuits.claims.spikes import rate_function
+from circuits.compile import compile_circuit
+from circuits.errors import CompileError, SpecError
+from circuits.graph import build_graph
+from circuits.model import Model
+from circuits.spec import load_spec, parse_spec
+from circuits.spec_writer import dump_spec
+
+SPEC = Path(__file__).resolve().parent.parent / "specs" / "spiking_digits.toml"
+
+TINY = """\
+[circuit]
+name = "tiny-spikes"
+
+[populations]
+x = {{ size = 5, role = "input" }}
+h = {{ size = 7, activation = "{activation}", spikes = {spikes} }}
+y = {{ size = 3, role = "output" }}
+
+[[projections]]
+chain = ["x", "h", "y"]
+
+[rule]
+name = "{rule}"
+
+[task]
+loss = "cross_entropy"
+
+[run]
+dtype = "float64"
+"""
+
+
+def tiny(rules, *, activation: str = "relu", spikes: str = "{ window = 4 }", rule: str = "backprop"):
+    return parse_spec(TINY.format(activation=activation, spikes=spikes, rule=rule), rules=rules,
+                      source="t.toml")
+
+
+def message(rules, **kwargs) -> str:
+    with pytest.raises(SpecError) as info:
+        tiny(rules, **kwargs)
+    return str(info.value)
+
+
+# -- the sampling op ----------------------------------------------------------------------------
+
+
+def sample(backend_name: str, rate: np.ndarray, window: int, seed: int = 3, times: int = 1) -> list[np.ndarray]:
+    backend = get_backend(backend_name, seed=seed)
+    out = backend.from_numpy(np.array(rate))
+    step = backend.step(ops.PoissonSample(window, "r", stream="h.spikes"), {"r": out})
+    draws = []
+    for _ in range(times):
+        out[...] = backend.from_numpy(np.array(rate))
+        step()
+        draws.append(np.asarray(backend.to_numpy(out)).copy())
+    return draws
+
+
+@pytest.mark.parametrize("window", [1, 4, 25])
+def test_poisson_sample_is_unbiased_with_variance_rate_over_window(backend, window):
+    rate = np.tile(np.linspace(0.0, 3.0, 61), (400, 1))
+    (drawn,) = sample(backend, rate, window)
+    counts = drawn * window
+    np.testing.assert_allclose(counts, np.rint(counts), atol=1e-9)  # whole spike counts
+    mu = rate * window
+    z_mean = (counts - mu).sum() / np.sqrt(mu.sum())
+    z_var = (((counts - mu) ** 2).sum() - mu.sum()) / np.sqrt((mu + 2 * mu ** 2).sum())
+    assert abs(z_mean) < 4 and abs(z_var) < 4
+    assert np.all(drawn[:, 0] == 0)  # a silent unit never spikes
+
+
+@given(rate=st.floats(0.05, 5.0), window=st.integers(1, 50))
+def test_poisson_mean_and_variance_for_any_rate_and_window(rate, window):
+    drawn = sample("numpy", np.full((200, 50), rate), window)[0]
+    mu, n = rate * window, drawn.size
+    assert abs((drawn * window - mu).mean()) < 4 * np.sqrt(mu / n)
+    assert abs(drawn.var() * window ** 2 - mu) < 4 * np.sqrt((mu + 2 * mu ** 2) / n) + 4 * mu / n
+
+
+def test_poisson_stream_is_named_and_seeded():
+    rate = np.full((20, 30), 1.5)
+    first, again = sample("numpy", rate, 2), sample("numpy", rate, 2)
+    other_seed = sample("numpy", rate, 2, seed=4)
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.array_equal(first[0], other_seed[0])
+
+
+# -- the spec key -------------------------------------------------------------------------------
+
+
+def test_spikes_key_is_read_and_written_back(rules):
+    spec = tiny(rules, spikes="{ window = 8, at_test = true }")
+    spikes = {p.name: p for p in spec.populations}["h"].spikes
+    assert (spikes.window, spikes.at_test) == (8, True)
+    again = parse_spec(dump_spec(spec), rules=rules, source="t.toml")
+    assert again == spec
+    plain = tiny(rules, spikes="false")
+    assert {p.name: p for p in plain.populations}["h"].spikes is None
+    assert "spikes =" not in dump_spec(plain)
+
+
+def test_signed_activation_is_a_clear_error(rules):
+    assert message(rules, activation="tanh") == (
+        "t.toml: populations.h.spikes: spikes need a rate >= 0: activation must be one of relu, sigmoid, "
+        "hard_sigmoid (got 'tanh'); change the activation or remove spikes")
+
+
+def test_bad_window_and_bad_value(rules):
+    assert message(rules, spikes="{ window = 0 }") == (
+        "t.toml: populations.h.spikes.window: must be an integer >= 1 (got 0)")
+    assert "must be a table { window = T, at_test = false }, or false" in message(rules, spikes="4")
+    assert "unknown key" in message(rules, spikes="{ windw = 4 }")
+
+
+def test_spikes_on_input_or_with_dropout_are_errors(rules):
+    text = TINY.format(activation="relu", spikes="{ window = 2 }", rule="backprop")
+    with pytest.raises(SpecError, match="spikes apply to hidden populations only"):
+        parse_spec(text.replace('role = "input" }', 'role = "input", spikes = { window = 2 } }'),
+                   rules=rules, source="t.toml")
+    with pytest.raises(SpecError, match="dropout or spikes, not both"):
+        parse_spec(text.replace('spikes = { window = 2 }', 'dropout = 0.5, spikes = { window = 2 }'),
+                   rules=rules, source="t.toml")
+
+
+def test_rules_without_spikes_refuse_them(rules, registry):
+    spec = tiny(rules, rule="node_perturbation")
+    with pytest.raises(CompileError, match="populations.h.spikes: rule 'node_perturbation' does not run "
+                                           "spiking populations"):
+        compile_circuit(build_graph(spec), registry.get("node_perturbation"))
+
+
+# -- compilation and the straight-through derivative ----------------------------------------------
+
+
+def _ops(spec, registry, mode):
+    program = compile_circuit(build_graph(spec), registry.get(spec.rule.name), mode=mode)
+    return [op for phase in program.phases for op in phase.ops]
+
+
+def test_sampling_op_in_training_only_unless_at_test(rules, registry):
+    spec = tiny(rules)
+    samples = {mode: [op for op in _ops(spec, registry, mode) if isinstance(op, ops.PoissonSample)]
+               for mode in ("train", "probe", "infer")}
+    assert [(op.window, op.out, op.stream) for op in samples["train"]] == [(4, "h.rate", "h.spikes")]
+    assert samples["probe"] == [] and samples["infer"] == []
+    at_test = tiny(rules, spikes="{ window = 4, at_test = true }")
+    assert len([op for op in _ops(at_test, registry, "infer") if isinstance(op, ops.PoissonSample)]) == 1
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "hard_sigmoid"])
+def test_error_signal_is_straight_through(rules, registry, activation):
+    """``h.delta = h.grad ⊙ f'(h.pre)`` with f' at the pre-activation, not at the spike count."""
+    model = Model(tiny(rules, activation=activation, spikes="{ window = 2 }"), registry=registry)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 5)), rng.integers(0, 3, 16)
+    exe = model.run("train", x, y, phases=("forward", "loss", "backward"))
+    get = {name: np.array(exe.arrays[name]) for name in ("h.pre", "h.rate", "h.grad", "h.delta")}
+    assert not np.allclose(get["h.rate"], rate_function(activation, get["h.pre"]))  # it spiked
+    pre = get["h.pre"]
+    if activation == "relu":
+        deriv = (pre > 0).astype(float)
+    elif activation == "sigmoid":
+        s = rate_function("sigmoid", pre)
+        deriv = s * (1 - s)
+    else:
+        deriv = ((pre > 0) & (pre < 1)).astype(float)
+    np.testing.assert_allclose(get["h.delta"], get["h.grad"] * deriv, rtol=1e-12, atol=1e-15)
+    # The output's weights learn from the spike counts the output saw.
+    w = model.params["h->y"]
+    np.testing.assert_allclose(get["h.grad"], np.array(exe.arrays["y.grad"]) @ np.array(w).T, rtol=1e-12)
+
+
+def test_training_is_seeded_and_differs_from_rates(rules, registry):
+    spec = tiny(rules)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((32, 5)), rng.integers(0, 3, 32)
+    losses = []
+    for _ in range(2):
+        model = Model(spec, registry=registry)
+        losses.append([model.step(x, y) for _ in range(5)])
+    assert losses[0] == losses[1]
+    rates = Model(tiny(rules, spikes="false"), registry=registry)
+    assert [rates.step(x, y) for _ in range(5)] != losses[0]
+
+
+# -- the claims on the shipped spec -------------------------------------------------------------
+
+
+def test_spike_claims_pass_on_the_shipped_spec(rules, registry):
+    spec = load_spec(SPEC, rules=rules)
+    outcomes = {o.claim: o for o in verify(spec, registry)}
+    for name in ("spikes_are_unbiased", "spike_variance_is_rate_over_T", "spiking_accuracy_approaches_rates"):
+        assert outcomes[name].passed, outcomes[name]
+    approach = outcomes["spiking_accuracy_approaches_rates"].measured
+    assert approach["agreement@T=64"] > approach["agreement@T=4"] > approach["agreement@T=1"]
+
+
+def test_spike_claims_skip_without_spikes(rules, registry):
+    spec = tiny(rules, spikes="false")
+    claims = default_claims()
+    rng = np.random.default_rng(0)
+    outcome = claims.get("spikes_are_unbiased").run(spec, registry, rng)
+    assert outcome.status == "skip" and "no population has spikes" in outcome.reason
+
+
+def test_unbiased_claim_fails_on_a_biased_sampler(rules, registry, monkeypatch):
+    """The claim can fail: a sampler that adds 5 % to every rate is caught."""
+    from circuits.backends import spike_kernels
+
+    real = spike_kernels.poisson_sample
+
+    def biased(op, arrays, ctx):
+        inner = real(op, arrays, ctx)
+        out = arrays[op.out]
+
+        def step() -> None:
+            np.multiply(out, 1.05, out=out)
+            inner()
+        return step
+
+    from circuits.backends import catalogue
+    monkeypatch.setattr(catalogue, "poisson_sample", biased)
+    spec = load_spec(SPEC, rules=rules)
+    outcome = default_claims().get("spikes_are_unbiased").run(spec, registry, np.random.default_rng(0))
+    assert outcome.status == "fail"

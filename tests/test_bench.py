@@ -6,6 +6,7 @@ import importlib.util
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO_ROOT
 
 import circuits
@@ -44,3 +45,38 @@ def test_program_gemms_counts_each_product_per_relaxation_step():
     # the update: one outer product per phase for each weight
     assert sum(g.count for g in gemms if (g.m, g.k, g.n) == (784, 4, 6)) == 2
     assert all(g.flops == 2 * g.m * g.k * g.n * g.count for g in gemms)
+
+
+def _random_workload(bench, steps: int = 2, batch: int = 8):
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((batch, 784), dtype=np.float32), rng.integers(0, 10, batch))
+               for _ in range(steps)]
+    x_test = rng.standard_normal((50, 784), dtype=np.float32)
+    return bench.Workload(x_test=x_test, y_test=rng.integers(0, 10, 50), batches=batches, seed=0, batch=batch)
+
+
+@pytest.mark.parametrize("case", ["bp", "fa"])
+def test_jax_reference_makes_circuits_update(case):
+    """The JAX reference starts from circuits' parameters and makes the same SGD steps (to float32
+    rounding); its reset puts the initial parameters back.
+
+    A small batch: with standard-normal inputs a pre-activation within float32 rounding of zero
+    flips a ReLU derivative between implementations (at batch 100 it happens within two steps).
+    """
+    pytest.importorskip("jax")
+    bench = _bench()
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    try:
+        work = _random_workload(bench)
+        ours, refs = bench.make_cases("step", ("jax",))[case].build(work)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "tools"))
+    (jax_runner,) = refs
+    assert jax_runner.label == "jax"
+    rows = bench.compare_parameters(ours, jax_runner, steps=2)
+    assert set(rows) == {"x->h1", "h1->h2", "h2->y", "h1.bias", "h2.bias", "y.bias"}
+    # every parameter moved, and both sides moved it the same way
+    assert all(row["rel_change"] < 1e-4 for row in rows.values()), rows
+    jax_runner.reset()
+    assert all(np.array_equal(value, ours.initial[name]) for name, value in jax_runner.parameters().items())
+    assert 0.0 <= jax_runner.accuracy() <= 1.0

@@ -1,28 +1,33 @@
-"""Benchmark: circuits against a PyTorch CPU implementation of the same circuit (not a test).
+"""Benchmark: circuits against PyTorch and JAX (XLA:CPU) implementations of the same circuit (not a test).
 
 MNIST 784-800-800-10 ReLU, batch 100, plain SGD lr 0.1, float32, one epoch (600 steps) of
-training per run. Both sides start from the same initial parameters (circuits draws them,
-the reference copies them), see the same batches in the same order, and compute the same
-update; circuits and the reference run alternately, ``--repeats`` times each, and the median
-seconds per epoch are compared. circuits' achieved GFLOP/s (GEMM FLOPs of an epoch / median
-seconds) is reported as a fraction of the machine's measured NumPy float32 GEMM peak.
+training per run. Every side starts from the same initial parameters (circuits draws them,
+the references copy them), sees the same batches in the same order, and computes the same
+update; circuits and the references run alternately, ``--repeats`` times each, and the median
+seconds per epoch are compared. Achieved GFLOP/s (GEMM FLOPs of an epoch / median seconds) are
+reported as a fraction of the machine's measured NumPy float32 GEMM peak.
 
-Targets (DESIGN.md, "Performance"): circuits at most 0.9x the reference's time and at least
-70 % of the square-GEMM peak, for every case.
+References: PyTorch (``nn.Sequential`` and ``optim.SGD``, an ``autograd.Function`` for FA) and
+JAX (``jax.grad`` inside one ``jax.jit`` step that donates the parameters, a ``jax.custom_vjp``
+for FA; tools/bench_jax.py). The EqProp case has a PyTorch reference only.
+
+Targets (DESIGN.md, "Performance"; issue 14): circuits at most 0.9x PyTorch's time and 1.0x
+JAX's, and at least 70 % of the square-GEMM peak, for every MLP case.
 
 Usage::
 
-    python tools/bench.py                       # every case, 3 repeats of a full epoch
+    python tools/bench.py --json gallery/bench_cpu.json   # the recorded table (bp, fa; 3 repeats)
     python tools/bench.py --case fa --repeats 5
     python tools/bench.py --quick               # smoke test: 100 steps, 1 repeat
-    python tools/bench.py --json bench.json     # also save the final JSON line
+    python tools/bench.py --reference jax       # time against JAX only
     python tools/bench.py --profile             # add a per-op time table of circuits' step
+    python tools/bench.py --case eqprop         # the EqProp case (not in the default set)
 
-Cases live in :data:`CASES`: each names a circuits runner and a reference runner built
-from one shared :class:`Workload`, and lists the GEMMs of one training step, from which
-the FLOP count and the GEMM-only floor are derived. Timings are wall-clock and include
-everything a training step does (binding the batch, elementwise ops, the loss), but not
-data loading or batch slicing, which are done once up front for both sides.
+Cases live in :func:`make_cases`: each builds a circuits runner and its reference runners from
+one shared :class:`Workload`, and lists the GEMMs of one training step, from which the FLOP
+count and the GEMM-only floor are derived. Timings are wall-clock and include everything a
+training step does (binding the batch, elementwise ops, the loss), but not data loading or
+batch slicing, which are done once up front for every side.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -43,7 +49,10 @@ from typing import Any, Protocol
 import numpy as np
 
 # Targets of the issue: circuits' time / reference time, and fraction of the GEMM peak.
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.9  # against PyTorch
+TARGET_RATIO_JAX = 1.0  # against JAX (XLA:CPU), issue 14
+REFERENCES = ("pytorch", "jax")
+DEFAULT_CASES = ("bp", "fa")  # the table of gallery/bench_cpu.json; --case eqprop adds gallery/bench_eqprop.json's
 TARGET_PEAK_FRACTION = 0.70
 
 SIZES = (784, 800, 800, 10)
@@ -555,7 +564,7 @@ class Case:
 
     name: str
     title: str
-    build: Callable[[Workload], tuple[Runner, Runner]]
+    build: Callable[[Workload], tuple[Runner, list[Runner]]]
     gemms: Callable[[Any, int], list[Gemm]]
     flop_formula: str
     notes: str = ""
@@ -563,13 +572,27 @@ class Case:
     normalize: str = "standard"
     target_ratio: float = TARGET_RATIO
     target_peak: float | None = TARGET_PEAK_FRACTION
+    target_ratios: dict[str, float] = field(default_factory=dict)  # other references' ratio targets
+
+    def ratio_target(self, label: str) -> float | None:
+        """The target of circuits' time over reference ``label``'s (``None``: reported, no target)."""
+        return self.target_ratio if label == "pytorch" else self.target_ratios.get(label)
 
 
-def _mlp_case(rule: str, extra: str, feedback: bool, api: str) -> Callable[[Workload], tuple[Runner, Runner]]:
-    def build(work: Workload) -> tuple[Runner, Runner]:
+def _mlp_case(rule: str, extra: str, feedback: bool, api: str,
+              references: Sequence[str]) -> Callable[[Workload], tuple[Runner, list[Runner]]]:
+    def build(work: Workload) -> tuple[Runner, list[Runner]]:
         text = SPEC_TEMPLATE.format(rule=rule, lr=work.lr, extra=extra, batch=work.batch, seed=work.seed)
         ours = CircuitsRunner(text, work, api=api)
-        return ours, TorchMLP(ours.initial, work, feedback=feedback)
+        refs: list[Runner] = []
+        if "pytorch" in references:
+            refs.append(TorchMLP(ours.initial, work, feedback=feedback))
+        if "jax" in references:
+            from bench_jax import JaxMLP
+
+            refs.append(JaxMLP(ours.initial, LAYERS, work.batches, work.x_test, work.y_test,
+                               lr=work.lr, feedback=feedback))
+        return ours, refs
     return build
 
 
@@ -577,11 +600,14 @@ def _mlp_gemms(ours: Any, batch: int) -> list[Gemm]:
     return mlp_gemms(batch)
 
 
-def _eqprop_case(api: str) -> Callable[[Workload], tuple[Runner, Runner]]:
-    def build(work: Workload) -> tuple[Runner, Runner]:
+def _eqprop_case(api: str, references: Sequence[str]) -> Callable[[Workload], tuple[Runner, list[Runner]]]:
+    def build(work: Workload) -> tuple[Runner, list[Runner]]:
         text = EQPROP_SPEC.format(batch=work.batch, seed=work.seed, **EQPROP)
         ours = CircuitsRunner(text, work, api=api)
-        return ours, TorchEqProp(ours.initial, work, lrs=dict(ours.model.compiled("train").lrs))
+        refs: list[Runner] = []
+        if "pytorch" in references:  # no JAX reference of this case
+            refs.append(TorchEqProp(ours.initial, work, lrs=dict(ours.model.compiled("train").lrs)))
+        return ours, refs
     return build
 
 
@@ -589,21 +615,28 @@ def _eqprop_gemms(ours: Any, batch: int) -> list[Gemm]:
     return program_gemms(ours.model.compiled("train"), batch)
 
 
-def make_cases(api: str) -> dict[str, Case]:
-    """The benchmark table (add a case here; ``--case NAME`` picks it)."""
+def make_cases(api: str, references: Sequence[str] = REFERENCES) -> dict[str, Case]:
+    """The benchmark table (add a case here; ``--case NAME`` picks it).
+
+    ``references`` names the implementations circuits is timed against (``pytorch``, ``jax``).
+    """
     return {
         "bp": Case("bp", "backprop, MNIST 784-800-800-10 ReLU, SGD lr 0.1, batch 100",
-                   _mlp_case("backprop", "", False, api), _mlp_gemms, MLP_FORMULA,
-                   "torch: nn.Sequential(Linear, ReLU, ...), CrossEntropyLoss, optim.SGD"),
+                   _mlp_case("backprop", "", False, api, references), _mlp_gemms, MLP_FORMULA,
+                   "torch: nn.Sequential(Linear, ReLU, ...), CrossEntropyLoss, optim.SGD; jax: jax.grad of "
+                   "the mean cross-entropy in one jitted, buffer-donating step",
+                   target_ratios={"jax": TARGET_RATIO_JAX}),
         "fa": Case("fa", "feedback alignment, MNIST 784-800-800-10 ReLU, SGD lr 0.1, batch 100",
                    _mlp_case("feedback_alignment",
-                             f"auto_feedback = true\nfeedback_scale = {FA_FEEDBACK_SCALE}", True, api),
+                             f"auto_feedback = true\nfeedback_scale = {FA_FEEDBACK_SCALE}", True, api, references),
                    _mlp_gemms, MLP_FORMULA,
-                   f"fixed feedback U[±{FA_FEEDBACK_SCALE}]; torch: autograd.Function with dx = dy @ B"),
+                   f"fixed feedback U[±{FA_FEEDBACK_SCALE}]; torch: autograd.Function with dx = dy @ B; "
+                   "jax: jax.custom_vjp with dx = dy @ B",
+                   target_ratios={"jax": TARGET_RATIO_JAX}),
         "eqprop": Case("eqprop", f"equilibrium propagation, MNIST 784-{EQPROP['hidden']}-10 hard sigmoid, "
                        f"batch {EQPROP_BATCH}, {EQPROP['free_steps']} free + {EQPROP['nudged_steps']} nudged "
                        f"steps, β {EQPROP['beta']}",
-                       _eqprop_case(api), _eqprop_gemms, EQPROP_FORMULA,
+                       _eqprop_case(api, references), _eqprop_gemms, EQPROP_FORMULA,
                        "torch: primitive function Φ per relaxation step, state force by torch.autograd.grad, "
                        "clipped Euler step; weight update by backward of −(Φ(s^β) − Φ(s⁰))/β and optim.SGD "
                        "(Laborieux et al. 2021's code, with ε = 0.5)",
@@ -782,6 +815,12 @@ def machine_info() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
+    if "jax" in sys.modules:  # only when a case ran it: importing JAX starts nothing here
+        jax = sys.modules["jax"]
+        info["jax"] = jax.__version__
+        info["jax_backend"] = f"{jax.default_backend()}, {jax.local_device_count()} device(s)"
+        info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    info["load_average"] = [round(v, 2) for v in os.getloadavg()]
     try:
         from threadpoolctl import threadpool_info
 
@@ -803,11 +842,8 @@ def machine_info() -> dict[str, Any]:
 class CaseResult:
     case: Case
     circuits_seconds: list[float] = field(default_factory=list)
-    reference_seconds: list[float] = field(default_factory=list)
     circuits_accuracy: float = float("nan")
-    reference_accuracy: float = float("nan")
-    max_param_diff: float = float("nan")
-    param_diffs: dict[str, dict[str, float]] = field(default_factory=dict)
+    references: dict[str, ReferenceResult] = field(default_factory=dict)
     check_steps: int = 0
     overhead: dict[str, float] = field(default_factory=dict)
     profile: list[dict[str, Any]] = field(default_factory=list)
@@ -817,43 +853,73 @@ class CaseResult:
     batch: int = BATCH
 
     def summary(self, peak: float) -> dict[str, Any]:
-        ours, ref = statistics.median(self.circuits_seconds), statistics.median(self.reference_seconds)
+        """The case's JSON record: circuits' numbers, one entry per reference under ``vs``, and
+        (for the first reference, PyTorch) the flat ``reference_*`` keys of earlier records."""
+        ours = statistics.median(self.circuits_seconds)
         steps = self.steps
         flops = sum(g.flops for g in self.gemms) * steps
         gflops = flops / ours / 1e9
-        ratio = ours / ref
         fraction = gflops / peak
         target_peak = self.case.target_peak
-        return {
+        versus = {}
+        for label, ref in self.references.items():
+            median = statistics.median(ref.seconds)
+            target = self.case.ratio_target(label)
+            versus[label] = {"seconds": ref.seconds, "median_s": median, "ratio": ours / median,
+                             "target_ratio": target, "meets_ratio": target is None or ours / median <= target,
+                             "gflops": flops / median / 1e9, "peak_fraction": flops / median / 1e9 / peak,
+                             "accuracy": ref.accuracy, "max_param_rel_diff": ref.max_param_diff,
+                             "param_diffs": ref.param_diffs}
+        out = {
             "title": self.case.title, "steps": steps, "batch": self.batch,
             "target_ratio": self.case.target_ratio, "target_peak_fraction": target_peak,
-            "circuits_seconds": self.circuits_seconds, "reference_seconds": self.reference_seconds,
-            "circuits_median_s": ours, "reference_median_s": ref, "ratio": ratio,
-            "gflop_per_epoch": flops / 1e9, "circuits_gflops": gflops,
-            "reference_gflops": flops / ref / 1e9, "peak_fraction": fraction,
+            "circuits_seconds": self.circuits_seconds, "circuits_median_s": ours,
+            "gflop_per_epoch": flops / 1e9, "circuits_gflops": gflops, "peak_fraction": fraction,
             "gemm_floor_s": self.shapes.get("step_seconds", float("nan")) * steps,
-            "circuits_accuracy": self.circuits_accuracy, "reference_accuracy": self.reference_accuracy,
-            "max_param_rel_diff": self.max_param_diff, "param_diffs": self.param_diffs,
+            "circuits_accuracy": self.circuits_accuracy,
             "param_check_steps": self.check_steps, "flop_formula": self.case.flop_formula,
             "model_step_overhead": self.overhead, "gemm_shapes": self.shapes,
-            "op_profile_ms": self.profile,
-            "meets_ratio": ratio <= self.case.target_ratio,
+            "op_profile_ms": self.profile, "vs": versus,
+            "meets_ratio": all(v["meets_ratio"] for v in versus.values()),
             "meets_peak": target_peak is None or fraction >= target_peak,
         }
+        if "pytorch" in versus:
+            torch = versus["pytorch"]
+            out.update({"reference_seconds": torch["seconds"], "reference_median_s": torch["median_s"],
+                        "ratio": torch["ratio"], "reference_gflops": torch["gflops"],
+                        "reference_accuracy": torch["accuracy"], "max_param_rel_diff": torch["max_param_rel_diff"],
+                        "param_diffs": torch["param_diffs"]})
+        return out
+
+
+@dataclass
+class ReferenceResult:
+    """One reference implementation's timings, accuracy and agreement with circuits."""
+
+    seconds: list[float] = field(default_factory=list)
+    accuracy: float = float("nan")
+    param_diffs: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def max_param_diff(self) -> float:
+        return max((row["rel"] for row in self.param_diffs.values()), default=float("nan"))
 
 
 def run_case(case: Case, work: Workload, repeats: int, *, profile: bool, log: Callable[[str], None],
              shape_repeats: int) -> CaseResult:
+    """Time circuits and every reference on ``work``, alternating runs, after checking they agree."""
     result = CaseResult(case, steps=work.steps, batch=work.batch, check_steps=min(3, work.steps))
-    ours, ref = case.build(work)
-    # Warm-up doubling as a check that both sides compute the same update.
-    result.param_diffs = compare_parameters(ours, ref, steps=result.check_steps)
-    result.max_param_diff = max(row["rel"] for row in result.param_diffs.values())
-    worst_abs = max(row["max_abs"] for row in result.param_diffs.values())
-    log(f"[{case.name}] parameters after {result.check_steps} identical steps differ by at most "
-        f"{result.max_param_diff:.2e} (relative to max |W|), {worst_abs:.2e} absolute")
-    for r in range(repeats):  # alternate, so both sides see the same drift in machine load
-        for runner, times in ((ours, result.circuits_seconds), (ref, result.reference_seconds)):
+    ours, refs = case.build(work)
+    # Warm-up (and for JAX compilation) doubling as a check that each side computes the same update.
+    for ref in refs:
+        entry = result.references[ref.label] = ReferenceResult()
+        entry.param_diffs = compare_parameters(ours, ref, steps=result.check_steps)
+        worst_abs = max(row["max_abs"] for row in entry.param_diffs.values())
+        log(f"[{case.name}] circuits vs {ref.label}: parameters after {result.check_steps} identical steps "
+            f"differ by at most {entry.max_param_diff:.2e} (relative to max |W|), {worst_abs:.2e} absolute")
+    for r in range(repeats):  # alternate, so every side sees the same drift in machine load
+        for runner in (ours, *refs):
+            times = result.circuits_seconds if runner is ours else result.references[runner.label].seconds
             runner.reset()
             gc.collect()
             start = time.perf_counter()
@@ -861,7 +927,8 @@ def run_case(case: Case, work: Workload, repeats: int, *, profile: bool, log: Ca
             times.append(time.perf_counter() - start)
             log(f"[{case.name}] repeat {r + 1}/{repeats}: {runner.label:8s} {times[-1]:7.3f} s")
     result.circuits_accuracy = ours.accuracy()
-    result.reference_accuracy = ref.accuracy()
+    for ref in refs:
+        result.references[ref.label].accuracy = ref.accuracy()
     if isinstance(ours, CircuitsRunner):
         result.overhead = step_overhead(ours, work)
         if profile:
@@ -877,11 +944,12 @@ def report(results: list[CaseResult], peak: dict[str, float], info: dict[str, An
     from rich.table import Table
 
     console = Console(highlight=False, width=max(Console().width, 150))
-    console.print(f"[bold]circuits vs PyTorch CPU[/bold] — "
+    console.print(f"[bold]circuits vs PyTorch and JAX on the CPU[/bold] — "
                   f"{', '.join(f'{r.case.name}: {r.steps} steps of batch {r.batch}' for r in results)} per "
                   f"epoch, median of {args.repeats} alternating run(s) each, float32")
-    console.print(f"machine: {info.get('processor')} ({info.get('cpus')} CPUs), numpy {info['numpy']}, "
-                  f"torch {info.get('torch')} ({info.get('torch_threads')} threads)")
+    console.print(f"machine: {info.get('processor')} ({info.get('cpus')} CPUs, load average "
+                  f"{info.get('load_average')}), numpy {info['numpy']}, torch {info.get('torch')} "
+                  f"({info.get('torch_threads')} threads), jax {info.get('jax')} ({info.get('jax_backend')})")
     for pool in info.get("thread_pools", []):
         console.print(f"  thread pool: {pool}")
     console.print(f"NumPy float32 GEMM peak ({peak['size']}²): {peak['gflops']:.1f} GFLOP/s")
@@ -891,34 +959,51 @@ def report(results: list[CaseResult], peak: dict[str, float], info: dict[str, An
                       f"{switch['numpy_numpy_pair_ms']:.3f} ms with np.matmul twice, "
                       f"{switch['numpy_scipy_pair_ms']:.3f} ms when the second is scipy.linalg.blas.sgemm")
 
+    labels = list(dict.fromkeys(label for res in results for label in res.references))
     table = Table(title="one epoch of training per run: median seconds, throughput, sanity checks")
-    for col in ("case", "circuits s", "torch s", "ratio (target)", "circuits GFLOP/s",
-                "of peak (target)", "torch GFLOP/s", "GEMM floor s",
-                "acc circuits", "acc torch", "max Δparam"):
+    columns = ["case", "circuits s", *(f"{label} s" for label in labels),
+               *(f"ratio to {label} (target)" for label in labels), "circuits GFLOP/s", "of peak (target)",
+               "GEMM floor s", "test acc " + " / ".join(["circuits", *labels]), "max Δparam"]
+    for col in columns:
         table.add_column(col, justify="right" if col != "case" else "left")
     summaries = {}
     mark = {True: "[green]✓[/green]", False: "[red]✗[/red]"}
     for res in results:
         s = res.summary(peak["gflops"])
         summaries[res.case.name] = s
+        versus = s["vs"]
         target_peak = res.case.target_peak
         peak_cell = f"{s['peak_fraction']:.0%} " + (f"(≥{target_peak:.0%}) {mark[s['meets_peak']]}"
                                                    if target_peak is not None else "(none)")
-        table.add_row(res.case.name, f"{s['circuits_median_s']:.3f}", f"{s['reference_median_s']:.3f}",
-                      f"{s['ratio']:.2f} (≤{res.case.target_ratio}) {mark[s['meets_ratio']]}",
-                      f"{s['circuits_gflops']:.1f}", peak_cell, f"{s['reference_gflops']:.1f}",
-                      f"{s['gemm_floor_s']:.3f}", f"{s['circuits_accuracy']:.4f}",
-                      f"{s['reference_accuracy']:.4f}", f"{s['max_param_rel_diff']:.1e}")
+
+        def cell(label: str, fmt: Callable[[dict[str, Any]], str]) -> str:
+            return fmt(versus[label]) if label in versus else "—"
+
+        def ratio_cell(v: dict[str, Any]) -> str:
+            target = f"≤{v['target_ratio']}" if v["target_ratio"] is not None else "none"
+            return f"{v['ratio']:.2f} ({target}) " + (mark[v["meets_ratio"]] if v["target_ratio"] is not None else "")
+
+        worst = max((v["max_param_rel_diff"] for v in versus.values()), default=float("nan"))
+        table.add_row(res.case.name, f"{s['circuits_median_s']:.3f}",
+                      *(cell(label, lambda v: f"{v['median_s']:.3f}") for label in labels),
+                      *(cell(label, ratio_cell) for label in labels),
+                      f"{s['circuits_gflops']:.1f}", peak_cell, f"{s['gemm_floor_s']:.3f}",
+                      " / ".join([f"{s['circuits_accuracy']:.4f}",
+                                  *(cell(label, lambda v: f"{v['accuracy']:.4f}") for label in labels)]),
+                      f"{worst:.1e}")
     console.print(table)
     for res in results:
         s = summaries[res.case.name]
         console.print(f"[bold]{res.case.name}[/bold]: {res.case.title}; {res.case.notes}")
-        console.print(f"  parameters after {res.check_steps} identical steps, circuits vs torch: " + "; ".join(
-            f"{name} max|Δ| {row['max_abs']:.1e} ({row['rel']:.1e} of max|W|"
-            + (f", {row['rel_change']:.1e} of max|change|" if "rel_change" in row else "") + ")"
-            for name, row in res.param_diffs.items()))
-        console.print(f"  runs circuits: {', '.join(f'{t:.3f}' for t in s['circuits_seconds'])} s; "
-                      f"torch: {', '.join(f'{t:.3f}' for t in s['reference_seconds'])} s")
+        for label, v in s["vs"].items():
+            console.print(f"  parameters after {res.check_steps} identical steps, circuits vs {label}: " + "; ".join(
+                f"{name} max|Δ| {row['max_abs']:.1e} ({row['rel']:.1e} of max|W|"
+                + (f", {row['rel_change']:.1e} of max|change|" if "rel_change" in row else "") + ")"
+                for name, row in v["param_diffs"].items()))
+        console.print(f"  runs circuits: {', '.join(f'{t:.3f}' for t in s['circuits_seconds'])} s; " + "; ".join(
+            f"{label}: {', '.join(f'{t:.3f}' for t in v['seconds'])} s" for label, v in s["vs"].items()))
+        console.print(f"  GFLOP/s: circuits {s['circuits_gflops']:.1f} ({s['peak_fraction']:.0%} of peak); " + "; ".join(
+            f"{label} {v['gflops']:.1f} ({v['peak_fraction']:.0%})" for label, v in s["vs"].items()))
         console.print(f"  FLOPs: {s['gflop_per_epoch']:.1f} GFLOP per epoch = {res.case.flop_formula}")
         shapes = ", ".join(f"{r['label']} {r['gflops']:.0f}" for r in res.shapes["per_shape"])
         console.print(f"  NumPy GEMM GFLOP/s on this case's shapes: {shapes}; all together "
@@ -951,21 +1036,29 @@ def report(results: list[CaseResult], peak: dict[str, float], info: dict[str, An
         values = {s[key] for s in summaries.values()}
         return values.pop() if len(values) == 1 else None
 
-    return {"bench": "circuits-vs-pytorch", "steps": common("steps"), "batch": common("batch"),
+    return {"bench": "circuits-vs-pytorch-and-jax", "references": labels, "steps": common("steps"),
+            "batch": common("batch"),
             "repeats": args.repeats, "quick": args.quick, "api": args.api, "machine": info,
-            "gemm_peak": peak, "targets": {"ratio_max": TARGET_RATIO, "peak_fraction_min": TARGET_PEAK_FRACTION,
+            "gemm_peak": peak, "targets": {"ratio_max": TARGET_RATIO, "ratio_max_jax": TARGET_RATIO_JAX,
+                                           "peak_fraction_min": TARGET_PEAK_FRACTION,
                                            "per_case": {name: {"ratio_max": s["target_ratio"],
+                                                               "ratio_max_by_reference": {
+                                                                   label: v["target_ratio"]
+                                                                   for label, v in s["vs"].items()},
                                                                "peak_fraction_min": s["target_peak_fraction"]}
                                                         for name, s in summaries.items()}},
             "cases": summaries, "targets_met": met}
 
 
 def limit_threads(threads: int) -> None:
-    """Both sides on ``threads`` threads: torch's intra-op pool and every BLAS pool NumPy and
-    SciPy load (on a shared machine, spinning BLAS threads fighting for cores distort timings)."""
+    """Every side on ``threads`` threads: torch's intra-op pool, XLA's (set before JAX starts), and
+    every BLAS pool NumPy and SciPy load (on a shared machine, spinning BLAS threads fighting for
+    cores distort timings)."""
     import torch
+    from bench_jax import limit_xla_threads
     from threadpoolctl import threadpool_limits
 
+    limit_xla_threads(threads)
     torch.set_num_threads(threads)
     try:
         import scipy.linalg  # noqa: F401  (load SciPy's BLAS too, so the limit reaches it)
@@ -978,7 +1071,9 @@ def parse_args(argv: Sequence[str] | None, case_names: Sequence[str]) -> argpars
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", action="append", choices=list(case_names),
-                        help="case to run (repeatable; default: all)")
+                        help="case to run (repeatable; default: bp and fa)")
+    parser.add_argument("--reference", action="append", choices=list(REFERENCES),
+                        help="implementation to time circuits against (repeatable; default: pytorch and jax)")
     parser.add_argument("--repeats", type=int, default=None, help="timed epochs per side (default 3)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps per epoch (default: all of MNIST's 60k, i.e. 600 steps of "
@@ -1006,16 +1101,18 @@ def parse_args(argv: Sequence[str] | None, case_names: Sequence[str]) -> argpars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("PyTorch is not installed: pip install 'circuits[bench]'", file=sys.stderr)
-        return 2
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_jax beside this file
     args = parse_args(argv, list(make_cases("step")))
+    references = tuple(dict.fromkeys(args.reference or REFERENCES))
+    for module, label in (("torch", "PyTorch"), ("jax", "JAX")):
+        if module == "torch" or "jax" in references:
+            if importlib.util.find_spec(module) is None:  # not imported: XLA reads its flags on import
+                print(f"{label} is not installed: pip install 'circuits[bench]'", file=sys.stderr)
+                return 2
     if args.threads is not None:
         limit_threads(args.threads)
-    cases = make_cases(args.api)
-    chosen = [cases[name] for name in dict.fromkeys(args.case or cases)]
+    cases = make_cases(args.api, references)
+    chosen = [cases[name] for name in dict.fromkeys(args.case or DEFAULT_CASES)]
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

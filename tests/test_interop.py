@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from circuits.data import DATASETS, Arrays, Dataset, DatasetInfo, DatasetPluginW
 from circuits.data.files import load_csv, load_npz
 from circuits.data.plugins import register_plugins
 from circuits.errors import DataError, SpecError
+from circuits.export import ExportError, check_exportable, write_nir
 
 SPEC = """
 [circuit]
@@ -355,3 +357,17 @@ def test_fit_refuses_arrays_that_do_not_fit_in_one_line(tmp_path):
         next(circuits.fit(model, {"x_train": x, "y_train": y}))
     with pytest.raises(DataError, match=r"^data: expected a Dataset, a data set name, or arrays"):
         next(circuits.fit(model, 3))
+
+
+# -- export without the extra ------------------------------------------------------------------
+
+
+def test_export_names_what_nir_cannot_express_and_the_missing_extra(monkeypatch, tmp_path):
+    with pytest.raises(ExportError) as caught:
+        check_exportable(circuits.load("specs/fa_digits.toml"))
+    assert str(caught.value) == ("NIR has no unit for population h1 (tanh); export needs relu "
+                                 "(integrate-and-fire) or linear populations")
+    monkeypatch.setitem(sys.modules, "nir", None)  # as if the extra were not installed
+    with pytest.raises(ExportError) as caught:
+        write_nir(circuits.load("specs/bp_digits.toml"), tmp_path / "x.nir")
+    assert str(caught.value) == "NIR export needs the nir package: pip install 'circuits[export]'"

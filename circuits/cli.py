@@ -27,6 +27,7 @@ from circuits import experiments, memory, render
 from circuits.claims import default_claims, verify as verify_claims
 from circuits.compile import MODES, RuleLike, compile_circuit, describe_unused, unused_projections
 from circuits.errors import CircuitsError, SimulationError
+from circuits.export import FORMATS as EXPORT_FORMATS, NORMALIZATIONS as EXPORT_NORMALIZATIONS, export_run
 from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Program
 from circuits.runs import (SIGTERM_MESSAGE, RunFolderError, Terminated, default_run_dir, execute_run, expand_out,
@@ -267,6 +268,28 @@ def resume(folder: str, epochs: int | None, quiet: bool) -> None:
     overrides = [] if epochs is None else [f"task.epochs={epochs}"]
     _run(_load(str(path / "spec.toml"), overrides, registry), path, resume=True, overwrite=False,
          quiet=quiet, registry=registry)
+
+
+@main.command(name="export")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--params", type=click.Path(dir_okay=False), default=None,
+              help="A run's params.npz (default: SOURCE/params.npz for a run folder; a spec alone "
+                   "exports its initial weights).")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="nir", show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--normalize", type=click.Choice(EXPORT_NORMALIZATIONS), default="none", show_default=True,
+              help="rate: scale weights so integrate-and-fire rates follow the trained activities "
+                   "(measured on the spec's training data).")
+@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.9, show_default=True,
+              help="The activity percentile that sets each population's rate scale.")
+@_set_option
+@guarded
+def export_command(source: str, params: str | None, fmt: str, output: str, normalize: str,
+                   percentile: float, overrides: tuple[str, ...]) -> None:
+    """Write the trained circuit of SOURCE (a run folder or a spec file) as a NIR graph."""
+    path = export_run(source, output, params=params, fmt=fmt, normalize=normalize,
+                      percentile=percentile, overrides=overrides)
+    click.echo(f"wrote {path}")
 
 
 def _default_folder(spec: CircuitSpec, resume: bool) -> Path:

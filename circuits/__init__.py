@@ -36,6 +36,7 @@ _EXPORTS = {
     "CircuitSpec": "circuits.spec", "parse_spec": "circuits.spec",
     "dump_spec": "circuits.spec_writer",
     "EpochRecord": "circuits.training", "fit": "circuits.training", "load_data": "circuits.training",
+    "load_run": "circuits.notebook",
 }
 """Public name → the module that defines it."""
 

@@ -28,7 +28,7 @@ from circuits.rules import RuleRegistry, default_registry
 from circuits.simulate import Executable, Relaxation, Simulator
 from circuits.spec import CircuitSpec, load_spec
 
-__all__ = ["Model", "RelaxationStats", "load", "angle_degrees", "budget_key"]
+__all__ = ["Model", "RelaxationStats", "load", "angle_degrees", "budget_key", "schedule_markdown"]
 
 
 def angle_degrees(a: np.ndarray, b: np.ndarray) -> float:
@@ -333,6 +333,33 @@ class Model:
         """Angle in degrees between the rule's change and ``−gradient``, per loss parameter."""
         deltas, grads = self.deltas(x, y), self.gradients(x, y)
         return {name: angle_degrees(deltas[name], -grads[name]) for name in grads if name in deltas}
+
+    # -- notebooks -------------------------------------------------------------------------------
+
+    def _repr_markdown_(self) -> str:
+        """What Jupyter shows for a model: populations, rule and the schedule, as Markdown.
+
+        The circuit's diagram needs :mod:`circuits.render`, above this module: a run from
+        :func:`circuits.load_run` shows it, or ``circuits.notebook.diagram(model)``.
+        """
+        spec = self.spec
+        lines = [f"**{spec.name}** · rule `{spec.rule.name}` · {self.program.parameter_count():,} parameters · "
+                 f"{spec.run.dtype} on {spec.run.backend}", ""]
+        if spec.doc:
+            lines += [spec.doc, ""]
+        lines += ["| population | size | role | activation |", "|---|---:|---|---|"]
+        lines += [f"| {p.name} | {p.size} | {p.role} | {p.activation} |" for p in spec.populations]
+        lines += ["", schedule_markdown(self.program)]
+        return "\n".join(lines)
+
+
+def schedule_markdown(program: Program) -> str:
+    """The schedule in brief as a Markdown table: each phase, how often it runs, its op count."""
+    rows = ["| phase | runs | ops | what it does |", "|---|---|---:|---|"]
+    for phase in program.phases:
+        runs = f"until {phase.until} ≤ {phase.tol:g}, ≤ {phase.repeat}×" if phase.until else f"{phase.repeat}×"
+        rows.append(f"| {phase.name} | {runs} | {len(phase.ops)} | {phase.doc.replace('|', '/')} |")
+    return "\n".join(rows)
 
 
 def _check_labels(labels: np.ndarray, batch: int, classes: int, output: str) -> None:

@@ -12,12 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 import circuits
+from circuits import notebook
 from circuits.cli import main
 from circuits.data import DATASETS, Arrays, Dataset, DatasetInfo, DatasetPluginWarning, DatasetRegistry
 from circuits.data.files import load_csv, load_npz
 from circuits.data.plugins import register_plugins
 from circuits.errors import DataError, SpecError
 from circuits.export import ExportError, check_exportable, write_nir
+from circuits.notebook import RunReadError, diagram
 
 SPEC = """
 [circuit]
@@ -371,3 +373,66 @@ def test_export_names_what_nir_cannot_express_and_the_missing_extra(monkeypatch,
     with pytest.raises(ExportError) as caught:
         write_nir(circuits.load("specs/bp_digits.toml"), tmp_path / "x.nir")
     assert str(caught.value) == "NIR export needs the nir package: pip install 'circuits[export]'"
+
+
+# -- notebooks ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "bp"
+    result = invoke("simulate", "specs/bp_digits.toml", "--set", "task.epochs=2", "--set", "run.align_every=20",
+                    "--out", str(folder), "--quiet")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_load_run_gives_spec_metrics_and_params(finished_run):
+    pandas = pytest.importorskip("pandas")
+    run = circuits.load_run(finished_run)
+    assert run.spec == circuits.load_spec(finished_run / "spec.toml")
+    assert isinstance(run.metrics, pandas.DataFrame)
+    assert list(run.metrics["epoch"]) == [1.0, 2.0]
+    assert run.metrics["test_accuracy"].iloc[-1] == pytest.approx(run.summary["final"]["test_accuracy"])
+    assert isinstance(run.alignment, pandas.DataFrame) and "x->h1" in run.alignment.columns
+    saved = np.load(finished_run / "params.npz")
+    assert sorted(run.params) == sorted(saved.files)
+    np.testing.assert_array_equal(run.params["x->h1"], saved["x->h1"])
+    model = run.model()
+    data = circuits.load_data(model)
+    assert model.evaluate(data.x_test.astype(np.float32), data.y_test)[1] == run.final()["test_accuracy"]
+
+
+def test_load_run_without_pandas_gives_a_dict_of_arrays(finished_run, monkeypatch):
+    monkeypatch.setattr(notebook, "_pandas", lambda: None)
+    run = notebook.load_run(finished_run)
+    assert isinstance(run.metrics, dict)
+    np.testing.assert_array_equal(run.metrics["epoch"], [1.0, 2.0])
+    assert run.metrics["test_accuracy"][-1] == pytest.approx(run.summary["final"]["test_accuracy"])
+
+
+def test_a_run_displays_its_status_metrics_schedule_and_diagram(finished_run):
+    run = circuits.load_run(finished_run)
+    page = run._repr_html_()
+    accuracy = f"{run.summary['final']['test_accuracy']:.4g}"
+    assert "<b>bp-digits</b> · rule <code>backprop</code> · completed after 2 of 2 epochs" in page
+    assert f"<tr><td>test accuracy</td><td>{accuracy}</td></tr>" in page
+    assert "<tr><td>forward</td><td>1×</td><td>5</td><td>feed-forward pass" in page
+    assert page.count("<svg") == 1 and "</svg>" in page
+    assert 'src="data:image/png;base64,' in page  # curves.png
+    text = run._repr_markdown_()
+    assert f"| test accuracy | {accuracy} |" in text and "| update | 1× | 8 |" in text
+
+
+def test_a_model_displays_its_populations_and_schedule():
+    text = circuits.load("specs/bp_digits.toml")._repr_markdown_()
+    assert text.startswith("**bp-digits** · rule `backprop` · 9,610 parameters · float32 on numpy")
+    assert "| h1 | 128 | hidden | relu |" in text
+    assert "| backward | 1× | 2 | error signals sent down to the hidden populations |" in text
+    assert diagram(circuits.load("specs/bp_digits.toml"))._repr_svg_().startswith("<svg")
+
+
+def test_load_run_of_a_folder_that_is_no_run(tmp_path):
+    with pytest.raises(RunReadError) as caught:
+        circuits.load_run(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: no spec.toml, so it is not a run folder of circuits simulate"

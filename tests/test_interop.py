@@ -436,3 +436,16 @@ def test_load_run_of_a_folder_that_is_no_run(tmp_path):
     with pytest.raises(RunReadError) as caught:
         circuits.load_run(tmp_path)
     assert str(caught.value) == f"{tmp_path}: no spec.toml, so it is not a run folder of circuits simulate"
+
+
+# -- the shipped example -----------------------------------------------------------------------
+
+
+def test_the_iris_csv_example_checks_and_learns(repo_root, tmp_path):
+    spec = repo_root / "examples" / "iris_csv.toml"
+    result = invoke("check", str(spec))
+    assert result.exit_code == 0 and result.stdout.startswith(f"ok: {spec}: backprop"), result.output
+    model = circuits.load(spec)
+    data = circuits.load_data(model)
+    assert (data.n_train, data.n_test, data.n_features, data.n_outputs) == (120, 30, 4, 3)
+    assert list(circuits.fit(model, data))[-1].test_accuracy >= 0.85  # README: 90.0 % at seed 0

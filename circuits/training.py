@@ -68,7 +68,8 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
     did) or ``cross_entropy``; a regression set needs ``mse``.
 
     Sizes not given are taken from the data set's registry entry when it knows them without
-    loading anything (digits, MNIST), so ``circuits check`` catches a mismatch early.
+    loading anything (digits, MNIST), or from the user's file (``npz``, ``csv``: read and
+    checked here), so ``circuits check`` catches a mismatch or a bad file early.
     ``label`` is what errors call the data (default: ``data set '<task.dataset>'``).
 
     Raises
@@ -78,6 +79,12 @@ def check_data_fit(spec: CircuitSpec, graph: CircuitGraph, *, n_features: int | 
     """
     info = DATASETS.info(spec.task.dataset)
     label = label or f"data set '{spec.task.dataset}'"
+    if info.files and n_features is None:  # the user's file: read and check it now, not at training
+        t = spec.task
+        data = DATASETS.load(t.dataset, seed=spec.run.seed, n_train=t.n_train, n_test=t.n_test,
+                             normalize="none", options=t.options, validation=t.validation,
+                             path=t.path, test_path=t.test_path, label=t.label)
+        n_features, n_outputs, task = data.n_features, data.n_outputs, data.task
     n_features = n_features if n_features is not None else info.n_features
     n_outputs = n_outputs if n_outputs is not None else info.n_outputs
     task = task or info.task

@@ -143,7 +143,7 @@ BAD_NPZ = [
     ({"x_test": blobs()[0][40:, :3]}, "array 'x_test' has 3 features but 'x_train' has 4; every split "
                                       "needs the same features"),
     ({"y_train": blobs()[1][:39]}, "array 'y_train' has 39 rows but its inputs have 40; save one label"),
-    ({"y_train": -blobs()[1][:40]}, "array 'y_train' has label -2 at row 2; class labels must be 0, 1, 2, …"),
+    ({"y_train": -blobs()[1][:40]}, "array 'y_train' has label -1 at row 1; class labels must be 0, 1, 2, …"),
     ({"y_train": blobs()[1][:40].astype(float)}, "array 'y_train' holds whole numbers as float64; save "
                                                  "class labels as integers (y.astype(np.int64))"),
     ({"x_train": np.where(np.arange(160).reshape(40, 4) == 9, np.nan, 1.0)},
@@ -449,3 +449,15 @@ def test_the_iris_csv_example_checks_and_learns(repo_root, tmp_path):
     data = circuits.load_data(model)
     assert (data.n_train, data.n_test, data.n_features, data.n_outputs) == (120, 30, 4, 3)
     assert list(circuits.fit(model, data))[-1].test_accuracy >= 0.85  # README: 90.0 % at seed 0
+
+
+def test_check_reads_the_users_file_before_any_training(tmp_path):
+    save_blobs(tmp_path / "bad.npz", y_test=blobs()[1][40:] - 5)
+    spec = write_spec(tmp_path, 'dataset = "npz"\npath = "bad.npz"')
+    assert one_line(invoke("check", str(spec))) == (
+        f"{tmp_path / 'bad.npz'}: array 'y_test' has label -4 at row 0; class labels must be 0, 1, 2, …")
+    save_blobs(tmp_path / "good.npz")
+    spec = write_spec(tmp_path, 'dataset = "npz"\npath = "good.npz"', n_out=4)
+    assert one_line(invoke("check", str(spec))) == (
+        f"{spec}: data set 'npz' has 3 classes but output population 'y' has size 4; "
+        "set populations.y.size = 3")

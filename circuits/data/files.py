@@ -81,7 +81,7 @@ def _check_y(where: object, name: str, y: np.ndarray, n: int) -> np.ndarray:
             raise _fail(where, f"array '{name}' holds integer labels of shape {y.shape}; class "
                                "labels are one per example, shape (n,) (not one-hot)")
         if len(y) and y.min() < 0:
-            row = int(np.argmin(y))
+            row = int(np.flatnonzero(y < 0)[0])
             raise _fail(where, f"array '{name}' has label {y[row]} at row {row}; class labels "
                                "must be 0, 1, 2, …")
         return y.astype(np.int64)
@@ -264,7 +264,7 @@ def _labels(file: pathlib.Path, label: str, cells: list[tuple[int, str]],
     if all(v == round(v) and "." not in t and "e" not in t.lower() for v, t in zip(numbers, texts)):
         values = np.array([int(t) for t in texts], dtype=np.int64)
         if values.min() < 0:
-            row = int(np.argmin(values))
+            row = int(np.flatnonzero(values < 0)[0])
             raise _fail(file, f"line {lines[row]}, column '{label}': class label {values[row]} is "
                               "negative; class labels are 0, 1, 2, …")
         return values, None

@@ -98,6 +98,9 @@ class DendriticError(Rule):
               "top-down feedback projection and lateral projections (rule.microcircuit creates them)",
     )
 
+    inhibition_sign = 1.0
+    """Sign of the interneuron→pyramidal estimate ``r_Iᵀ v_A`` (a claim's mutant flips it)."""
+
     # -- structure ---------------------------------------------------------------------------------
 
     def augment(self, spec: CircuitSpec) -> CircuitSpec:
@@ -124,6 +127,10 @@ class DendriticError(Rule):
     def layers(self, graph: CircuitGraph) -> list[Layer]:
         """The pyramidal chain (see :func:`circuits.rules.microcircuit.layers_of`)."""
         return layers_of(graph, self.name)
+
+    def gains(self, graph: CircuitGraph, layer: Layer) -> dict[str, float]:
+        """A layer's conductances and sweep weights (see :func:`circuits.rules.microcircuit.gains`)."""
+        return gains(graph, layer)
 
     def initialize(self, model: Model) -> None:
         """Set the self-predicting weights after drawing them (``microcircuit = "self_predicting"``)."""
@@ -168,7 +175,7 @@ class DendriticError(Rule):
             b.emit("forward", ops.MatMul(_rate(b, layer.below), b.weight(layer.forward), basal))
             if b.graph.has_bias(pop):
                 b.emit("forward", ops.AddBias(b.bias(pop), basal))
-            b.emit("forward", ops.LinearCombination((basal,), (gains(b.graph, layer)["gain"],),
+            b.emit("forward", ops.LinearCombination((basal,), (self.gains(b.graph, layer)["gain"],),
                                                     b.activity(b.pre(pop), pop)))
             if _rate(b, pop) != b.pre(pop):
                 _activate(b, "forward", pop, b.pre(pop), b.activity(_rate(b, pop), pop))
@@ -186,12 +193,12 @@ class DendriticError(Rule):
             terms.append(f"{out.name}.floor")
             coeffs.append(1.0)
         b.emit("sweep", ops.LinearCombination(tuple(terms), tuple(coeffs), utgt))
-        lam = gains(b.graph, out)["lam"]
+        lam = self.gains(b.graph, out)["lam"]
         b.emit("sweep", ops.LinearCombination((b.pre(out.name), utgt), (1.0 - lam, lam),
                                               b.activity(f"{out.name}.soma", out.name)))
         _activate(b, "sweep", out.name, f"{out.name}.soma", b.activity(f"{out.name}.out", out.name))
         for layer in reversed(layers[:-1]):
-            g, pop, inter = gains(b.graph, layer), layer.name, layer.interneuron
+            g, pop, inter = self.gains(b.graph, layer), layer.name, layer.interneuron
             dendrite = b.activity(f"{inter}.dendrite", inter)
             b.emit("sweep", ops.MatMul(_rate(b, pop), b.weight(layer.dendrite), dendrite))
             b.emit("sweep", ops.LinearCombination((dendrite, f"{layer.above}.soma"),
@@ -216,7 +223,7 @@ class DendriticError(Rule):
                     + (f", noise {noise:g}·√dt" if noise else ""))
         moves = []
         for index, layer in enumerate(layers):
-            pop, g = layer.name, gains(b.graph, layer)
+            pop, g = layer.name, self.gains(b.graph, layer)
             below = _rate(b, layer.below) if index == 0 else f"{layer.below}.out"
             _activate(b, phase, pop, f"{pop}.soma", f"{pop}.out")
             b.emit(phase, ops.MatMul(below, b.weight(layer.forward), f"{pop}.basal"))
@@ -276,7 +283,7 @@ class DendriticError(Rule):
         b.phase(phase, doc="dendritic prediction errors: φ(v̂) − φ(u) per soma, the apical potential")
         sweep = b.params["solver"] == "sweep"
         for layer in layers:
-            pop, g = layer.name, gains(b.graph, layer)
+            pop, g = layer.name, self.gains(b.graph, layer)
             if sweep:
                 predicted = _rate(b, pop)
             else:
@@ -307,7 +314,7 @@ class DendriticError(Rule):
         if b.graph.projection(layer.inhibition).plastic:
             scaled = b.activity(f"{pop}.apical_mean", pop)
             b.emit(phase, ops.LinearCombination((f"{pop}.apical",), (1.0,), scaled, powers=(-1,)))
-            b.learn(layer.inhibition, f"{inter}.rate", scaled)
+            b.learn(layer.inhibition, f"{inter}.rate", scaled, sign=self.inhibition_sign)
         if b.graph.projection(layer.topdown).plastic:
             drive = b.activity(f"{pop}.topdown", pop)
             b.emit(phase, ops.MatMul(f"{layer.above}.out", b.weight(layer.topdown), drive))

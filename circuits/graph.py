@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from circuits.errors import GraphError
+from circuits.shapes import channels_first, conv_output, format_shape, pool_output
 from circuits.spec import CircuitSpec, PopulationSpec, ProjectionSpec
 
 __all__ = ["CircuitGraph", "build_graph"]
@@ -100,6 +101,20 @@ class CircuitGraph:
     def has_bias(self, population: str) -> bool:
         """Whether ``population`` has a bias (some forward projection into it asks for one)."""
         return any(p.bias for p in self.incoming(population))
+
+    def kernel_of(self, proj: ProjectionSpec) -> ProjectionSpec | None:
+        """The forward conv projection whose geometry ``proj``'s weight has, if any.
+
+        A conv projection is its own; a feedback projection C→h mirrors the forward conv h→C
+        (its weight is a kernel of the same shape, carried backward as a transposed conv).
+        """
+        if proj.type == "forward":
+            return proj if proj.conv is not None else None
+        if proj.type == "feedback":
+            for forward in self.outgoing(proj.target):
+                if forward.target == proj.source and forward.conv is not None:
+                    return forward
+        return None
 
     # -- structure -----------------------------------------------------------------------------
 
@@ -191,6 +206,7 @@ def build_graph(spec: CircuitSpec, *, require_dag: bool = True) -> CircuitGraph:
         if proj.type == "forward" and graph.population(proj.target).role == "input":
             raise GraphError(f"{edge}: ends at input population '{proj.target}'; inputs are clamped "
                              "to the data, so forward projections cannot drive them")
+    _check_topography(graph)
     forward = graph.forward_graph()
     if require_dag and not nx.is_directed_acyclic_graph(forward):
         raise _cycle_error(spec, forward, alternative=", or choose an energy-based rule, which "
@@ -208,6 +224,41 @@ def build_graph(spec: CircuitSpec, *, require_dag: bool = True) -> CircuitGraph:
             raise GraphError(f"{spec.source}: population '{name}': does not reach the output "
                              f"'{graph.output}' by forward projections; add a projection from it")
     return graph
+
+
+def _check_topography(graph: CircuitGraph) -> None:
+    """Conv and pool only on forward projections between shaped populations, output shapes agreeing."""
+    spec = graph.spec
+    for proj in spec.projections:
+        edge = f"{spec.source}: projection '{proj.name}'"
+        if proj.conv is None and proj.pool is None:
+            continue
+        if proj.type != "forward":
+            why = (" (a feedback projection mirroring a conv projection gets its kernel shape)"
+                   if proj.type == "feedback" else "")
+            raise GraphError(f"{edge}: conv and pool apply to forward projections only{why}; remove them")
+        if proj.conv is None:
+            raise GraphError(f"{edge}: pool follows a convolution; add conv = {{ kernel = 1 }} to pool alone")
+        for end in (proj.source, proj.target):
+            pop = graph.population(end)
+            if pop.shape is None:
+                raise GraphError(f"{edge}: conv needs shaped populations, but '{end}' has none; give it "
+                                 f"shape = [channels, height, width] (product {pop.size})")
+        source = graph.population(proj.source).shape
+        maps = conv_output(source, proj.conv)
+        if maps is None:
+            raise GraphError(f"{edge}: a kernel of {proj.conv.kernel} with padding {proj.conv.padding} does "
+                             f"not fit the {source[-2]}×{source[-1]} maps of '{proj.source}'")
+        pooled = pool_output(maps, proj.pool)
+        if pooled is None:
+            raise GraphError(f"{edge}: pool size {proj.pool.size} must divide the conv's {maps[0]}×{maps[1]} "
+                             "maps; change the pool size, kernel or padding")
+        target = graph.population(proj.target).shape
+        channels = channels_first(target)[0]
+        if channels_first(target)[1:] != pooled:
+            raise GraphError(f"{edge}: {'conv then pool' if proj.pool else 'conv'} gives {pooled[0]}×{pooled[1]} "
+                             f"maps, so '{proj.target}' must have shape = {format_shape((channels, *pooled))} "
+                             f"(got {format_shape(target)})")
 
 
 def _check_interneurons(graph: CircuitGraph) -> None:

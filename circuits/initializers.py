@@ -11,9 +11,12 @@ from circuits.spec import InitSpec
 __all__ = ["init_weight"]
 
 
-def init_weight(init: InitSpec, shape: tuple[int, int], rng: np.random.Generator,
-                dtype: str | np.dtype = "float64") -> np.ndarray:
+def init_weight(init: InitSpec, shape: tuple[int, ...], rng: np.random.Generator,
+                dtype: str | np.dtype = "float64", *, fans: tuple[int, int] | None = None) -> np.ndarray:
     """Draw a weight of ``shape = (fan_in, fan_out)`` in ``dtype`` by ``init``'s scheme.
+
+    A conv kernel ``(O, C, k, k)`` has ``fan_in = C·k²`` and ``fan_out = O·k²``; it is drawn as
+    the ``(O, C·k²)`` matrix with those fans (orthogonal: its rows or columns orthonormal).
 
     xavier/glorot: ``U[±gain·√(6/(fan_in+fan_out))]``; xavier_normal: ``N(0, gain²·2/(fan_in+fan_out))``;
     he: ``N(0, gain²·2/fan_in)``; he_uniform: ``U[±gain·√(6/fan_in)]``; uniform: ``U[±scale]``;
@@ -27,7 +30,11 @@ def init_weight(init: InitSpec, shape: tuple[int, int], rng: np.random.Generator
     call would). This keeps every float32 run's numbers those of earlier releases.
     """
     dtype = np.dtype(dtype)
-    fan_in, fan_out = shape
+    if len(shape) == 4:
+        taps = shape[2] * shape[3]
+        matrix = init_weight(init, (shape[0], shape[1] * taps), rng, dtype, fans=(shape[1] * taps, shape[0] * taps))
+        return matrix.reshape(shape)
+    fan_in, fan_out = fans or shape
     scheme = init.scheme
     if scheme in ("xavier", "glorot"):
         return _uniform(rng, init.gain * np.sqrt(6.0 / (fan_in + fan_out)), shape, dtype)

@@ -28,6 +28,7 @@ from circuits.data import DATASETS
 from circuits.errors import SpecError, did_you_mean
 from circuits.overrides import apply_override, load_toml, parse_overrides
 from circuits.schema import Param, RuleSignature, TableReader, check_params, describe_value
+from circuits.shapes import ConvSpec, PoolSpec, format_shape, read_conv, read_pool, read_shape
 
 __all__ = [
     "ACTIVATIONS", "ROLES", "PROJECTION_TYPES", "INIT_SCHEMES", "LOSSES",
@@ -91,6 +92,9 @@ class PopulationSpec:
     step: float = 0.5
     noise: float = 0.0
     noise_type: str = "gaussian"
+    shape: tuple[int, ...] | None = None
+    """Feature maps ``(channels, height, width)`` or ``(height, width)``; size is their product."""
+    spikes: SpikesSpec | None = None
     cell: str | None = None
     """``pyramidal`` or ``interneuron`` (compartmental cells, :mod:`circuits.cells`); None: a point unit."""
     g_lk: float | None = None
@@ -98,7 +102,6 @@ class PopulationSpec:
     g_apical: float | None = None
     g_dendrite: float | None = None
     g_som: float | None = None
-    spikes: SpikesSpec | None = None
 
 
 @attrs.frozen
@@ -121,6 +124,10 @@ class ProjectionSpec:
     lr: float | None = None
     compartment: str | None = None
     """``basal`` or ``apical``: where a projection into a pyramidal population lands (None otherwise)."""
+    conv: ConvSpec | None = None
+    """Convolve the source's maps (weight ``(out_channels, in_channels, k, k)``), see :mod:`circuits.shapes`."""
+    pool: PoolSpec | None = None
+    """Pool the convolution's output before it reaches the target."""
 
 
 @attrs.frozen
@@ -337,7 +344,16 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
     for name in table.table:
         _check_name(table, name, name)
         reader = TableReader(table.raw(name), f"populations.{name}", table.source)
-        size = reader.get(_POP_PARAMS["size"], required=True)
+        shape = read_shape(reader)
+        size = reader.get(_POP_PARAMS["size"], required=shape is None)
+        if shape is not None:
+            cells = 1
+            for dim in shape:
+                cells *= dim
+            if reader.has("size") and size != cells:
+                raise reader.error(f"is {size}, but shape = {format_shape(shape)} has {cells} units; "
+                                   "remove size (it follows from shape)", key="size")
+            size = cells
         role = reader.get(_POP_PARAMS["role"])
         default_act = "relu" if role == "hidden" else "linear"
         activation = reader.get(attrs.evolve(_POP_PARAMS["activation"], default=default_act))
@@ -347,8 +363,9 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
         values = {key: reader.get(param) for key, param in _POP_PARAMS.items()
                   if key not in ("size", "role", "activation")}
         values["spikes"] = _read_spikes(reader, role, activation, values["dropout"])
+        values["shape"] = shape
         values.update(read_cell(reader))
-        reader.finish([*_POP_PARAMS, *CELL_KEYS, "spikes"])
+        reader.finish([*_POP_PARAMS, *CELL_KEYS, "spikes", "shape"])
         pops.append(PopulationSpec(name=name, size=size, role=role, activation=activation, **values))
     return tuple(pops)
 
@@ -381,7 +398,7 @@ def _read_spikes(reader: TableReader, role: str, activation: str, dropout: float
     return SpikesSpec(window=window, at_test=at_test)
 
 
-_PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr", "compartment")
+_PROJ_KEYS = ("from", "to", "type", "name", "init", "bias", "plastic", "lr", "compartment", "conv", "pool")
 
 
 def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
@@ -414,10 +431,11 @@ def _read_projections(entries: list[Any], pops: tuple[PopulationSpec, ...],
         plastic = reader.get(Param("plastic", kind != "feedback", "whether the rule may change it"))
         lr = reader.optional("lr", float, "this projection's learning rate",
                              check=lambda v: v > 0, allowed="must be a number > 0")
+        conv, pool = read_conv(reader), read_pool(reader)
         compartment = _read_compartment(reader, pops, ends, kind)
         reader.finish(list(_PROJ_KEYS))
         result.append(ProjectionSpec(source=ends[0], target=ends[1], type=kind, name=name,
-                                     init=init, bias=bias, plastic=plastic, lr=lr, compartment=compartment))
+                                     init=init, bias=bias, plastic=plastic, lr=lr, compartment=compartment, conv=conv, pool=pool))
     return tuple(result)
 
 

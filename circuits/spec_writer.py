@@ -74,7 +74,9 @@ def dump_spec(spec: CircuitSpec) -> str:
     for proj in spec.projections:
         init = {k: v for k, v in attrs.asdict(proj.init).items() if v is not None}
         entry = {"from": proj.source, "to": proj.target, "type": proj.type, "name": proj.name,
-                 "init": init, "bias": proj.bias, "plastic": proj.plastic, "lr": proj.lr, "compartment": proj.compartment}
+                 "init": init, "bias": proj.bias, "plastic": proj.plastic, "lr": proj.lr, "compartment": proj.compartment,
+                 "conv": attrs.asdict(proj.conv) if proj.conv else None,
+                 "pool": attrs.asdict(proj.pool) if proj.pool else None}
         lines += _table("[projections]", entry)
     lines += _table("rule", {"name": spec.rule.name, **spec.rule.params})
     task = attrs.asdict(spec.task)

@@ -592,8 +592,9 @@ def dag_spec_text(circuit: dict[str, Any], rule: str = "backprop", dtype: str = 
     """
     first, last = circuit.get("input", "x"), circuit.get("output", "y")
     populations = {}
+    shapes = circuit.get("shapes", {})
     for name, size in circuit["sizes"].items():
-        table: dict[str, Any] = {"size": size}
+        table: dict[str, Any] = {"shape": list(shapes[name])} if name in shapes else {"size": size}
         if name == first:
             table["role"] = "input"
         elif name == last:
@@ -603,7 +604,8 @@ def dag_spec_text(circuit: dict[str, Any], rule: str = "backprop", dtype: str = 
     text = to_toml({
         "circuit": {"name": "dag", "doc": "a random forward DAG from tests/strategies.py"},
         "populations": populations,
-        "projections": [{"from": s, "to": t} for s, t in circuit["edges"]],
+        "projections": [{"from": s, "to": t, **circuit.get("convs", {}).get((s, t), {})}
+                        for s, t in circuit["edges"]],
     })
     rule_lines = f'[rule]\nname = "{rule}"\n' + (extra_rule.strip() + "\n" if extra_rule.strip() else "")
     rest = to_toml({
@@ -611,3 +613,68 @@ def dag_spec_text(circuit: dict[str, Any], rule: str = "backprop", dtype: str = 
         "run": {"seed": circuit["seed"], "dtype": dtype},
     })
     return text + rule_lines + "\n" + rest
+
+
+@st.composite
+def conv_circuits(draw: Callable[..., Any], max_stages: int = 2) -> dict[str, Any]:
+    """A random topographic circuit, in the format of :func:`dag_circuits` plus two keys.
+
+    ``x`` (``C×H×W`` maps, C 1–2, H and W 3–8) feeds 1–``max_stages`` conv stages ``c1``, ``c2``,
+    … (kernel 1–3, stride 1–2, padding below the kernel, 1–3 output channels, then no pooling,
+    max or average pooling where the size divides the maps), then optionally a dense hidden
+    population ``h``, then the output ``y``; a random dense skip from a conv stage to ``y``.
+
+    ``shapes``
+        name → population shape, for the shaped populations.
+    ``convs``
+        ``(source, target)`` → ``{"conv": {...}, "pool": {...}}`` of each conv projection.
+    """
+    channels = draw(st.integers(1, 2))
+    shape = (channels, draw(st.integers(3, 8)), draw(st.integers(3, 8)))
+    shapes = {"x": shape}
+    convs: dict[tuple[str, str], dict[str, Any]] = {}
+    order = ["x"]
+    for index in range(draw(st.integers(1, max_stages))):
+        kernel = draw(st.integers(1, min(3, shape[1], shape[2])))
+        stride = draw(st.integers(1, 2))
+        padding = draw(st.integers(0, kernel - 1))
+        height = (shape[1] + 2 * padding - kernel) // stride + 1
+        width = (shape[2] + 2 * padding - kernel) // stride + 1
+        table: dict[str, Any] = {"conv": {"kernel": kernel, "stride": stride, "padding": padding}}
+        sizes = [n for n in (2, 3) if height % n == 0 and width % n == 0]
+        kind = draw(st.sampled_from(["none", "max", "avg"])) if sizes else "none"
+        if kind != "none":
+            size = draw(st.sampled_from(sizes))
+            table["pool"] = {"kind": kind, "size": size}
+            height, width = height // size, width // size
+        name = f"c{index + 1}"
+        shape = (draw(st.integers(1, 3)), height, width)
+        shapes[name] = shape
+        convs[(order[-1], name)] = table
+        order.append(name)
+    edges = list(zip(order, order[1:]))
+    if draw(st.booleans()):
+        order.append("h")
+        edges.append((order[-2], "h"))
+    edges.append((order[-1], "y"))
+    skips = [(name, "y") for name in order[1:-1] if (name, "y") not in edges]
+    if skips and draw(st.booleans()):
+        edges.append(draw(st.sampled_from(skips)))
+    order.append("y")
+    loss = draw(st.sampled_from(("mse", "cross_entropy")))
+    sizes = {name: math.prod(shapes[name]) if name in shapes else draw(st.integers(2, 6)) for name in order}
+    activations = {name: draw(st.sampled_from(DAG_HIDDEN_ACTIVATIONS)) for name in order}
+    activations["x"] = "linear"
+    activations["y"] = "linear" if loss == "cross_entropy" else draw(st.sampled_from(("linear", "sigmoid")))
+    position = {name: i for i, name in enumerate(order)}
+    return {
+        "sizes": sizes,
+        "shapes": shapes,
+        "convs": convs,
+        "activations": activations,
+        "edges": sorted(edges, key=lambda e: (position[e[0]], position[e[1]])),
+        "loss": loss,
+        "seed": draw(st.integers(0, 2**31 - 1)),
+        "input": "x",
+        "output": "y",
+    }

@@ -60,7 +60,8 @@ def test_unknown_key_lists_the_allowed_keys_and_a_match(rules):
     text = BASE.replace('activation = "tanh"', 'activaton = "tanh"')
     assert message(text, rules) == (
         "t.toml: populations.h1.activaton: unknown key; allowed keys are size, role, activation, "
-        "dropout, step, noise, noise_type, spikes; did you mean 'activation'?")
+        "dropout, step, noise, noise_type, cell, g_lk, g_basal, g_apical, g_dendrite, g_som, spikes, shape; "
+        "did you mean 'activation'?")
 
 
 def test_unknown_table(rules):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from circuits import ops
+from circuits.backends.conv_kernels import conv_gemm, conv_transpose, conv_weight_grad, im2col, pool, sign
 from circuits.backends.dynamics_kernels import fill, leaky_integrate, nudge, random_sign, residual_norm
 from circuits.backends.kernels import (KernelTable, accumulate, activate, activation_deriv, adam_step, add_bias,
                                        colsum_update, copy, dropout, gaussian_noise, matmul, mean_squared_error,
@@ -46,4 +47,10 @@ def default_kernels() -> KernelTable:
     table.register(ops.PlasticGram, plastic_gram)
     table.register(ops.PlasticCombination, plastic_combination)
     table.register(ops.PoissonSample, poisson_sample)
+    table.register(ops.Im2Col, im2col)
+    table.register(ops.ConvGemm, conv_gemm)
+    table.register(ops.Pool, pool)
+    table.register(ops.ConvTranspose, conv_transpose)
+    table.register(ops.ConvWeightGrad, conv_weight_grad)
+    table.register(ops.Sign, sign)
     return table

@@ -91,6 +91,12 @@ class Claim:
         return self.measure(spec, registry, rng)
 
 
+def dense_only(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    """The precondition of claims derived for dense projections: none of them convolves."""
+    conv = [p.name for p in spec.projections if p.conv is not None]
+    return f"derived for dense projections; projection '{conv[0]}' convolves" if conv else None
+
+
 def always(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
     """The precondition of claims that hold on every circuit."""
     return None
@@ -140,6 +146,13 @@ def capped_data(model: Model, n_train: int, n_test: int) -> Dataset:
     data = load_data(model)
     return attrs.evolve(data, x_train=data.x_train[:n_train], y_train=data.y_train[:n_train],
                         x_test=data.x_test[:n_test], y_test=data.y_test[:n_test])
+
+
+def mirrored(weight: np.ndarray) -> np.ndarray:
+    """What a feedback weight equals when tied to the forward weight ``weight``: its transpose,
+    or the kernel itself for a conv kernel ``(O, C, k, k)`` (its feedback has the same shape)."""
+    weight = np.asarray(weight)
+    return weight if weight.ndim == 4 else weight.T
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.claims.base import Claim, Outcome, always, random_batch, relative_error, variant
+from circuits.claims.base import Claim, Outcome, always, mirrored, random_batch, relative_error, variant
 from circuits.claims.papers import LILLICRAP_2016, NOKLAND_2016, RUMELHART_1986
 from circuits.model import Model
 from circuits.rules import RuleRegistry
@@ -75,7 +75,7 @@ def _tie_feedback(model: Model) -> None:
     for proj in graph.projections("feedback"):
         forward = [p for p in graph.projections("forward") if p.source == proj.target and p.target == proj.source]
         if forward:
-            model.set_params({proj.name: np.array(model.params[forward[0].name]).T})
+            model.set_params({proj.name: mirrored(model.params[forward[0].name])})
 
 
 def _gap_to_backprop(model: Model, rng: np.random.Generator, names: list[str] | None = None) -> tuple[float, int]:

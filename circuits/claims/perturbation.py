@@ -16,7 +16,7 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
-from circuits.claims.base import Claim, Outcome, always, loglog_slope, random_batch, variant
+from circuits.claims.base import Claim, Outcome, always, dense_only, loglog_slope, random_batch, variant
 from circuits.claims.papers import WERFEL_2005, WILLIAMS_1992
 from circuits.compile import Builder
 from circuits.model import Model
@@ -208,7 +208,7 @@ PERTURBATION_VARIANCE = Claim(
               "E‖ĝ − ∇L‖² = (N + 1)‖∇L‖² for N perturbed quantities: the pre-activations of every "
               "non-input unit (node perturbation) or every plastic weight and bias (weight perturbation).",
     source=f"{WERFEL_2005} (the variance factor derived)",
-    precondition=always,
+    precondition=dense_only,  # it widens every population, which a conv geometry fixes
     measure=_variance,
 )
 

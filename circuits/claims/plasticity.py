@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.claims.base import Claim, Outcome, random_batch, relative_error, variant
+from circuits.claims.base import Claim, Outcome, dense_only, random_batch, relative_error, variant
 from circuits.model import Model
 from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
@@ -44,6 +44,8 @@ def _rate(model: Model, pop: str) -> str:
 
 
 def _needs_feedback(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    if dense_only(spec, registry):  # the plasticity family runs dense projections only
+        return dense_only(spec, registry)
     rule = registry.get("feedback_alignment")
     spec = variant(spec, rule="feedback_alignment", rule_params={"auto_feedback": True})
     try:

@@ -17,7 +17,7 @@ import attrs
 import networkx as nx
 import numpy as np
 
-from circuits.claims.base import Claim, Outcome, loglog_slope, random_batch, relative_error, variant
+from circuits.claims.base import Claim, Outcome, dense_only, loglog_slope, random_batch, relative_error, variant
 from circuits.claims.papers import MILLIDGE_2020, ROSENBAUM_2022, SONG_2020, WHITTINGTON_BOGACZ_2017
 from circuits.graph import CircuitGraph
 from circuits.model import Model
@@ -268,6 +268,6 @@ STRICT_GAP_GROWS_WITH_ERROR = Claim(
               "circuit with MSE loss and smooth (tanh, unless tanh or sigmoid) hidden units.",
     source=f"{WHITTINGTON_BOGACZ_2017} (\"for certain parameters\"); {ROSENBAUM_2022}, StrictPCPredErrs; "
            "the rate rel ∝ s is derived and holds only for the part beyond the s → 0 limit",
-    precondition=_has_hidden,
+    precondition=lambda spec, registry: dense_only(spec, registry) or _has_hidden(spec, registry),
     measure=_strict_gap,
 )

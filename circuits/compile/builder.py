@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from circuits import ops
+from circuits.compile import topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
 from circuits.ir import BATCH, Buffer, Op, Phase, Program, order_ops
@@ -159,7 +160,7 @@ class Builder:
 
     def _declare_params(self) -> None:
         for proj in self.graph.projections():
-            shape = (self.size(proj.source), self.size(proj.target))
+            shape = topographic.kernel_shape(self.graph, proj) or (self.size(proj.source), self.size(proj.target))
             self.add_buffer(self.weight(proj), shape, "param", init=proj.init,
                             doc=f"{proj.type} projection {proj.source} → {proj.target}")
             self.public[proj.name] = self.weight(proj)
@@ -184,8 +185,7 @@ class Builder:
                 continue
             self.activity(self.pre(pop), pop)
             for index, proj in enumerate(self.graph.incoming(pop)):
-                self.emit(phase, ops.MatMul(self.rate(proj.source), self.weight(proj), self.pre(pop),
-                                            accumulate=index > 0))
+                topographic.drive(self, phase, proj, self.rate(proj.source), self.pre(pop), accumulate=index > 0)
             if self.graph.has_bias(pop):
                 self.emit(phase, ops.AddBias(self.bias(pop), self.pre(pop)))
             fn = self.graph.population(pop).activation
@@ -288,6 +288,11 @@ class Builder:
                 raise CompileError(f"rule '{self.rule}' sends no error signal to population '{pop}'")
             self.activity(self.grad(pop), pop)
             for index, (source, matrix, transpose) in enumerate(terms):
+                if len(self.buffers[matrix].shape) == 4:  # a kernel: always a transposed conv
+                    proj = topographic.carrier_projection(self.graph, pop, source)
+                    topographic.send_back(self, phase, proj, matrix, self.delta(source), self.grad(pop),
+                                          accumulate=index > 0)
+                    continue
                 self.emit(phase, ops.MatMul(self.delta(source), matrix, self.grad(pop),
                                             transpose_b=transpose, accumulate=index > 0))
             self._deriv(phase, pop)

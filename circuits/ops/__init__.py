@@ -13,6 +13,7 @@ from __future__ import annotations
 from circuits.ops.basic import (AdamStep, Accumulate, Activate, ActivationDeriv, AddBias, ColSumUpdate, Copy,
                                 Dropout, GaussianNoise, MatMul, MeanSquaredError, MomentumStep, Multiply,
                                 OuterUpdate, SgdStep, SoftmaxCrossEntropy)
+from circuits.ops.conv import ConvGemm, ConvGeometry, ConvTranspose, ConvWeightGrad, Im2Col, Pool, Sign
 from circuits.ops.dynamics import Fill, LeakyIntegrate, Nudge, RandomSign, ResidualNorm
 from circuits.ops.plasticity import PlasticCombination, PlasticGram, PowerProduct
 from circuits.ops.spikes import PoissonSample
@@ -45,6 +46,13 @@ __all__ = [
     "LeakyIntegrate",
     "ResidualNorm",
     "RandomSign",
+    "ConvGeometry",
+    "Im2Col",
+    "ConvGemm",
+    "Pool",
+    "ConvTranspose",
+    "ConvWeightGrad",
+    "Sign",
     "PoissonSample",
     "PowerProduct",
     "PlasticGram",

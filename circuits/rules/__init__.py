@@ -22,6 +22,7 @@ from circuits.rules.perturbation import NodePerturbation, WeightPerturbation
 from circuits.rules.predictive import PredictiveCoding
 from circuits.rules.recirculation import Recirculation
 from circuits.rules.targetprop import DifferenceTargetPropagation, TargetPropagation
+from circuits.rules.sign_symmetry import SignSymmetry
 from circuits.rules.temporal import TemporalDerivative
 from circuits.schema import RuleSignature
 
@@ -72,6 +73,7 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(KolenPollack())
     registry.register(WeightMirror())
     registry.register(NodePerturbation())
+    registry.register(SignSymmetry())
     registry.register(WeightPerturbation())
     registry.register(TargetPropagation())
     registry.register(DifferenceTargetPropagation())

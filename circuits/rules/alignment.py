@@ -19,12 +19,12 @@ from __future__ import annotations
 import attrs
 
 from circuits import ops
-from circuits.compile import Builder
+from circuits.compile import Builder, topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
 from circuits.rules.base import Rule, add_feedback, emit_feedforward, find_feedback
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
-from circuits.spec import CircuitSpec
+from circuits.spec import CircuitSpec, ProjectionSpec
 
 __all__ = ["FeedbackAlignment", "DirectFeedbackAlignment", "KolenPollack", "WeightMirror"]
 
@@ -43,6 +43,7 @@ class FeedbackAlignment(Rule):
         needs="a feedback projection C→h for every forward projection h→C out of a hidden population",
     )
     spikes = True
+    topographic = True
     feedback_plastic = False
 
     def pairs(self, graph: CircuitGraph) -> list[tuple[str, str]]:
@@ -123,7 +124,10 @@ class KolenPollack(FeedbackAlignment):
                 continue
             feedback = find_feedback(b.graph, proj.target, proj.source)
             b.lr_of[feedback.name] = b.lr_of[proj.name]
-            b.learn(feedback.name, b.delta(proj.target), b.rate(proj.source))
+            if proj.conv is not None:  # the kernel's own update: W and B stay the same shape
+                topographic.learn_kernel(b, feedback.name, proj, b.delta(proj.target))
+            else:
+                b.learn(feedback.name, b.delta(proj.target), b.rate(proj.source))
         b.lower_updates()
 
 
@@ -153,6 +157,9 @@ class WeightMirror(KolenPollack):
             if b.graph.population(proj.source).role != "hidden":
                 continue
             feedback = find_feedback(b.graph, proj.target, proj.source)
+            if proj.conv is not None:
+                _mirror_kernel(b, proj, b.weight(feedback), lr, std, m)
+                continue
             noise = b.add_buffer(f"{proj.name}.mirror_noise", (m, b.size(proj.source)), "temp")
             echo = b.add_buffer(f"{proj.name}.mirror_echo", (m, b.size(proj.target)), "temp")
             b.emit("mirror",
@@ -160,3 +167,26 @@ class WeightMirror(KolenPollack):
                    ops.MatMul(noise, b.weight(proj), echo),
                    ops.OuterUpdate(echo, noise, b.weight(feedback), alpha=lr / (std * std * m),
                                    beta=1.0 - lr))
+
+
+def _mirror_kernel(b: Builder, proj: ProjectionSpec, feedback: str, lr: float, std: float, m: int) -> None:
+    """The mirror step of a conv projection: noise maps ``ξ`` through the kernel (no pooling),
+    ``B ← (1 − η)B + η · echoᵀ @ im2col(ξ) / (σ² m P)`` over its ``P`` positions.
+
+    Noise is drawn over the *padded* maps, so every tap sees fresh noise at all ``P``
+    positions and the mean of the update's target is ``W`` exactly.
+    """
+    # The noise covers the padded maps (a kernel over them without padding has the same
+    # positions), so that every tap sees fresh noise at every position.
+    real = topographic.geometry(b.graph, proj)
+    g = attrs.evolve(real, height=real.height + 2 * real.padding, width=real.width + 2 * real.padding,
+                     padding=0, pool="", pool_size=1)
+    noise = b.add_buffer(f"{proj.name}.mirror_noise", (m, g.in_size), "temp")
+    cols = b.add_buffer(f"{proj.name}.mirror_cols", (m, g.positions, g.patch), "temp")
+    echo = b.add_buffer(f"{proj.name}.mirror_echo", (m, g.conv_size), "temp")
+    b.emit("mirror",
+           ops.GaussianNoise(std, noise, stream=f"{proj.name}.mirror"),
+           ops.Im2Col(noise, cols, g),
+           ops.ConvGemm(cols, b.weight(proj), echo, g),
+           ops.ConvWeightGrad(cols, echo, "", feedback, g, alpha=lr / (std * std * m * g.positions),
+                              beta=1.0 - lr))

@@ -19,6 +19,7 @@ class Backprop(Rule):
         needs="nothing beyond the forward graph (feedback projections are ignored)",
     )
     spikes = True
+    topographic = True
 
     def emit(self, b: Builder) -> None:
         carriers = {

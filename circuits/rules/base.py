@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import attrs
 
-from circuits.compile import Builder, Carrier
+from circuits.compile import Builder, Carrier, topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
 from circuits.schema import RuleSignature
 from circuits.spec import CircuitSpec, InitSpec, ProjectionSpec
 
-__all__ = ["Rule", "emit_feedforward", "find_feedback", "add_feedback"]
+__all__ = ["Rule", "emit_feedforward", "learn_forward", "refuse_conv", "find_feedback", "add_feedback"]
 
 
 class Rule:
@@ -27,6 +27,8 @@ class Rule:
     reference: str = "backprop"
     spikes: bool = False
     """Whether the rule runs spiking populations (``populations.<p>.spikes``, see :mod:`circuits.spikes`)."""
+    topographic: bool = False
+    """Whether the rule runs conv and pooled projections (``conv``/``pool``, see :mod:`circuits.shapes`)."""
 
     @property
     def name(self) -> str:
@@ -39,6 +41,7 @@ class Rule:
 
     def check(self, graph: CircuitGraph) -> None:
         """Raise :class:`CompileError` when the graph lacks a pathway this rule needs."""
+        refuse_conv(self, graph)
         for proj in graph.projections("lateral"):
             if proj.source != proj.target:
                 raise CompileError(
@@ -49,6 +52,19 @@ class Rule:
     def emit(self, builder: Builder) -> None:
         """Emit the rule's phases through ``builder``."""
         raise NotImplementedError
+
+
+def refuse_conv(rule: Rule, graph: CircuitGraph) -> None:
+    """Raise :class:`CompileError` for a conv projection when ``rule`` is not topographic."""
+    if rule.topographic:
+        return
+    for proj in graph.projections("forward"):
+        if proj.conv is not None:
+            raise CompileError(
+                f"{graph.spec.source}: projection '{proj.name}': rule '{rule.name}' does not run "
+                "conv projections; choose backprop, feedback_alignment, direct_feedback_alignment, "
+                "kolen_pollack, weight_mirror, sign_symmetry, node_perturbation or predictive_coding, "
+                "or make the projection dense (remove conv and pool)")
 
 
 def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None:
@@ -65,13 +81,22 @@ def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None
     b.lower_backward(carriers)
     for proj in b.graph.projections("forward"):
         if proj.plastic:
-            b.learn(proj.name, b.rate(proj.source), b.delta(proj.target))
+            learn_forward(b, proj, b.rate(proj.source), b.delta(proj.target))
     for proj in b.graph.projections("lateral"):
         if proj.plastic:
             b.learn(proj.name, b.rate0(proj.target), b.delta2(proj.target))
     for pop in b.graph.populations:
         if b.graph.population(pop).role != "input":
             b.learn_bias(pop, b.delta(pop))
+
+
+def learn_forward(b: Builder, proj: ProjectionSpec, rate: str, delta: str) -> None:
+    """Add ``rate.T @ delta`` to the estimate of a dense projection's weight, or the kernel
+    gradient ``unpool(delta)ᵀ @ cols`` (from the clean forward pass) to a conv projection's."""
+    if proj.conv is not None:
+        topographic.learn_kernel(b, proj.name, proj, delta)
+    else:
+        b.learn(proj.name, rate, delta)
 
 
 def find_feedback(graph: CircuitGraph, source: str, target: str) -> ProjectionSpec | None:

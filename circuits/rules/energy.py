@@ -34,7 +34,7 @@ from circuits import ops
 from circuits.compile import Builder
 from circuits.errors import CompileError, FixedPointError
 from circuits.graph import CircuitGraph
-from circuits.rules.base import Rule, find_feedback
+from circuits.rules.base import Rule, find_feedback, refuse_conv
 from circuits.schema import Param
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class EnergyRule(Rule):
     """Base of the rules whose circuits relax to a fixed point of their dynamics."""
 
     def check(self, graph: CircuitGraph) -> None:
+        refuse_conv(self, graph)
         if graph.projections("lateral"):
             proj = graph.projections("lateral")[0]
             raise CompileError(f"{graph.spec.source}: projection '{proj.name}': rule '{self.name}' "

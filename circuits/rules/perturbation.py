@@ -44,9 +44,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from circuits import ops
-from circuits.compile import Builder
+from circuits.compile import Builder, topographic
 from circuits.ir import BATCH
-from circuits.rules.base import Rule
+from circuits.rules.base import Rule, learn_forward
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 from circuits.spec import ProjectionSpec
 
@@ -110,7 +110,8 @@ def lower_perturbed_forward(b: Builder, phase: str, *, weight: Callable[[Project
             continue
         pre = b.activity(perturbed(b.pre(pop)), pop)
         for index, proj in enumerate(b.graph.incoming(pop)):
-            b.emit(phase, ops.MatMul(_rate(b, proj.source), weight(proj), pre, accumulate=index > 0))
+            topographic.drive(b, phase, proj, _rate(b, proj.source), pre, accumulate=index > 0, tag="~",
+                              weight=weight(proj))
         if b.graph.has_bias(pop):
             b.emit(phase, ops.AddBias(bias(pop), pre))
         add_noise(pop, f"{pop}.noise", pre)
@@ -177,6 +178,7 @@ class NodePerturbation(Rule):
         params=(*COMMON_PARAMS, _sigma(0.01), _BASELINE, _DECAY),
         needs="nothing beyond the forward graph (no error signal is sent anywhere)",
     )
+    topographic = True
 
     def scale(self, sigma: float) -> float:
         """The factor ``1/σ²`` of the estimate."""
@@ -205,7 +207,7 @@ class NodePerturbation(Rule):
                                             alpha=self.scale(sigma), per_batch=True))
         for proj in b.graph.projections("forward"):
             if proj.plastic:
-                b.learn(proj.name, b.rate(proj.source), b.delta(proj.target))
+                learn_forward(b, proj, b.rate(proj.source), b.delta(proj.target))
         for proj in b.graph.projections("lateral"):
             if proj.plastic:
                 b.learn(proj.name, b.rate0(proj.target), b.delta2(proj.target))

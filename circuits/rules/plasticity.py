@@ -174,6 +174,7 @@ class Plasticity(FeedbackAlignment):
         needs="with err or err_pre terms, a feedback projection C→h for every forward projection h→C "
               "out of a hidden population (as feedback_alignment)",
     )
+    topographic = False  # its factor products are dense matrices (FA, which it extends, runs conv)
 
     def terms(self, params: Mapping[str, object]) -> dict[Term, float]:
         """The spec's terms, parsed (their names were checked when the spec was read)."""

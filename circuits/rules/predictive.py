@@ -52,10 +52,10 @@ are ignored: the error units send their signals through the transposed forward w
 from __future__ import annotations
 
 from circuits import ops
-from circuits.compile import Builder
+from circuits.compile import Builder, topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
-from circuits.rules.base import Rule
+from circuits.rules.base import Rule, learn_forward
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 
 __all__ = ["PredictiveCoding", "PC_PARAMS", "VARIANTS", "value", "error", "error_delta", "feedback",
@@ -153,8 +153,15 @@ class PredictiveCoding(Rule):
 
     # -- graph -------------------------------------------------------------------------------------
 
+    topographic = True
+
     def check(self, graph: CircuitGraph) -> None:
         where = f"{graph.spec.source}: rule '{self.name}'"
+        conv = [p.name for p in graph.projections("forward") if p.conv is not None]
+        if conv and graph.spec.rule.params.get("variant") == "strict":
+            raise CompileError(f"{where} runs conv projections in variant fixed_prediction only (the strict "
+                               f"variant re-predicts through dense weights); projection '{conv[0]}' convolves: "
+                               "set rule.variant = \"fixed_prediction\" or remove conv")
         lateral = graph.projections("lateral")
         if lateral:
             raise CompileError(f"{where} does not support lateral projections yet (a lateral step has no "
@@ -198,7 +205,7 @@ class PredictiveCoding(Rule):
             self._predict(b, SETTLE)
         for proj in b.graph.projections("forward"):
             if proj.plastic:
-                b.learn(proj.name, _source(b, proj.source), error_delta(b, proj.target))
+                learn_forward(b, proj, _source(b, proj.source), error_delta(b, proj.target))
         for pop in b.graph.populations:
             if b.graph.population(pop).role != "input":
                 b.learn_bias(pop, error_delta(b, pop))
@@ -243,6 +250,10 @@ class PredictiveCoding(Rule):
         """``φ = Σ_c δ_c @ W_{pop→c}ᵀ``, ``v += η·(ε − φ)``."""
         fb = b.activity(feedback(pop), pop)
         for index, proj in enumerate(b.graph.outgoing(pop)):
+            if proj.conv is not None:
+                topographic.send_back(b, INFERENCE, proj, b.weight(proj), error_delta(b, proj.target), fb,
+                                      accumulate=index > 0)
+                continue
             b.emit(INFERENCE, ops.MatMul(error_delta(b, proj.target), b.weight(proj), fb, transpose_b=True,
                                          accumulate=index > 0))
         step = b.activity(belief_step(pop), pop)

@@ -1,0 +1,398 @@
+"""Topographic circuits: shapes, conv and pool projections, their kernels, and every rule on them.
+
+The conv kernels are checked against direct loops (the definition of convolution), the
+backward ops against the adjoint identity and finite differences, and the rules against the
+claims of :mod:`circuits.claims` on hypothesis-drawn conv circuits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import conv_circuits, dag_spec_text
+
+from circuits.backends import get_backend
+from circuits.backends.kernels import KernelContext
+from circuits.backends.catalogue import default_kernels
+from circuits.claims import default_claims
+from circuits.claims.gradient import finite_difference_error
+from circuits.errors import CompileError, GraphError, SpecError
+from circuits.graph import build_graph
+from circuits.model import Model
+from circuits import ops
+from circuits.spec import parse_spec
+from circuits.spec_writer import dump_spec
+
+CLAIMS = default_claims()
+KERNELS = default_kernels()
+
+
+# -- kernels against loops ------------------------------------------------------------------------
+
+
+def reference_conv(x, w, stride, padding):
+    """``out[b, o, i, j] = Σ_{c,u,v} pad(x)[b, c, s·i + u, s·j + v] · w[o, c, u, v]`` by loops."""
+    batch, _, height, width = x.shape
+    out_channels, _, k, _ = w.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh, ow = (height + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
+    out = np.zeros((batch, out_channels, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = padded[:, :, stride * i:stride * i + k, stride * j:stride * j + k]
+            out[:, :, i, j] = np.einsum("bcuv,ocuv->bo", patch, w)
+    return out
+
+
+def reference_pool(x, kind, size):
+    b, c, h, w = x.shape
+    windows = x.reshape(b, c, h // size, size, w // size, size)
+    return windows.max(axis=(3, 5)) if kind == "max" else windows.mean(axis=(3, 5))
+
+
+def run_ops(op_list, arrays):
+    ctx = KernelContext(xp=np, rng=lambda name: np.random.default_rng(0))
+    for op in op_list:
+        KERNELS.build(op, arrays, ctx)()
+
+
+def conv_arrays(g, batch, rng):
+    arrays = {
+        "x": rng.standard_normal((batch, g.in_size)),
+        "w": rng.standard_normal(g.kernel_shape),
+        "cols": np.empty((batch, g.positions, g.patch)),
+        "conv": np.empty((batch, g.conv_size)),
+        "out": np.empty((batch, g.out_size)),
+        "index": np.empty((batch, g.out_size), np.int64),
+        "d": rng.standard_normal((batch, g.out_size)),
+        "dx": np.empty((batch, g.in_size)),
+        "dw": np.empty(g.kernel_shape),
+    }
+    return arrays
+
+
+def forward_ops(g):
+    index = "index" if g.pool == "max" else ""
+    conv = ops.ConvGemm("cols", "w", "conv" if g.pool else "out", g)
+    pool = [ops.Pool("conv", "out", index, g)] if g.pool else []
+    return [ops.Im2Col("x", "cols", g), conv, *pool], index
+
+
+geometries = st.builds(
+    lambda c, h, w, o, k, s, p, pool: ops.ConvGeometry(c, h, w, o, k, s, min(p, k - 1), *pool),
+    st.integers(1, 3), st.integers(4, 9), st.integers(4, 9), st.integers(1, 4), st.integers(1, 3),
+    st.integers(1, 2), st.integers(0, 2), st.sampled_from([("", 1), ("max", 2), ("avg", 2), ("max", 1)]),
+).filter(lambda g: g.out_height >= 1 and g.out_width >= 1 and (not g.pool or (
+    g.out_height % g.pool_size == 0 and g.out_width % g.pool_size == 0)))
+
+
+@settings(max_examples=40)
+@given(g=geometries, seed=st.integers(0, 2**16))
+def test_conv_and_pool_forward_equal_loops(g, seed):
+    rng = np.random.default_rng(seed)
+    a = conv_arrays(g, 3, rng)
+    steps, _ = forward_ops(g)
+    run_ops(steps, a)
+    x = a["x"].reshape(3, g.channels, g.height, g.width)
+    want = reference_conv(x, a["w"], g.stride, g.padding)
+    if g.pool:
+        want = reference_pool(want, g.pool, g.pool_size)
+    np.testing.assert_allclose(a["out"].reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40)
+@given(g=geometries, seed=st.integers(0, 2**16))
+def test_backward_ops_are_the_adjoint_and_the_kernel_gradient(g, seed):
+    """``⟨d, conv∘pool(x)⟩`` has gradient ``conv_transpose(unpool(d))`` in x and ``ConvWeightGrad`` in w:
+    checked by the adjoint identity (linear in x at fixed winners) and by central differences in w."""
+    rng = np.random.default_rng(seed)
+    a = conv_arrays(g, 2, rng)
+    steps, index = forward_ops(g)
+    run_ops(steps, a)
+    run_ops([ops.ConvTranspose("d", index, "w", "dx", g), ops.ConvWeightGrad("cols", "d", index, "dw", g)], a)
+
+    def objective(x, w):
+        y = reference_conv(x.reshape(2, g.channels, g.height, g.width), w, g.stride, g.padding)
+        if g.pool:
+            y = reference_pool(y, g.pool, g.pool_size)
+        return float(np.sum(y.reshape(2, -1) * a["d"]))
+
+    h = 1e-6
+    for grad, arg in ((a["dx"], 0), (a["dw"], 1)):
+        for _ in range(5):
+            where = tuple(int(rng.integers(0, n)) for n in grad.shape)
+            args = [a["x"].copy(), a["w"].copy()]
+            args[arg][where] += h
+            up = objective(*args)
+            args[arg][where] -= 2 * h
+            down = objective(*args)
+            assert abs((up - down) / (2 * h) - grad[where]) < 1e-6 * (1 + abs(grad[where]))
+
+
+def test_accumulating_conv_ops_add_to_what_is_there():
+    g = ops.ConvGeometry(2, 6, 6, 3, 3, 1, 1, "max", 2)
+    rng = np.random.default_rng(1)
+    a = conv_arrays(g, 2, rng)
+    run_ops(forward_ops(g)[0], a)
+    once = a["out"].copy()
+    run_ops([ops.Pool("conv", "out", "index", g, accumulate=True)], a)
+    np.testing.assert_allclose(a["out"], 2 * once)
+    run_ops([ops.ConvTranspose("d", "index", "w", "dx", g)], a)
+    first = a["dx"].copy()
+    run_ops([ops.ConvTranspose("d", "index", "w", "dx", g, accumulate=True)], a)
+    np.testing.assert_allclose(a["dx"], 2 * first)
+
+
+def test_sign_op_and_its_scale():
+    a = {"w": np.array([[-2.0, 0.0, 3.0]]), "s": np.empty((1, 3))}
+    run_ops([ops.Sign("w", "s", scale=0.5)], a)
+    assert a["s"].tolist() == [[-0.5, 0.0, 0.5]]
+
+
+# -- spec and graph --------------------------------------------------------------------------
+
+
+LENET = """
+[circuit]
+name = "tiny-lenet"
+[populations]
+x  = {{ shape = [1, 8, 8], role = "input" }}
+c1 = {{ shape = {c1}, activation = "tanh" }}
+c2 = {{ shape = [4, 2, 2], activation = "relu" }}
+h  = {{ size = 5, activation = "tanh" }}
+y  = {{ size = 10, role = "output" }}
+[[projections]]
+from = "x"
+to = "c1"
+conv = {{ kernel = 3, padding = 1 }}
+pool = {{ kind = "max", size = 2 }}
+[[projections]]
+from = "c1"
+to = "c2"
+conv = {{ kernel = 3, stride = 2, padding = 1 }}
+[[projections]]
+from = "x"
+to = "c2"
+conv = {{ kernel = 2, stride = 4 }}
+pool = {{ kind = "avg", size = 1 }}
+[[projections]]
+chain = ["c2", "h", "y"]
+[[projections]]
+from = "c1"
+to = "y"
+[rule]
+name = "{rule}"
+{extra}
+[task]
+dataset = "digits"
+[run]
+dtype = "float64"
+"""
+
+
+def lenet(registry, rule="backprop", extra="", c1="[3, 4, 4]"):
+    spec = parse_spec(LENET.format(rule=rule, extra=extra, c1=c1), source="t.toml", rules=registry.signatures())
+    return registry.get(rule).augment(spec)
+
+
+def test_shape_sets_the_size_and_the_spec_round_trips(registry):
+    spec = lenet(registry)
+    assert spec.population("c1").size == 48 and spec.population("c1").shape == (3, 4, 4)
+    proj = spec.projections[0]
+    assert (proj.conv.kernel, proj.conv.stride, proj.conv.padding, proj.pool.kind) == (3, 1, 1, "max")
+    assert parse_spec(dump_spec(spec), source="again.toml", rules=registry.signatures()) == spec
+
+
+def test_wrong_target_shape_names_the_expected_shape(registry):
+    spec = lenet(registry, c1="[3, 5, 5]")
+    with pytest.raises(GraphError) as info:
+        build_graph(spec)
+    assert str(info.value) == ("t.toml: projection 'x->c1': conv then pool gives 4×4 maps, so 'c1' must have "
+                               "shape = [3, 4, 4] (got [3, 5, 5])")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (('x  = { shape = [1, 8, 8], role = "input" }', 'x  = { size = 64, role = "input" }'),
+     "t.toml: projection 'x->c1': conv needs shaped populations, but 'x' has none; give it "
+     "shape = [channels, height, width] (product 64)"),
+    (("conv = { kernel = 3, padding = 1 }\n", ""),
+     "t.toml: projection 'x->c1': pool follows a convolution; add conv = { kernel = 1 } to pool alone"),
+    (("conv = { kernel = 3, padding = 1 }", "conv = { kernel = 9 }"),
+     "t.toml: projection 'x->c1': a kernel of 9 with padding 0 does not fit the 8×8 maps of 'x'"),
+])
+def test_graph_errors_name_the_projection_and_the_fix(registry, edit, message):
+    text = LENET.format(rule="backprop", extra="", c1="[3, 4, 4]").replace(*edit)
+    with pytest.raises((GraphError, SpecError)) as info:
+        build_graph(parse_spec(text, source="t.toml", rules=registry.signatures()))
+    assert str(info.value) == message
+
+
+def test_spec_errors_for_shape_and_conv_keys(registry):
+    text = LENET.format(rule="backprop", extra="", c1="[3, 4, 4]")
+    with pytest.raises(SpecError, match=r"populations.c1.size: is 40, but shape = \[3, 4, 4\] has 48 units"):
+        parse_spec(text.replace("c1 = { shape", "c1 = { size = 40, shape"), source="t.toml",
+                   rules=registry.signatures())
+    with pytest.raises(SpecError, match=r"projections\[0\].conv.padding: must be less than the kernel \(3\)"):
+        parse_spec(text.replace("padding = 1 }", "padding = 3 }", 1), source="t.toml", rules=registry.signatures())
+    with pytest.raises(SpecError, match=r"projections\[0\].pool.kind: must be one of max, avg"):
+        parse_spec(text.replace('kind = "max"', 'kind = "min"'), source="t.toml", rules=registry.signatures())
+
+
+def test_rules_without_conv_support_refuse_with_the_alternatives(registry):
+    spec = lenet(registry, "equilibrium_propagation")
+    with pytest.raises(CompileError, match="rule 'equilibrium_propagation' does not run conv projections; "
+                                           "choose backprop, feedback_alignment"):
+        Model(spec, registry=registry)
+    spec = lenet(registry, "predictive_coding", 'variant = "strict"')
+    with pytest.raises(CompileError, match="conv projections in variant fixed_prediction only"):
+        Model(spec, registry=registry)
+
+
+def test_compile_shows_im2col_gemm_pool_and_transposed_conv(registry):
+    text = Model(lenet(registry), registry=registry).program.describe()
+    for piece in ("x->c1.cols = im2col(x.rate, 3×3/1 pad 1)", "x->c1.conv = x->c1.cols @ x->c1.weightᵀ (GEMM)",
+                  "c1.pre = maxpool2(x->c1.conv) (argmax → x->c1.argmax)",
+                  "conv_transpose(c2.delta, c1->c2.weight, 3×3/2 pad 1) (GEMM + col2im)",
+                  "unpool2(c1.delta, x->c1.argmax)ᵀ @ x->c1.cols (GEMM)", "x->c1.weight   param  3×1×3×3"):
+        assert piece in text, piece
+
+
+# -- rules on conv circuits ------------------------------------------------------------------
+
+
+def test_backprop_on_a_conv_circuit_with_two_conv_projections_into_one_population(registry):
+    """Conv accumulation (x→c2 and c1→c2), average and max pooling, flattening into dense layers."""
+    model = Model(lenet(registry), registry=registry)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 64)), rng.integers(0, 3, 4)
+    error, count = finite_difference_error(model, x, y, model.gradients(x, y), rng, per_param=8)
+    assert error < 1e-6 and count == 8 * len(model.params)
+
+
+def conv_spec(registry, circuit, rule, extra=""):
+    text = dag_spec_text(circuit, rule=rule, dtype="float64", extra_rule=extra)
+    return registry.get(rule).augment(parse_spec(text, source="drawn.toml", rules=registry.signatures()))
+
+
+def claim(name, spec, registry, seed=0):
+    outcome = CLAIMS.get(name).run(spec, registry, np.random.default_rng(seed))
+    assert outcome.passed, outcome
+
+
+@settings(max_examples=25)
+@given(circuit=conv_circuits())
+def test_backprop_equals_finite_differences_on_conv_circuits(registry, circuit):
+    claim("reference_gradient_is_exact", conv_spec(registry, circuit, "backprop"), registry)
+
+
+@settings(max_examples=15)
+@given(circuit=conv_circuits(), rule=st.sampled_from(["feedback_alignment", "kolen_pollack", "weight_mirror"]))
+def test_tied_kernels_give_backprop(registry, circuit, rule):
+    claim("tied_feedback_is_backprop", conv_spec(registry, circuit, rule, "auto_feedback = true"), registry)
+
+
+@settings(max_examples=15)
+@given(circuit=conv_circuits(), rule=st.sampled_from(
+    ["feedback_alignment", "direct_feedback_alignment", "kolen_pollack", "weight_mirror"]))
+def test_output_layer_is_backprop_on_conv_circuits(registry, circuit, rule):
+    claim("output_layer_is_backprop", conv_spec(registry, circuit, rule, "auto_feedback = true"), registry)
+
+
+@settings(max_examples=10)
+@given(circuit=conv_circuits(), decay=st.sampled_from([0.0, 0.05]))
+def test_kp_contraction_holds_for_kernels(registry, circuit, decay):
+    spec = conv_spec(registry, circuit, "kolen_pollack", f"auto_feedback = true\nweight_decay = {decay}\nlr = 0.1")
+    claim("kp_exact_contraction", spec, registry)
+
+
+@pytest.mark.parametrize("rule, extra", [
+    ("predictive_coding", "inference_rate = 1.0\ninference_steps = 5"), ("node_perturbation", ""),
+    ("feedback_alignment", "auto_feedback = true"), ("direct_feedback_alignment", "auto_feedback = true"),
+    ("kolen_pollack", "auto_feedback = true"), ("weight_mirror", "auto_feedback = true"), ("sign_symmetry", "")])
+def test_every_claim_of_the_conv_rules_holds_or_says_why_not(registry, rule, extra):
+    """Each claim of the rule passes on the LeNet-like circuit, or its precondition skips it with a reason."""
+    spec = lenet(registry, rule, extra)
+    outcomes = [c.run(spec, registry, np.random.default_rng(0)) for c in CLAIMS.for_rule(rule)]
+    assert all(o.passed or (o.status == "skip" and o.reason) for o in outcomes), outcomes
+    assert any(o.passed for o in outcomes)
+
+
+def test_weight_mirror_teaches_a_feedback_kernel_the_forward_kernel(registry):
+    """The mirror noise covers the padded maps, so B → W in mean for every tap, border taps included."""
+    model = Model(lenet(registry, "weight_mirror", "auto_feedback = true\nmirror_lr = 0.05\nmirror_batch = 64"),
+                  registry=registry)
+    exe = model.sim.executable(model.program, model.spec.task.batch_size)
+    w = np.array(model.params["c1->c2"])
+    before = np.linalg.norm(np.array(model.params["c2->c1"]) - w) / np.linalg.norm(w)
+    for _ in range(200):
+        exe.run(["mirror"])
+    after = np.linalg.norm(np.array(model.params["c2->c1"]) - w) / np.linalg.norm(w)
+    assert before > 0.9 and after < 0.15
+
+
+def test_sign_symmetry_sends_errors_through_the_sign_of_the_weights(registry):
+    """Dense and conv: the update equals FA's with every feedback set to g·sign(W) (g = 0.3)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((4, 64)), rng.integers(0, 3, 4)
+    signs = Model(lenet(registry, "sign_symmetry", "feedback_gain = 0.3"), registry=registry)
+    fa = Model(lenet(registry, "feedback_alignment", "auto_feedback = true"), registry=registry)
+    fa.set_params({n: np.array(v) for n, v in signs.params.items()})
+    for proj in fa.graph.projections("feedback"):
+        forward = np.array(signs.params[f"{proj.target}->{proj.source}"])
+        fa.set_params({proj.name: 0.3 * np.sign(forward if forward.ndim == 4 else forward.T)})
+    got, want = signs.deltas(x, y), fa.deltas(x, y)
+    for name in signs.graph.spec.projections:
+        if name.type == "forward":
+            np.testing.assert_allclose(got[name.name], want[name.name], rtol=1e-12, atol=1e-14)
+    assert not np.allclose(got["x->c1"], Model(lenet(registry), registry=registry).deltas(x, y)["x->c1"])
+
+
+def test_sign_symmetry_by_hand_on_a_dense_circuit(registry):
+    text = """
+[circuit]
+name = "ss"
+[populations]
+x = { size = 2, role = "input" }
+h = { size = 2, activation = "linear" }
+y = { size = 1, role = "output" }
+[[projections]]
+chain = ["x", "h", "y"]
+bias = false
+[rule]
+name = "sign_symmetry"
+lr = 1.0
+[task]
+dataset = "xor"
+loss = "mse"
+[run]
+dtype = "float64"
+"""
+    model = Model(parse_spec(text, source="ss.toml", rules=registry.signatures()), registry=registry)
+    w1, w2 = np.array([[1.0, -2.0], [0.5, 1.0]]), np.array([[3.0], [-0.25]])
+    model.set_params({"x->h": w1, "h->y": w2})
+    x, target = np.array([[1.0, 2.0]]), np.array([[0.0]])
+    e = (x @ w1 @ w2) - target                     # output error (batch 1)
+    hidden_error = e @ np.sign(w2).T                # [e, -e], not e @ w2.T
+    deltas = model.deltas(x, target)
+    np.testing.assert_allclose(deltas["x->h"], -(x.T @ hidden_error))
+    np.testing.assert_allclose(deltas["h->y"], -((x @ w1).T @ e))
+
+
+def test_conv_kernels_get_xavier_fans(registry):
+    model = Model(lenet(registry), registry=registry)
+    w = np.array(model.params["c1->c2"])   # (4, 3, 3, 3): fan_in 27, fan_out 36
+    assert w.shape == (4, 3, 3, 3) and np.abs(w).max() <= np.sqrt(6 / (27 + 36))
+    assert np.abs(w).max() > 0.8 * np.sqrt(6 / (27 + 36))
+
+
+def test_numpy_backend_trains_a_conv_circuit(registry):
+    model = Model(lenet(registry, extra="lr = 0.1"), registry=registry)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 64)), rng.integers(0, 3, 32)
+    first = model.step(x, y)
+    for _ in range(30):
+        last = model.step(x, y)
+    assert last < 0.5 * first
+    assert get_backend("numpy", seed=0).name == "numpy"

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 __all__ = ["accumulating_gemm", "MAX_INNER"]
 
@@ -42,10 +43,6 @@ def _cblas() -> dict[str, tuple[Any, type]] | None:
     integers); other builds expose plain ``cblas_sgemm``. The library is the loaded BLAS that
     lives in NumPy's own folders, as threadpoolctl lists it.
     """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
     numpy_root = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
     for pool in threadpool_info():
         path = pool.get("filepath") or ""

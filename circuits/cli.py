@@ -482,3 +482,53 @@ def compare(spec: str, rules: str, seeds: int, overrides: tuple[str, ...], out: 
 
 if __name__ == "__main__":
     main()
+
+
+# -- meta-learned plasticity (issue 12) -----------------------------------------------------------
+
+@main.command()
+@click.argument("meta_file", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Search folder (default: meta/<name> beside the current directory).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the local Dask cluster (default: one per core; 1: no Dask).")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Evaluate on an existing Dask cluster.")
+@click.option("--resume", is_flag=True, help="Continue the search checkpointed in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar; only the summary lines.")
+@guarded
+def meta(meta_file: str, out: str | None, workers: int | None, scheduler: str | None, resume: bool,
+         quiet: bool) -> None:
+    """Search the plasticity rule family (terms of META_FILE) for the rule that makes the base
+    circuit learn; write meta.csv, best_rule.toml, rule.txt, heldout.csv and plots."""
+    from circuits import meta as meta_search  # noqa: PLC0415 - keeps `circuits --help` fast
+
+    config = meta_search.load_meta(meta_file)
+    folder = Path(out) if out else Path("meta") / config.name
+    bar = None if quiet else Progress(TextColumn("generations"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True))
+
+    def on_generation(row: dict[str, float], total: int) -> None:
+        if bar is None:
+            return
+        if not bar.tasks:
+            bar.add_task("search", total=total, completed=row["generation"] - 1, info="")
+        bar.update(bar.tasks[0].id, completed=row["generation"],
+                   info=f"best {row['best_objective']:.4g} · mean {row['mean_objective']:.4g} · "
+                        f"{row['evaluations'] / max(row['seconds'], 1e-9):.1f} evals/s")
+
+    if bar is not None:
+        bar.start()
+    try:
+        summary = meta_search.search(config, folder, workers=workers, scheduler=scheduler, resume=resume,
+                                     on_generation=on_generation)
+    finally:
+        if bar is not None:
+            bar.stop()
+    click.echo(f"search folder: {folder}: {summary['generations']} generations, "
+               f"{summary['evaluations']} evaluations, {summary['seconds']:.1f} s")
+    click.echo(f"found: {summary['formula']}  ({config.objective} {summary['inner_objective']:.4g} on the inner tasks)")
+    for row in summary["heldout"]:
+        scores = ", ".join(f"{name} {row[f'{name}.mean']:.4g} ± {row[f'{name}.ci95']:.2g}"
+                           for name in config.heldout_objectives)
+        click.echo(f"held out  {row['arm']:<10} {scores}")

@@ -1,0 +1,129 @@
+"""What a search leaves in its folder.
+
+``meta.csv`` (one row per generation: evaluations, best and mean objective, θ of the best
+candidate and of the search's mean), ``best_rule.toml`` (the base spec under the found terms:
+``circuits simulate best_rule.toml`` runs it), ``rule.txt`` (the formula), ``heldout.csv``
+(the found rule, the start point and the baselines on the held-out tasks: mean ± 95 % CI per
+objective), ``summary.json``, ``objective.png`` and ``coefficients.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from circuits.experiments.stats import mean_ci
+from circuits.meta.evaluate import Evaluator, theta_terms
+from circuits.meta.file import MetaConfig
+from circuits.rules.plasticity import format_rule, parse_terms
+from circuits.runs.files import write_text
+from circuits.spec_writer import dump_spec
+
+__all__ = ["write_outputs", "found_theta", "read_rows"]
+
+
+def found_theta(state: Any) -> np.ndarray:
+    """The found rule: the search distribution's mean after the last generation."""
+    return np.asarray(state.optimizer.center, dtype=np.float64)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """``meta.csv`` back as rows of floats."""
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _heldout(config: MetaConfig, evaluator: Evaluator, terms: dict[str, float]) -> list[dict[str, Any]]:
+    arms: list[tuple[str, str, dict[str, float] | None]] = [
+        ("found", "plasticity", terms), ("start", "plasticity", theta_terms(config.terms, config.start))]
+    arms += [(name, entry["rule"], entry["terms"]) for name, entry in config.baselines.items()]
+    rows = []
+    for name, rule, arm_terms in arms:
+        values = evaluator.values(config.heldout, rule, arm_terms, config.heldout_objectives)
+        row: dict[str, Any] = {"arm": name, "rule": rule,
+                               "formula": format_rule(parse_terms(arm_terms)) if arm_terms is not None else rule,
+                               "runs": len(next(iter(values.values())))}
+        for objective, found in values.items():
+            mean, _sd, half = mean_ci(found)
+            row[f"{objective}.mean"] = mean
+            row[f"{objective}.ci95"] = half
+            row[f"{objective}.min"] = float(np.min(found))
+        rows.append(row)
+    return rows
+
+
+def _plot(rows: list[dict[str, float]], config: MetaConfig, folder: Path) -> list[Path]:
+    gens = [r["generation"] for r in rows]
+    fig = Figure(figsize=(6, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(gens, [r["best_objective"] for r in rows], lw=1.4, label="best candidate")
+    ax.plot(gens, [r["mean_objective"] for r in rows], lw=1.4, label="mean of candidates")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(config.objective)
+    ax.set_title(f"{config.name}: {config.objective} ({config.optimizer})")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    objective_png = folder / "objective.png"
+    fig.savefig(objective_png, dpi=110, metadata={"Software": None})
+    fig = Figure(figsize=(6, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    final = {t.name: rows[-1][f"center.{t.name}"] for t in config.terms}
+    top = sorted(final, key=lambda n: -abs(final[n]))[:6]
+    for term in config.terms:
+        values = [r[f"center.{term.name}"] for r in rows]
+        if term.name in top:
+            ax.plot(gens, values, lw=1.6, label=term.formula())
+        else:
+            ax.plot(gens, values, lw=0.6, color="#bbbbbb")
+    ax.axhline(0.0, color="#999999", lw=0.8, linestyle="--")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("θ (search mean)")
+    ax.set_title(f"{config.name}: coefficients (grey: the other terms)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    coeff_png = folder / "coefficients.png"
+    fig.savefig(coeff_png, dpi=110, metadata={"Software": None})
+    return [objective_png, coeff_png]
+
+
+def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evaluator,
+                  score: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """Write every output of a finished search into ``folder``; return the summary."""
+    theta = found_theta(state)
+    terms = theta_terms(config.terms, theta)
+    formula = format_rule(parse_terms(terms))
+    write_text(folder / "meta.csv", _csv(state.rows))
+    base = evaluator.spec({}, config.inner.seeds[0])
+    write_text(folder / "best_rule.toml", dump_spec(evaluator.with_rule(base, "plasticity", terms)) + "\n")
+    write_text(folder / "rule.txt", formula + "\n")
+    inner = float(score(theta[None, :])[0])
+    heldout = _heldout(config, evaluator, terms)
+    write_text(folder / "heldout.csv", _csv(heldout))
+    plots = _plot(state.rows, config, folder) if state.rows else []
+    summary = {"name": config.name, "optimizer": config.optimizer, "generations": state.generation,
+               "evaluations": state.evaluations, "seconds": round(state.seconds, 3),
+               "evaluations_per_second": state.evaluations / state.seconds if state.seconds else None,
+               "objective": config.objective, "inner_objective": inner, "formula": formula,
+               "terms": terms, "heldout": heldout, "plots": [p.name for p in plots]}
+    write_text(folder / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    return summary

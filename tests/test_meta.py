@@ -1,0 +1,167 @@
+"""`circuits meta`: meta files, the optimizers, resume, outputs, objectives and the covariances task."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from circuits.cli import main
+from circuits.data import DATASETS
+from circuits.data.covariances import random_covariance
+from circuits.meta import MetaError, load_meta, parse_meta, run_search
+from circuits.meta.es import EvolutionStrategy, centered_ranks
+from circuits.meta.evaluate import Evaluator
+
+SPEC = Path(__file__).resolve().parent.parent / "specs" / "plasticity_oja.toml"
+
+SMALL = f"""
+[meta]
+name = "small"
+spec = "{SPEC}"
+terms = ["pre*post", "post^2*w", "w"]
+optimizer = "{{optimizer}}"
+population = 6
+generations = {{generations}}
+l1 = 1e-2
+objective = "pc1_alignment"
+[inner]
+steps = 20
+batch_size = 50
+tasks = {{{{ "task.options.covariance" = [0, 1] }}}}
+set = {{{{ "task.options.n" = 2000 }}}}
+[heldout]
+tasks = {{{{ "task.options.covariance" = [1000, 1001] }}}}
+objectives = ["pc1_alignment", "pc1_cosine"]
+[baselines]
+oja = {{{{ terms = {{{{ "pre*post" = 1.0, "post^2*w" = -1.0 }}}} }}}}
+"""
+
+
+def small(tmp_path: Path, optimizer: str = "es", generations: int = 3) -> Path:
+    path = tmp_path / f"small_{optimizer}_{generations}.toml"
+    path.write_text(SMALL.format(optimizer=optimizer, generations=generations))
+    return path
+
+
+def rows_without_time(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "meta.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def test_a_search_writes_every_output_and_its_rule_runs_with_simulate(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    result = CliRunner().invoke(main, ["meta", str(small(tmp_path)), "--out", str(out), "--workers", "1",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    for name in ("meta.csv", "best_rule.toml", "rule.txt", "heldout.csv", "summary.json", "objective.png",
+                 "coefficients.png", "state.pkl"):
+        assert (out / name).exists(), name
+    rows = rows_without_time(out)
+    assert [int(r["generation"]) for r in rows] == [1, 2, 3]
+    assert [int(r["evaluations"]) for r in rows] == [6, 12, 18]
+    assert {"best.pre*post", "center.post^2*w"} <= set(rows[0])
+    assert (out / "rule.txt").read_text().startswith("ΔW = lr·(")
+    assert "found: ΔW = lr·(" in result.output and "held out  oja" in result.output
+    with open(out / "heldout.csv", newline="") as handle:
+        arms = [row["arm"] for row in csv.DictReader(handle)]
+    assert arms == ["found", "start", "oja"]
+    run = CliRunner().invoke(main, ["simulate", str(out / "best_rule.toml"), "--out", str(tmp_path / "run"),
+                                    "--set", "task.options.n=400"])
+    assert run.exit_code == 0, run.output
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["es", "cma"])
+def test_resume_continues_to_identical_results(tmp_path: Path, optimizer: str) -> None:
+    if optimizer == "cma":
+        pytest.importorskip("cma")
+    fresh = tmp_path / "fresh"
+    run_search(load_meta(small(tmp_path, optimizer, 4)), fresh)
+    interrupted = tmp_path / "interrupted"
+    run_search(load_meta(small(tmp_path, optimizer, 2)), interrupted)
+    state = pickle.loads((interrupted / "state.pkl").read_bytes())
+    assert state.generation == 2
+    np.random.seed(123)  # the caller's global NumPy state must not change the search
+    run_search(load_meta(small(tmp_path, optimizer, 4)), interrupted, resume=True)
+    assert rows_without_time(interrupted) == rows_without_time(fresh)
+    assert (interrupted / "rule.txt").read_text() == (fresh / "rule.txt").read_text()
+
+
+def test_resume_refuses_a_changed_search(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    run_search(load_meta(small(tmp_path, "es", 1)), out)
+    changed = small(tmp_path, "es", 2)
+    changed.write_text(changed.read_text().replace("l1 = 1e-2", "l1 = 1e-3"))
+    with pytest.raises(MetaError, match="written by a different search"):
+        run_search(load_meta(changed), out, resume=True)
+
+
+def test_dask_workers_give_the_numbers_of_one_process(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from circuits.meta import search
+
+    run_search(load_meta(small(tmp_path)), tmp_path / "one")
+    search(load_meta(small(tmp_path)), tmp_path / "two", workers=2)
+    assert rows_without_time(tmp_path / "one") == rows_without_time(tmp_path / "two")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('terms = ["pre*post", "post^2*w", "w"]', 'terms = ["pre*pots"]'),
+     "meta.terms: term 'pre*pots': unknown factor 'pots'"),
+    (("population = 6", "population = 7"), "meta.population: the es optimizer draws antithetic pairs"),
+    (("generations = 3", "generations = 0"), "meta: give a budget: evaluations = N or generations = N"),
+    (("l1 = 1e-2", "l1 = -1"), "meta.l1: must be a number >= 0 (got -1)"),
+    (('objective = "pc1_alignment"', 'objective = "pc1_alignment"\nspeed = 2'), "m.toml: meta.speed: unknown key"),
+])
+def test_bad_meta_files_fail_in_one_line(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    text = SMALL.format(optimizer="es", generations=3).replace(*edit)
+    with pytest.raises(MetaError) as info:
+        parse_meta(text, source="m.toml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_reports_a_bad_objective_in_one_line(tmp_path: Path) -> None:
+    path = small(tmp_path)
+    path.write_text(path.read_text().replace('objective = "pc1_alignment"', 'objective = "pc1_alignmnt"'))
+    result = CliRunner().invoke(main, ["meta", str(path), "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert result.exit_code == 2
+    assert "unknown objective 'pc1_alignmnt'" in result.output and "did you mean 'pc1_alignment'" in result.output
+
+
+def test_es_descends_a_quadratic_and_ranks_are_centred() -> None:
+    np.testing.assert_allclose(centered_ranks(np.array([3.0, 1.0, 2.0])), [0.5, -0.5, 0.0])
+    target = np.array([1.0, -2.0, 0.5])
+    es = EvolutionStrategy(np.zeros(3), population=20, sigma=0.2, step=0.1, seed=0)
+    for _ in range(200):
+        thetas = es.ask()
+        es.tell(np.sum((thetas - target) ** 2, axis=1))
+    assert np.linalg.norm(es.center - target) < 0.1
+
+
+def test_oja_scores_near_one_and_hebb_and_zero_do_not(tmp_path: Path) -> None:
+    evaluator = Evaluator(load_meta(small(tmp_path)))
+    text = SMALL.replace("steps = 20", "steps = 200")
+    evaluator = Evaluator(parse_meta(text.format(optimizer="es", generations=1), source="m.toml"))
+    oja, hebb, zero = (evaluator.objective_of(t) for t in ([1.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]))
+    assert oja > 0.95 and hebb < 0.5 and zero < 0.7
+    assert evaluator.fitness([1.0, -1.0, 0.0], oja) == pytest.approx(-oja + 0.02)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 8))
+def test_covariances_have_unit_top_eigenvalue_and_are_sampled(covariance: int, n_in: int) -> None:
+    c = random_covariance(n_in, covariance)
+    values = np.linalg.eigvalsh(c)
+    assert values[-1] == pytest.approx(1.0) and values[0] >= -1e-12
+    np.testing.assert_allclose(c, c.T)
+    data = DATASETS.load("covariances", seed=1, normalize="none",
+                         options={"n": 20000, "n_in": n_in, "covariance": covariance})
+    assert data.x_train.shape == (20000, n_in) and not data.y_train.any()
+    assert np.abs(np.cov(data.x_train.T) - c).max() < 0.06

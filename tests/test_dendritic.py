@@ -448,3 +448,107 @@ def test_claim_catches_its_mutant(claim, mutant):
     spec = parse_spec(CHAIN, source="chain.toml", rules=registry.signatures())
     assert run_claim(claim, spec, registry).passed is False
     assert run_claim(claim, spec_of(CHAIN)).passed       # and the real rule passes it
+
+
+# -- segregated dendrites (Guerguiev et al. 2017) ---------------------------------------------------
+
+from circuits import ops as circuit_ops  # noqa: E402
+from circuits.rules.segregated import SegregatedDendrites  # noqa: E402
+
+SEG = """
+[circuit]
+name = "seg"
+[populations]
+x = {{ size = {n0}, role = "input" }}
+h1 = {{ size = {n1}, activation = "sigmoid" }}
+{h2}
+y = {{ size = {n3}, role = "output", activation = "{out}" }}
+[[projections]]
+chain = [{chain}]
+[rule]
+name = "segregated_dendrites"
+lr = 0.1
+[task]
+loss = "mse"
+[run]
+seed = {seed}
+"""
+
+
+def seg_spec(n0=1, n1=1, n2=1, n3=1, deep=False, out="sigmoid", seed=0, registry=RULES, **overrides):
+    h2 = f'h2 = {{ size = {n2}, activation = "sigmoid" }}' if deep else ""
+    chain = '"x", "h1", "h2", "y"' if deep else '"x", "h1", "y"'
+    return parse_spec(SEG.format(n0=n0, n1=n1, h2=h2, n3=n3, out=out, chain=chain, seed=seed), source="seg.toml",
+                      overrides=overrides, rules=registry.signatures())
+
+
+def test_segregated_updates_match_a_hand_computation():
+    model = Model(seg_spec(**{"run.dtype": "float64", "rule.target_low": 0.1, "rule.target_high": 0.8}),
+                  registry=RULES)
+    assert model.graph.projection("y->h1").compartment == "apical" and not model.graph.projection("y->h1").plastic
+    w1, b1, w2, b2, fb = 0.6, 0.1, -1.2, 0.3, 2.0
+    model.set_params({"x->h1": [[w1]], "h1.bias": [b1], "h1->y": [[w2]], "y.bias": [b2], "y->h1": [[fb]]})
+    x, label, lr = 1.5, 1.0, 0.1
+    c_h = (x * w1 + b1) / 1.1                       # g_B/(g_lk + g_B), apical ignored
+    r_h = sigmoid(c_h)
+    c_y = (r_h * w2 + b2) / 1.1
+    r_y = sigmoid(c_y)
+    target = 0.1 + 0.7 * label
+    alpha_f, alpha_t = sigmoid(r_y * fb), sigmoid(target * fb)
+    k_b, k_d = 1.0 / 1.9, 1.0 / 1.1
+    e_h = k_b * (alpha_t - alpha_f) * r_h * (1 - r_h)
+    e_y = k_d * (target - r_y) * r_y * (1 - r_y)
+    deltas = {k: float(v.ravel()[0]) for k, v in model.deltas(np.array([[x]]), np.array([[label]])).items()}
+    assert deltas == pytest.approx({"x->h1": lr * e_h * x, "h1.bias": lr * e_h, "h1->y": lr * e_y * r_h,
+                                    "y.bias": lr * e_y}, rel=1e-12)
+
+
+def test_segregated_feedback_is_broadcast_from_the_output():
+    model = Model(seg_spec(n0=3, n1=4, n2=5, n3=2, deep=True), registry=RULES)
+    feedback = {(p.source, p.target) for p in model.spec.projections if p.type == "feedback"}
+    assert feedback == {("y", "h1"), ("y", "h2")}
+    with pytest.raises(CompileError, match=r"needs a feedback projection from 'y' to 'h1'.*rule.auto_feedback = true"):
+        Model(seg_spec(**{"rule.auto_feedback": False}), registry=RULES)
+
+
+@settings(max_examples=6, deadline=None)
+@given(n0=st.integers(1, 5), n1=st.integers(1, 6), n2=st.integers(1, 5), n3=st.integers(1, 4), deep=st.booleans(),
+       out=st.sampled_from(["sigmoid", "linear"]), seed=st.integers(0, 99))
+def test_segregation_claim_holds_on_any_small_circuit(n0, n1, n2, n3, deep, out, seed):
+    outcome = run_claim(claims.SEGREGATION_IS_EXACT, seg_spec(n0, n1, n2, n3, deep, out, seed))
+    assert outcome.passed, outcome
+
+
+def test_segregated_gradients_match_finite_differences():
+    outcome = verify(seg_spec(n0=3, n1=4, n2=3, n3=2, deep=True), RULES)
+    assert {o.claim: o.status for o in outcome}["reference_gradient_is_exact"] == "pass"
+
+
+class ApicalSoma(SegregatedDendrites):
+    """Lets the target phase's apical potential reach the hidden somata."""
+
+    def emit(self, b):
+        super().emit(b)
+        if b.mode != "infer":
+            for pop in b.graph.hidden:
+                b.phase_ops["target"].append(circuit_ops.Accumulate(f"{pop}.apical_target", b.pre(pop)))
+
+
+class TanhTargetPlateau(SegregatedDendrites):
+    """Computes the target phase's plateau with tanh instead of the forward phase's sigmoid."""
+
+    def emit(self, b):
+        super().emit(b)
+        if b.mode != "infer":
+            b.phase_ops["target"] = [circuit_ops.Activate("tanh", o.pre, o.out) if isinstance(o, circuit_ops.Activate)
+                                     else o for o in b.phase_ops["target"]]
+
+
+@pytest.mark.parametrize("mutant", [ApicalSoma(), TanhTargetPlateau()], ids=lambda m: type(m).__name__)
+def test_segregation_claim_catches_its_mutants(mutant):
+    registry = RuleRegistry()
+    registry.register(Backprop())
+    registry.register(mutant)
+    spec = seg_spec(n0=3, n1=4, n2=3, n3=2, deep=True, registry=registry)
+    assert run_claim(claims.SEGREGATION_IS_EXACT, spec, registry).passed is False
+    assert run_claim(claims.SEGREGATION_IS_EXACT, seg_spec(n0=3, n1=4, n2=3, n3=2, deep=True)).passed

@@ -15,7 +15,7 @@ from circuits.claims.alignment import (ALIGNMENT_IMPROVES, DFA_FROM_ZERO, FA_CON
 from circuits.claims.base import Claim, Outcome
 from circuits.claims.dendritic import (APICAL_ENCODES_ERROR, BALANCED_NUDGING, DEVIATION_ORDER,
                                        SELF_PREDICTING_IS_SILENT, SELF_PREDICTION_IS_LEARNED,
-                                       SWEEP_IS_THE_FIXED_POINT)
+                                       SEGREGATION_IS_EXACT, SWEEP_IS_THE_FIXED_POINT)
 from circuits.claims.energy_rules import (CHL_IS_EQPROP_AT_INFINITE_BETA, CHL_OBJECTIVE_CAN_BE_NEGATIVE,
                                          EARLY_INFERENCE_WAVE, XIE_SEUNG_EQUIVALENCE)
 from circuits.claims.eqprop import (ENERGY_DESCENT, IMPLICIT_GRADIENT_IS_EXACT, NUDGING_LOWERS_COST,
@@ -101,7 +101,7 @@ def default_claims() -> ClaimRegistry:
     registry.register(NUDGING_LOWERS_COST)
     registry.register(ENERGY_DESCENT)
     for claim in (BALANCED_NUDGING, SELF_PREDICTING_IS_SILENT, APICAL_ENCODES_ERROR, DEVIATION_ORDER,
-                  SELF_PREDICTION_IS_LEARNED, SWEEP_IS_THE_FIXED_POINT):
+                  SELF_PREDICTION_IS_LEARNED, SWEEP_IS_THE_FIXED_POINT, SEGREGATION_IS_EXACT):
         registry.register(claim)
     registry.register(PLASTICITY_FA_POINT)
     registry.register(PLASTICITY_HEBB_OJA_POINTS)

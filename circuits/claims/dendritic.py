@@ -1,4 +1,5 @@
-"""Claims of dendritic error learning in cortical microcircuits (Sacramento et al. 2018).
+"""Claims of dendritic error learning in cortical microcircuits (Sacramento et al. 2018) and of
+segregated dendrites (Guerguiev et al. 2017).
 
 Every claim runs the rule's own probe program on a stated variant of the user's circuit
 (float64; conductances set as the claim says) and reads the compartment potentials that
@@ -22,7 +23,8 @@ from circuits.rules.microcircuit import RATE_FUNCTIONS, Layer
 from circuits.spec import CircuitSpec
 
 __all__ = ["SACRAMENTO_2018", "BALANCED_NUDGING", "SELF_PREDICTING_IS_SILENT", "APICAL_ENCODES_ERROR",
-           "DEVIATION_ORDER", "SELF_PREDICTION_IS_LEARNED", "SWEEP_IS_THE_FIXED_POINT"]
+           "DEVIATION_ORDER", "SELF_PREDICTION_IS_LEARNED", "SWEEP_IS_THE_FIXED_POINT",
+           "GUERGUIEV_2017", "SEGREGATION_IS_EXACT"]
 
 SACRAMENTO_2018 = ("Sacramento, Costa, Bengio & Senn 2018, \"Dendritic cortical microcircuits approximate "
                    "the backpropagation algorithm\", NeurIPS 2018 (arXiv:1810.11393)")
@@ -352,4 +354,47 @@ SWEEP_IS_THE_FIXED_POINT = Claim(
     source=f"{SACRAMENTO_2018} (MNIST simulation, supplementary methods); the rate is derived",
     precondition=_applies,
     measure=_sweep_vs_euler,
+)
+
+
+# -- 7. segregated dendrites: apical input never reaches the soma; identical phases teach nothing -----
+
+GUERGUIEV_2017 = ("Guerguiev, Lillicrap & Richards 2017, \"Towards deep learning with segregated dendrites\", "
+                  "eLife 6:e22901")
+
+
+def _segregated(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    params = {**spec.rule.params, "target_low": 0.0, "target_high": 1.0, "optimizer": "sgd", "momentum": 0.0,
+              "weight_decay": 0.0}
+    model = Model(attrs.evolve(spec, rule=attrs.evolve(spec.rule, params=params),
+                               run=attrs.evolve(spec.run, dtype="float64")), registry=registry)
+    graph = model.graph
+    x, y = _batch(model, 16, rng)
+    first = _arrays(model, model.run("probe", x, y))
+    feedback = [p.name for p in graph.projections("feedback") if p.source == graph.output]
+    model.set_params({name: 10.0 * rng.standard_normal(np.shape(model.params[name])) for name in feedback})
+    second = _arrays(model, model.run("probe", x, y))
+    soma_gap = max(float(np.abs(first[f"{h}.pre"] - second[f"{h}.pre"]).max()) for h in graph.hidden)
+    apical_change = max(float(np.abs(first[f"{h}.apical_target"] - second[f"{h}.apical_target"]).max())
+                        for h in graph.hidden)
+    same = np.array(model.backend.to_numpy(second[model.program.output]))  # the target is the forward output
+    deltas = model.deltas(x, same)
+    hidden = {p.name for p in graph.projections("forward") if p.target in graph.hidden}
+    hidden_update = max(float(np.abs(deltas[name]).max()) for name in hidden)
+    ok = soma_gap == 0.0 and apical_change > 0.0 and hidden_update == 0.0
+    return Outcome(SEGREGATION_IS_EXACT.name, "pass" if ok else "fail",
+                   {"soma_gap": soma_gap, "apical_change": apical_change, "hidden_update": hidden_update},
+                   "hidden somata bit-identical when the apical feedback weights are redrawn (the apical potentials "
+                   "change); with the target equal to the forward output every hidden update exactly 0")
+
+
+SEGREGATION_IS_EXACT = Claim(
+    name="segregated_dendrites_are_segregated",
+    rules=("segregated_dendrites",),
+    statement="With g_A = 0 the hidden somata do not depend on the apical input at all (redrawing the feedback "
+              "weights changes the apical potentials, not the somata), and when the target phase equals the "
+              "forward phase the plateau difference, and so every hidden update, is exactly zero.",
+    source=f"{GUERGUIEV_2017} (segregated apical dendrites; the plateau-difference rule)",
+    precondition=_applies,
+    measure=_segregated,
 )

@@ -15,6 +15,7 @@ from circuits.rules.backprop import Backprop
 from circuits.rules.base import Rule
 from circuits.rules.chl import ContrastiveHebbian
 from circuits.rules.dendritic import DendriticError
+from circuits.rules.segregated import SegregatedDendrites
 from circuits.rules.early_inference import EarlyInference
 from circuits.rules.eqprop import EquilibriumPropagation
 from circuits.rules.plasticity import Plasticity
@@ -84,6 +85,7 @@ def default_registry(*, plugins: bool = True) -> RuleRegistry:
     registry.register(ContrastiveHebbian())
     registry.register(EarlyInference())
     registry.register(DendriticError())
+    registry.register(SegregatedDendrites())
     registry.register(Plasticity())
     if plugins:
         for entry in metadata.entry_points(group=PLUGIN_GROUP):

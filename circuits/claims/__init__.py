@@ -26,7 +26,8 @@ from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUA
                                          PERTURBATION_UNBIASED, PERTURBATION_VARIANCE)
 from circuits.claims.predictive import (FIXED_PREDICTION_CONVERGES, FIXED_PREDICTION_IS_EXACT,
                                        STRICT_GAP_GROWS_WITH_ERROR)
-from circuits.claims.spikes import SPIKE_VARIANCE, SPIKES_UNBIASED, SPIKING_APPROACHES_RATES
+from circuits.claims.spikes import (SPIKE_VARIANCE, SPIKES_UNBIASED, SPIKING_APPROACHES_RATES, STDP_DERIVATIVE_FILTER,
+                                   STDP_WINDOW_EMERGES)
 from circuits.claims.temporal import (RECIRCULATION_DESCENT, TD_OUTPUT_LAYER_IS_BACKPROP, TD_TIED_IS_BACKPROP,
                                       TD_TOPDOWN_RECONSTRUCTS)
 from circuits.claims.targetprop import (DTP_FIXED_POINT, INVERSE_TRAINING, JACOBIAN_DTP_IS_BACKPROP,
@@ -108,6 +109,8 @@ def default_claims() -> ClaimRegistry:
     registry.register(SPIKES_UNBIASED)
     registry.register(SPIKE_VARIANCE)
     registry.register(SPIKING_APPROACHES_RATES)
+    registry.register(STDP_WINDOW_EMERGES)
+    registry.register(STDP_DERIVATIVE_FILTER)
     return registry
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import dag_circuits, dag_spec_text
 
 from circuits import ops
@@ -13,10 +16,11 @@ from circuits.errors import SpecError
 from circuits.model import Model
 from circuits.rules import default_registry
 from circuits.rules.plasticity import Term, all_terms, format_rule, parse_term, parse_terms
-from circuits.spec import parse_spec
+from circuits.spec import load_spec, parse_spec
 from circuits.spec_writer import dump_spec
 
 REGISTRY = default_registry()
+OJA_SPEC = Path(__file__).resolve().parent.parent / "specs" / "plasticity_oja.toml"
 
 TINY = """
 [circuit]
@@ -201,3 +205,17 @@ def test_family_claims_hold_on_random_circuits(circuit: dict) -> None:
     for name in ("plasticity_fa_point", "plasticity_hebb_oja_points"):
         outcome = claims.get(name).run(spec, REGISTRY, np.random.default_rng(circuit["seed"]))
         assert outcome.passed, (name, outcome)
+
+
+@settings(max_examples=2, deadline=None)
+@given(st.integers(0, 10_000))
+def test_search_claims_hold_on_the_oja_task(seed: int) -> None:
+    spec = load_spec(OJA_SPEC, rules=REGISTRY.signatures())
+    claims = default_claims()
+    for name in ("plasticity_oja_beats_zero", "plasticity_search_reaches_oja"):
+        outcome = claims.get(name).run(spec, REGISTRY, np.random.default_rng(seed))
+        assert outcome.passed, (name, outcome)
+    skipped = claims.get("plasticity_search_reaches_oja").run(
+        parse_spec(TINY.format(terms="{}"), source="tiny.toml", rules=REGISTRY.signatures()), REGISTRY,
+        np.random.default_rng(0))
+    assert skipped.status == "skip" and "covariances task" in skipped.reason

@@ -21,7 +21,8 @@ from circuits.claims.energy_rules import (CHL_IS_EQPROP_AT_INFINITE_BETA, CHL_OB
 from circuits.claims.eqprop import (ENERGY_DESCENT, IMPLICIT_GRADIENT_IS_EXACT, NUDGING_LOWERS_COST,
                                     ONE_SIDED_BIAS, RANDOM_SIGN_IDENTITY, SYMMETRIC_SECOND_ORDER)
 from circuits.claims.gradient import OUTPUT_LAYER_IS_BACKPROP, REFERENCE_IS_EXACT, TIED_FEEDBACK_IS_BACKPROP
-from circuits.claims.plasticity import PLASTICITY_FA_POINT, PLASTICITY_HEBB_OJA_POINTS
+from circuits.claims.plasticity import (PLASTICITY_FA_POINT, PLASTICITY_HEBB_OJA_POINTS, PLASTICITY_OJA_BEATS_ZERO,
+                                       PLASTICITY_SEARCH_REACHES_OJA)
 from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUADRATIC_LOSS,
                                          PERTURBATION_UNBIASED, PERTURBATION_VARIANCE)
 from circuits.claims.predictive import (FIXED_PREDICTION_CONVERGES, FIXED_PREDICTION_IS_EXACT,
@@ -106,6 +107,8 @@ def default_claims() -> ClaimRegistry:
         registry.register(claim)
     registry.register(PLASTICITY_FA_POINT)
     registry.register(PLASTICITY_HEBB_OJA_POINTS)
+    registry.register(PLASTICITY_OJA_BEATS_ZERO)
+    registry.register(PLASTICITY_SEARCH_REACHES_OJA)
     registry.register(SPIKES_UNBIASED)
     registry.register(SPIKE_VARIANCE)
     registry.register(SPIKING_APPROACHES_RATES)

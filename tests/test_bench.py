@@ -55,28 +55,29 @@ def _random_workload(bench, steps: int = 2, batch: int = 8):
     return bench.Workload(x_test=x_test, y_test=rng.integers(0, 10, 50), batches=batches, seed=0, batch=batch)
 
 
-@pytest.mark.parametrize("case", ["bp", "fa"])
-def test_jax_reference_makes_circuits_update(case):
-    """The JAX reference starts from circuits' parameters and makes the same SGD steps (to float32
+@pytest.mark.parametrize("reference", ["jax", "pytorch"])
+@pytest.mark.parametrize("case", ["bp", "fa", "lenet_bp", "lenet_fa"])
+def test_reference_makes_circuits_update(case, reference):
+    """Each reference starts from circuits' parameters and makes the same SGD steps (to float32
     rounding); its reset puts the initial parameters back.
 
     A small batch: with standard-normal inputs a pre-activation within float32 rounding of zero
     flips a ReLU derivative between implementations (at batch 100 it happens within two steps).
     """
-    pytest.importorskip("jax")
+    pytest.importorskip({"jax": "jax", "pytorch": "torch"}[reference])
     bench = _bench()
     sys.path.insert(0, str(REPO_ROOT / "tools"))
     try:
         work = _random_workload(bench)
-        ours, refs = bench.make_cases("step", ("jax",))[case].build(work)
+        ours, refs = bench.make_cases("step", (reference,))[case].build(work)
     finally:
         sys.path.remove(str(REPO_ROOT / "tools"))
-    (jax_runner,) = refs
-    assert jax_runner.label == "jax"
-    rows = bench.compare_parameters(ours, jax_runner, steps=2)
-    assert set(rows) == {"x->h1", "h1->h2", "h2->y", "h1.bias", "h2.bias", "y.bias"}
+    (runner,) = refs
+    assert runner.label == reference
+    rows = bench.compare_parameters(ours, runner, steps=2)
+    assert set(rows) == set(runner.parameters()) and len(rows) == (6 if case in ("bp", "fa") else 8)
     # every parameter moved, and both sides moved it the same way
     assert all(row["rel_change"] < 1e-4 for row in rows.values()), rows
-    jax_runner.reset()
-    assert all(np.array_equal(value, ours.initial[name]) for name, value in jax_runner.parameters().items())
-    assert 0.0 <= jax_runner.accuracy() <= 1.0
+    runner.reset()
+    assert all(np.array_equal(value, ours.initial[name]) for name, value in runner.parameters().items())
+    assert 0.0 <= runner.accuracy() <= 1.0

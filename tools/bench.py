@@ -51,6 +51,7 @@ import numpy as np
 # Targets of the issue: circuits' time / reference time, and fraction of the GEMM peak.
 TARGET_RATIO = 0.9  # against PyTorch
 TARGET_RATIO_JAX = 1.0  # against JAX (XLA:CPU), issue 14
+TARGET_RATIO_LENET = 1.0  # LeNet against PyTorch (issue 14; the ratio to JAX is reported, no target)
 REFERENCES = ("pytorch", "jax")
 DEFAULT_CASES = ("bp", "fa")  # the table of gallery/bench_cpu.json; --case eqprop adds gallery/bench_eqprop.json's
 TARGET_PEAK_FRACTION = 0.70
@@ -530,8 +531,9 @@ MLP_FORMULA = ("per step 2·B·(784·800+800·800+800·10) forward + 2·B·(800�
 
 
 def program_gemms(program: Any, batch: int) -> list[Gemm]:
-    """The GEMMs a circuits program does per run: every ``MatMul`` and ``OuterUpdate``, each
-    counted once per repetition of its phase (a relaxation counted at its full step budget)."""
+    """The GEMMs a circuits program does per run: every ``MatMul``, ``OuterUpdate`` and conv GEMM
+    (forward, transposed, kernel gradient), each counted once per repetition of its phase (a
+    relaxation counted at its full step budget)."""
     from circuits import ops
 
     def shape(name: str) -> tuple[int, ...]:
@@ -540,6 +542,13 @@ def program_gemms(program: Any, batch: int) -> list[Gemm]:
     rows = []
     for phase in program.phases:
         for op in phase.ops:
+            if isinstance(op, (ops.ConvGemm, ops.ConvTranspose, ops.ConvWeightGrad)):
+                g = op.geometry
+                rows_, patch, channels = batch * g.positions, g.patch, g.out_channels
+                m, k, n = {ops.ConvGemm: (rows_, patch, channels), ops.ConvTranspose: (rows_, channels, patch),
+                           ops.ConvWeightGrad: (channels, rows_, patch)}[type(op)]
+                rows.append(Gemm(f"{phase.name}: {type(op).__name__} {op.out}", m, k, n, count=phase.repeat))
+                continue
             if isinstance(op, ops.MatMul):
                 (m, k), b = shape(op.a), shape(op.b)
                 n = b[0] if op.transpose_b else b[1]
@@ -611,6 +620,40 @@ def _eqprop_case(api: str, references: Sequence[str]) -> Callable[[Workload], tu
     return build
 
 
+def _lenet_case(rule: str, extra: str, feedback: bool, api: str,
+                references: Sequence[str]) -> Callable[[Workload], tuple[Runner, list[Runner]]]:
+    def build(work: Workload) -> tuple[Runner, list[Runner]]:
+        from bench_lenet import LENET_LR, LENET_SPEC
+
+        text = LENET_SPEC.format(rule=rule, lr=LENET_LR, extra=extra, batch=work.batch, seed=work.seed)
+        ours = CircuitsRunner(text, work, api=api)
+        refs: list[Runner] = []
+        common = {"lr": LENET_LR, "feedback": feedback}
+        if "pytorch" in references:
+            from bench_lenet import TorchLeNet
+
+            refs.append(TorchLeNet(ours.initial, work.batches, work.x_test, work.y_test,
+                                   dense_feedback=_feedback_function(), **common))
+        if "jax" in references:
+            from bench_jax import _feedback_linear
+            from bench_lenet import JaxLeNet
+
+            refs.append(JaxLeNet(ours.initial, work.batches, work.x_test, work.y_test,
+                                 dense_feedback=_feedback_linear(), **common))
+        return ours, refs
+    return build
+
+
+def _program_gemms(ours: Any, batch: int) -> list[Gemm]:
+    return program_gemms(ours.model.compiled("train"), batch)
+
+
+LENET_FORMULA = ("the GEMMs of circuits' train program: per conv the im2col GEMM, the transposed conv's GEMM "
+                 "(not for the first) and the kernel-gradient GEMM; per dense projection forward, input "
+                 "gradient (not for the first) and weight gradient (im2col, col2im, pooling and "
+                 "elementwise work not counted)")
+
+
 def _eqprop_gemms(ours: Any, batch: int) -> list[Gemm]:
     return program_gemms(ours.model.compiled("train"), batch)
 
@@ -633,6 +676,21 @@ def make_cases(api: str, references: Sequence[str] = REFERENCES) -> dict[str, Ca
                    f"fixed feedback U[±{FA_FEEDBACK_SCALE}]; torch: autograd.Function with dx = dy @ B; "
                    "jax: jax.custom_vjp with dx = dy @ B",
                    target_ratios={"jax": TARGET_RATIO_JAX}),
+        "lenet_bp": Case("lenet_bp", "backprop, LeNet-like MNIST circuit (conv5-pool2 ×2, 120, 10), SGD "
+                         "lr 0.05, batch 100", _lenet_case("backprop", "", False, api, references),
+                         _program_gemms, LENET_FORMULA,
+                         "torch: F.conv2d/max_pool2d, per-unit biases, optim.SGD; jax: lax.conv_general_dilated "
+                         "in one jitted step (tools/bench_lenet.py)",
+                         target_ratio=TARGET_RATIO_LENET, target_peak=None),
+        "lenet_fa": Case("lenet_fa", "feedback alignment, LeNet-like MNIST circuit (conv5-pool2 ×2, 120, 10), "
+                         "SGD lr 0.05, batch 100",
+                         _lenet_case("feedback_alignment",
+                                     f"auto_feedback = true\nfeedback_scale = {FA_FEEDBACK_SCALE}", True, api,
+                                     references),
+                         _program_gemms, LENET_FORMULA,
+                         f"fixed feedback kernels and matrices U[±{FA_FEEDBACK_SCALE}]; torch: autograd.Functions "
+                         "(conv2d_input with the feedback kernel); jax: custom_vjp (the conv's VJP by the feedback kernel)",
+                         target_ratio=TARGET_RATIO_LENET, target_peak=None),
         "eqprop": Case("eqprop", f"equilibrium propagation, MNIST 784-{EQPROP['hidden']}-10 hard sigmoid, "
                        f"batch {EQPROP_BATCH}, {EQPROP['free_steps']} free + {EQPROP['nudged_steps']} nudged "
                        f"steps, β {EQPROP['beta']}",
@@ -1002,8 +1060,8 @@ def report(results: list[CaseResult], peak: dict[str, float], info: dict[str, An
                 for name, row in v["param_diffs"].items()))
         console.print(f"  runs circuits: {', '.join(f'{t:.3f}' for t in s['circuits_seconds'])} s; " + "; ".join(
             f"{label}: {', '.join(f'{t:.3f}' for t in v['seconds'])} s" for label, v in s["vs"].items()))
-        console.print(f"  GFLOP/s: circuits {s['circuits_gflops']:.1f} ({s['peak_fraction']:.0%} of peak); " + "; ".join(
-            f"{label} {v['gflops']:.1f} ({v['peak_fraction']:.0%})" for label, v in s["vs"].items()))
+        console.print(f"  GFLOP/s: circuits {s['circuits_gflops']:.1f} ({s['peak_fraction']:.0%} of peak); "
+                      + "; ".join(f"{label} {v['gflops']:.1f} ({v['peak_fraction']:.0%})" for label, v in s["vs"].items()))
         console.print(f"  FLOPs: {s['gflop_per_epoch']:.1f} GFLOP per epoch = {res.case.flop_formula}")
         shapes = ", ".join(f"{r['label']} {r['gflops']:.0f}" for r in res.shapes["per_shape"])
         console.print(f"  NumPy GEMM GFLOP/s on this case's shapes: {shapes}; all together "

@@ -552,3 +552,58 @@ def test_segregation_claim_catches_its_mutants(mutant):
     spec = seg_spec(n0=3, n1=4, n2=3, n3=2, deep=True, registry=registry)
     assert run_claim(claims.SEGREGATION_IS_EXACT, spec, registry).passed is False
     assert run_claim(claims.SEGREGATION_IS_EXACT, seg_spec(n0=3, n1=4, n2=3, n3=2, deep=True)).passed
+
+
+DECLARED = """
+[circuit]
+name = "declared"
+[populations]
+x = { size = 3, role = "input" }
+h = { size = 4, activation = "sigmoid", cell = "pyramidal", g_apical = 0.5 }
+i = { size = 2, activation = "sigmoid", cell = "interneuron", g_som = 0.3 }
+y = { size = 2, role = "output", activation = "sigmoid", cell = "pyramidal" }
+[[projections]]
+from = "x"
+to = "h"
+[[projections]]
+from = "h"
+to = "y"
+bias = false
+[[projections]]
+from = "y"
+to = "h"
+type = "feedback"
+[[projections]]
+from = "h"
+to = "i"
+type = "lateral"
+[[projections]]
+from = "i"
+to = "h"
+type = "lateral"
+plastic = false
+[rule]
+name = "dendritic_error"
+[task]
+loss = "mse"
+"""
+
+
+def test_a_declared_microcircuit_is_used_as_written():
+    model = model_of(DECLARED)
+    assert [p.name for p in model.spec.populations] == ["x", "h", "i", "y"]          # nothing created
+    assert {p.name: p.compartment for p in model.spec.projections} == {
+        "x->h": "basal", "h->y": "basal", "y->h": "apical", "h->i": None, "i->h": "apical"}
+    layer = model.rule.layers(model.graph)[0]
+    assert (layer.interneuron, layer.topdown, layer.dendrite, layer.inhibition) == ("i", "y->h", "h->i", "i->h")
+    g = gains(model.graph, layer)
+    assert g["lam"] == pytest.approx(0.5 / 1.6) and g["lam_i"] == pytest.approx(0.3 / 1.4)
+    p = {k: model.backend.to_numpy(v) for k, v in model.params.items()}
+    np.testing.assert_allclose(p["h->i"], p["h->y"] * (1.0 / 1.1) / (1.0 / 1.1), rtol=1e-6)
+    np.testing.assert_array_equal(p["i->h"], -p["y->h"])
+
+
+def test_an_interneuron_of_the_wrong_size_is_refused():
+    with pytest.raises(CompileError, match=r"populations\.i\.size: interneurons predict the layer above, so they "
+                                           r"number 2 like 'y' \(got 3\)"):
+        model_of(DECLARED.replace('i = { size = 2', 'i = { size = 3'))

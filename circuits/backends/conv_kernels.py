@@ -38,13 +38,15 @@ def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None) -> tuple[
     if g.pool == "avg":
         scale = 1.0 / (s * s)
         return full, lambda: xp.multiply(small, scale, out=windows)
-    where = index.reshape(batch, g.out_channels, ph, 1, pw, 1)
-    place = xp.arange(s).reshape(1, 1, 1, s, 1, 1) * s + xp.arange(s).reshape(1, 1, 1, 1, 1, s)
-    hit = xp.empty(windows.shape, bool)
+    where = index.reshape(batch, g.out_channels, ph, pw)
+    errors = delta.reshape(batch, g.out_channels, ph, pw)
+    places = [(u * s + v, windows[:, :, :, u, :, v]) for u in range(s) for v in range(s)]
+    hit = xp.empty(where.shape, bool)
 
     def step() -> None:
-        xp.equal(where, place, out=hit)  # window place (u, v) won when index == u·s + v
-        xp.multiply(hit, small, out=windows)
+        for place, target in places:  # one pass per window place: whole maps, no 6-D broadcast
+            xp.equal(where, place, out=hit)  # window place (u, v) won when index == u·s + v
+            xp.multiply(hit, errors, out=target)
     return full, step
 
 
@@ -104,14 +106,19 @@ def pool(op: ops.Pool, arrays: dict[str, Any], ctx: KernelContext) -> Step:
             xp.mean(windows, axis=(3, 5), out=result)
             finish()
         return average
-    flat = xp.empty((batch, g.out_channels, ph, pw, s * s), x.dtype)
-    gathered = flat.reshape(batch, g.out_channels, ph, pw, s, s)
     index = arrays[op.index].reshape(batch, g.out_channels, ph, pw)
+    first, *rest = [(u * s + v, windows[:, :, :, u, :, v]) for u in range(s) for v in range(s)]
+    larger = xp.empty(index.shape, bool)
 
     def maximum() -> None:
-        gathered[...] = windows.transpose(0, 1, 2, 4, 3, 5)
-        xp.argmax(flat, axis=-1, out=index)
-        xp.max(flat, axis=-1, out=result)
+        # A running max over the window places in row-major order, whole maps at a time; a
+        # place wins only when strictly larger, so ties go to the first, as argmax has them.
+        xp.copyto(result, first[1])
+        index.fill(first[0])
+        for place, plane in rest:
+            xp.greater(plane, result, out=larger)
+            xp.maximum(result, plane, out=result)
+            xp.copyto(index, place, where=larger)
         finish()
     return maximum
 

@@ -26,6 +26,7 @@ from circuits.spec import load_spec, parse_spec
 from circuits.spec_writer import dump_spec
 from circuits.spikes import (FilterProtocol, WindowProtocol, earlier_trace, filter_gain, filter_protocol,
                              filter_theory, pair_stdp, pair_stdp_events, poisson_events, poisson_train, trace)
+from circuits.spikes.temporal import step_gain
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "spiking_digits.toml"
 
@@ -330,3 +331,36 @@ def test_derivative_filter_check_can_fail():
     swapped = pair_stdp_events(post, pre, 200, tau=p.tau, dt=p.dt, amplitude=1.0)
     right = filter_protocol(p, np.random.default_rng(3))
     assert abs(swapped.mean() - right.theory) > 10 * right.se
+
+
+# -- the temporal-derivative rule read from spikes (beyond both papers) -------------------------
+
+TD_SPEC = Path(__file__).resolve().parent.parent / "specs" / "spiking_td_digits.toml"
+
+
+def test_stdp_of_a_rate_step_is_pre_times_step_times_gain():
+    """Rates as continuous signals (no sampling): pair STDP of a constant pre x and a post rate
+    stepping from h to h + Δ at bin T is exactly x·Δ·K_T, whatever h."""
+    window, tau = 12, 3.0
+    for h in (0.0, 0.7):
+        pre = np.full((1, 2 * window), 1.5)
+        post = np.concatenate([np.full(window, h), np.full(window, h + 0.4)])[None, :]
+        change = pair_stdp(pre, post, tau=tau, dt=1.0, amplitude=1.0)
+        assert change[0] == pytest.approx(1.5 * 0.4 * step_gain(window, tau), rel=1e-12)
+
+
+def test_spiking_temporal_derivative_claim_on_its_spec(rules, registry):
+    spec = load_spec(TD_SPEC, rules=rules)
+    outcome = default_claims().get("td_spiking_approaches_rates").run(spec, registry, np.random.default_rng(0))
+    assert outcome.passed, outcome
+    measured = outcome.measured
+    for key in ("counts:x->h1", "stdp:x->h1", "counts:h1->h2", "stdp:h1->h2"):
+        assert measured[f"cos_{key}@T=256"] > measured[f"cos_{key}@T=4"] + 0.2
+
+
+def test_spiking_temporal_derivative_is_sampled_before_and_after(rules, registry):
+    spec = load_spec(TD_SPEC, rules=rules)
+    program = compile_circuit(build_graph(registry.get(spec.rule.name).augment(spec)),
+                              registry.get(spec.rule.name), mode="train")
+    streams = [op.stream for phase in program.phases for op in phase.ops if isinstance(op, ops.PoissonSample)]
+    assert streams == ["h1.spikes", "h2.spikes", "h2.spikes_after", "h1.spikes_after"]

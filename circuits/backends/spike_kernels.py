@@ -24,7 +24,10 @@ def poisson_sample(op: ops.PoissonSample, arrays: dict[str, Any], ctx: KernelCon
 
     def step() -> None:
         xp.multiply(out, window, out=mean)
-        xp.maximum(mean, 0, out=mean)  # rounding can leave -0.0 or a tiny negative rate
+        # fmax/fmin: a rounding-negative rate becomes 0, and a diverged run's NaN or huge rate
+        # becomes a count the generator accepts (its loss turns NaN anyway and is reported).
+        xp.fmax(mean, 0, out=mean)
+        xp.fmin(mean, 1e15, out=mean)
         out[...] = rng.poisson(mean)
         xp.divide(out, window, out=out)
     return step

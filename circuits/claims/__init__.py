@@ -28,7 +28,7 @@ from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUA
 from circuits.claims.predictive import (FIXED_PREDICTION_CONVERGES, FIXED_PREDICTION_IS_EXACT,
                                        STRICT_GAP_GROWS_WITH_ERROR)
 from circuits.claims.spikes import (SPIKE_VARIANCE, SPIKES_UNBIASED, SPIKING_APPROACHES_RATES, STDP_DERIVATIVE_FILTER,
-                                   STDP_WINDOW_EMERGES)
+                                   STDP_WINDOW_EMERGES, TD_SPIKING_APPROACHES_RATES)
 from circuits.claims.temporal import (RECIRCULATION_DESCENT, TD_OUTPUT_LAYER_IS_BACKPROP, TD_TIED_IS_BACKPROP,
                                       TD_TOPDOWN_RECONSTRUCTS)
 from circuits.claims.targetprop import (DTP_FIXED_POINT, INVERSE_TRAINING, JACOBIAN_DTP_IS_BACKPROP,
@@ -114,6 +114,7 @@ def default_claims() -> ClaimRegistry:
     registry.register(SPIKING_APPROACHES_RATES)
     registry.register(STDP_WINDOW_EMERGES)
     registry.register(STDP_DERIVATIVE_FILTER)
+    registry.register(TD_SPIKING_APPROACHES_RATES)
     return registry
 
 

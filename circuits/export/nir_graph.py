@@ -36,7 +36,8 @@ from circuits.errors import CircuitsError
 from circuits.model import Model
 from circuits.spec_writer import dump_spec
 
-__all__ = ["ExportError", "NORMALIZATIONS", "rate_scales", "to_nir", "write_nir"]
+__all__ = ["ExportError", "NORMALIZATIONS", "check_exportable", "node_names", "rate_scales", "to_nir",
+           "write_nir"]
 
 NORMALIZATIONS = ("none", "rate")
 _SPIKING = {"relu"}
@@ -137,7 +138,8 @@ def to_nir(model: Model, *, normalize: str = "none", x: np.ndarray | None = None
     Returns
     -------
     nir.NIRGraph
-        Node names: populations by name, projections ``"A->B"``, outputs ``"<pop>.output"``.
+        Node names: populations by name, projections by name (``"A->B"``; see
+        :func:`node_names`), outputs ``"<pop>.output"``.
         Metadata: the resolved spec (TOML), the rule, feedback weights, ``dt``, the scales.
 
     Raises
@@ -157,6 +159,7 @@ def to_nir(model: Model, *, normalize: str = "none", x: np.ndarray | None = None
         {p.name: 1.0 for p in spec.populations}
     nodes: dict[str, Any] = {}
     edges: list[tuple[str, str]] = []
+    names = node_names(model)
     for pop in spec.populations:
         size = np.array([pop.size])
         if pop.role == "input":
@@ -167,9 +170,10 @@ def to_nir(model: Model, *, normalize: str = "none", x: np.ndarray | None = None
             weight = params[proj.name].T * (scales[proj.source] / scales[pop.name])
             bias = params.get(f"{pop.name}.bias") if index == 0 else None
             bias = np.zeros(pop.size, weight.dtype) if bias is None else bias / scales[pop.name]
-            nodes[proj.name] = ir.Affine(weight=np.ascontiguousarray(weight.astype(params[proj.name].dtype)),
-                                         bias=np.ascontiguousarray(bias.astype(params[proj.name].dtype)))
-            edges += [(proj.source, proj.name), (proj.name, pop.name)]
+            node = names[proj.name]
+            nodes[node] = ir.Affine(weight=np.ascontiguousarray(weight.astype(params[proj.name].dtype)),
+                                    bias=np.ascontiguousarray(bias.astype(params[proj.name].dtype)))
+            edges += [(proj.source, node), (node, pop.name)]
         ones = np.ones(pop.size, dtype=np.float32)
         if pop.activation in _SPIKING:
             nodes[pop.name] = ir.IF(r=ones, v_threshold=ones.copy(), v_reset=np.zeros_like(ones))
@@ -182,6 +186,14 @@ def to_nir(model: Model, *, normalize: str = "none", x: np.ndarray | None = None
             edges.append((pop.name, f"{pop.name}.output"))
     metadata = _metadata(model, params, normalize, scales, percentile)
     return ir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def node_names(model: Model) -> dict[str, str]:
+    """Forward projection → its ``Affine`` node's name: the projection's own name, or
+    ``"<name>.projection"`` where a population (or an output node) already has that name."""
+    taken = {p.name for p in model.spec.populations} | {f"{p}.output" for p in model.graph.outputs}
+    return {proj.name: proj.name if proj.name not in taken else f"{proj.name}.projection"
+            for proj in model.graph.projections("forward")}
 
 
 def _metadata(model: Model, params: Mapping[str, np.ndarray], normalize: str,

@@ -396,3 +396,50 @@ def test_numpy_backend_trains_a_conv_circuit(registry):
         last = model.step(x, y)
     assert last < 0.5 * first
     assert get_backend("numpy", seed=0).name == "numpy"
+
+
+# -- CIFAR-10 binary batches -------------------------------------------------------------------
+
+
+def write_cifar(folder, counts=(3, 2, 2, 2, 2), test=4):
+    """Small fake batches: image k of a file has red = k, green = 100 + k, blue = 200 + k."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    labels = []
+    for name, count in zip(names, [*counts, test]):
+        records = np.zeros((count, 3073), np.uint8)
+        for k in range(count):
+            records[k, 0] = (k + len(name)) % 10
+            records[k, 1:1025], records[k, 1025:2049], records[k, 2049:] = k, 100 + k, 200 + k
+        records.tofile(folder / name)
+        labels.append(records[:, 0].astype(np.int64))
+    return labels
+
+
+def test_cifar10_reads_the_binary_batches_in_order_as_channel_major_maps(tmp_path):
+    from circuits.data import load_dataset
+
+    labels = write_cifar(tmp_path / "cifar-10-batches-bin")
+    data = load_dataset("cifar10", seed=0, data_dir=tmp_path, normalize="none")
+    assert data.x_train.shape == (11, 3072) and data.x_test.shape == (4, 3072)
+    np.testing.assert_array_equal(data.y_train, np.concatenate(labels[:5]))
+    np.testing.assert_array_equal(data.y_test, labels[5])
+    maps = data.x_test[2].reshape(3, 32, 32)
+    assert (maps[0] == 2).all() and (maps[1] == 102).all() and (maps[2] == 202).all()
+    unit = load_dataset("cifar10", seed=0, data_dir=tmp_path / "cifar-10-batches-bin", normalize="unit")
+    assert unit.x_test.max() == pytest.approx(203 / 255)
+
+
+def test_cifar10_errors_say_where_it_looked_and_where_to_get_it(tmp_path, monkeypatch):
+    from circuits.data import load_dataset
+    from circuits.errors import DataError
+
+    monkeypatch.delenv("CIRCUITS_DATA", raising=False)
+    with pytest.raises(DataError, match=r"cifar10.*task.data_dir.*https://www.cs.toronto.edu/~kriz/cifar.html"):
+        load_dataset("cifar10", seed=0)
+    with pytest.raises(DataError, match="test_batch.bin is in neither"):
+        load_dataset("cifar10", seed=0, data_dir=tmp_path)
+    write_cifar(tmp_path)
+    (tmp_path / "data_batch_3.bin").write_bytes(b"\x01" * 100)
+    with pytest.raises(DataError, match="holds 100 bytes, not a whole number of 3073-byte records"):
+        load_dataset("cifar10", seed=0, data_dir=tmp_path)

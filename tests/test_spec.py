@@ -244,7 +244,7 @@ def test_init_tables(rules):
 
 def test_task_and_run_checks(rules):
     assert message(BASE + '[task]\ndataset = "mnst"\n', rules) == (
-        "t.toml: task.dataset: must be one of csv, digits, fashion-mnist, mnist, npz, parity, "
+        "t.toml: task.dataset: must be one of cifar10, covariances, csv, digits, fashion-mnist, mnist, npz, parity, "
         "teacher_linear, teacher_nonlinear, xor (got 'mnst'; did you mean 'mnist'?)")
     assert message(BASE + "[task]\noptions = { test_frac = 0.3 }\n", rules) == (
         "t.toml: task.options.test_frac: unknown key; allowed keys are test_fraction; did you mean 'test_fraction'?")

@@ -1,7 +1,8 @@
 """Data sets: an explicit registry of loaders, and batching.
 
 :data:`DATASETS` is the default registry. Each source module adds its data sets here:
-:mod:`circuits.data.builtin` (digits, MNIST, Fashion-MNIST, synthetic tasks) and
+:mod:`circuits.data.builtin` (digits, MNIST, Fashion-MNIST, synthetic tasks), :mod:`circuits.data.cifar`
+(CIFAR-10 binary batches) and
 :mod:`circuits.data.files` (the user's ``npz`` and ``csv`` files). A new source is a module of
 this package with a ``register_*(registry)`` function, called below; installed packages add
 theirs through the ``circuits.datasets`` entry-point group (:mod:`circuits.data.plugins`).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from circuits.data.arrays import Arrays, as_dataset
 from circuits.data.builtin import register_builtin
+from circuits.data.cifar import register_cifar
 from circuits.data.covariances import register_covariances
 from circuits.data.files import register_files
 from circuits.data.plugins import DatasetPluginWarning, register_plugins
@@ -38,6 +40,7 @@ __all__ = ["Arrays", "as_dataset", "DATASETS", "DatasetPluginWarning", "NORMALIZ
 
 DATASETS = DatasetRegistry()
 register_builtin(DATASETS)
+register_cifar(DATASETS)
 register_covariances(DATASETS)
 register_files(DATASETS)
 register_plugins(DATASETS)

@@ -531,4 +531,5 @@ def meta(meta_file: str, out: str | None, workers: int | None, scheduler: str | 
     for row in summary["heldout"]:
         scores = ", ".join(f"{name} {row[f'{name}.mean']:.4g} ± {row[f'{name}.ci95']:.2g}"
                            for name in config.heldout_objectives)
-        click.echo(f"held out  {row['arm']:<10} {scores}")
+        where = "" if row["task"] == "all" else f" [{row['task']}]"
+        click.echo(f"held out  {row['arm']:<10} {scores}{where}")

@@ -70,8 +70,11 @@ def test_a_search_writes_every_output_and_its_rule_runs_with_simulate(tmp_path: 
     assert (out / "rule.txt").read_text().startswith("ΔW = lr·(")
     assert "found: ΔW = lr·(" in result.output and "held out  oja" in result.output
     with open(out / "heldout.csv", newline="") as handle:
-        arms = [row["arm"] for row in csv.DictReader(handle)]
-    assert arms == ["found", "start", "oja"]
+        held = list(csv.DictReader(handle))
+    assert [row["arm"] for row in held if row["task"] == "all"] == ["found", "start", "oja"]
+    assert [row["task"] for row in held[:3]] == ["all", "task.options.covariance=1000",
+                                                "task.options.covariance=1001"]
+    assert all(row["runs"] == ("2" if row["task"] == "all" else "1") for row in held)
     run = CliRunner().invoke(main, ["simulate", str(out / "best_rule.toml"), "--out", str(tmp_path / "run"),
                                     "--set", "task.options.n=400"])
     assert run.exit_code == 0, run.output

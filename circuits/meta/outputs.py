@@ -55,19 +55,32 @@ def _heldout(config: MetaConfig, evaluator: Evaluator, terms: dict[str, float]) 
     arms: list[tuple[str, str, dict[str, float] | None]] = [
         ("found", "plasticity", terms), ("start", "plasticity", theta_terms(config.terms, config.start))]
     arms += [(name, entry["rule"], entry["terms"]) for name, entry in config.baselines.items()]
+    groups = _task_groups(config)
     rows = []
     for name, rule, arm_terms in arms:
         values = evaluator.values(config.heldout, rule, arm_terms, config.heldout_objectives)
-        row: dict[str, Any] = {"arm": name, "rule": rule,
-                               "formula": format_rule(parse_terms(arm_terms)) if arm_terms is not None else rule,
-                               "runs": len(next(iter(values.values())))}
-        for objective, found in values.items():
-            mean, _sd, half = mean_ci(found)
-            row[f"{objective}.mean"] = mean
-            row[f"{objective}.ci95"] = half
-            row[f"{objective}.min"] = float(np.min(found))
-        rows.append(row)
+        formula = format_rule(parse_terms(arm_terms)) if arm_terms is not None else rule
+        for task, (start, stop) in groups.items():
+            row: dict[str, Any] = {"arm": name, "rule": rule, "task": task, "formula": formula,
+                                   "runs": stop - start}
+            for objective, found in values.items():
+                mean, _sd, half = mean_ci(found[start:stop])
+                row[f"{objective}.mean"] = mean
+                row[f"{objective}.ci95"] = half
+                row[f"{objective}.min"] = float(np.min(found[start:stop]))
+            rows.append(row)
     return rows
+
+
+def _task_groups(config: MetaConfig) -> dict[str, tuple[int, int]]:
+    """Rows of the held-out runs per group: all runs, and each task apart when there are few."""
+    per_task = len(config.heldout.seeds)
+    groups = {"all": (0, per_task * len(config.heldout.tasks))}
+    if 1 < len(config.heldout.tasks) <= 4:
+        for index, task in enumerate(config.heldout.tasks):
+            label = ", ".join(f"{k}={v}" for k, v in task.items())
+            groups[label] = (index * per_task, (index + 1) * per_task)
+    return groups
 
 
 def _plot(rows: list[dict[str, float]], config: MetaConfig, folder: Path) -> list[Path]:

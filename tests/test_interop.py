@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import circuits
 from circuits import notebook
@@ -461,3 +464,35 @@ def test_check_reads_the_users_file_before_any_training(tmp_path):
     assert one_line(invoke("check", str(spec))) == (
         f"{spec}: data set 'npz' has 3 classes but output population 'y' has size 4; "
         "set populations.y.size = 3")
+
+
+# -- properties of the readers -----------------------------------------------------------------
+
+
+_labelled = st.integers(2, 12).flatmap(lambda n: st.tuples(
+    hnp.arrays(st.sampled_from([np.float32, np.float64, np.int16]), st.tuples(st.just(n), st.integers(1, 4)),
+               elements=st.integers(-1000, 1000)),
+    hnp.arrays(np.int64, n, elements=st.integers(0, 3))))
+
+
+@settings(deadline=None)
+@given(train=_labelled, test=_labelled)
+def test_npz_and_csv_give_back_what_was_saved(tmp_path_factory, train, test):
+    """Property: arrays saved with numpy.savez, or written to CSV files with a label column, come
+    back as the same numbers and labels, with ``max label + 1`` classes."""
+    (x, y), (x_test, y_test) = train, test
+    if x.shape[1] != x_test.shape[1]:
+        x_test = np.resize(x_test, (len(x_test), x.shape[1])).astype(x_test.dtype)
+    folder = tmp_path_factory.mktemp("files")
+    np.savez(folder / "d.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    data = load_npz(path=folder / "d.npz")
+    np.testing.assert_array_equal(data.x_train, x)
+    np.testing.assert_array_equal(data.y_test, y_test)
+    assert data.n_outputs == max(y.max(), y_test.max()) + 1
+    header = ",".join([f"f{j}" for j in range(x.shape[1])] + ["label"])
+    write_csv(folder / "train.csv", [[*map(repr, row.tolist()), k] for row, k in zip(x, y)], header)
+    write_csv(folder / "test.csv", [[*map(repr, row.tolist()), k] for row, k in zip(x_test, y_test)], header)
+    data = load_csv(seed=0, test_fraction=0.2, path=folder / "train.csv", test_path=folder / "test.csv")
+    np.testing.assert_array_equal(data.x_train, x.astype(np.float64))
+    np.testing.assert_array_equal(data.x_test, x_test.astype(np.float64))
+    np.testing.assert_array_equal(data.y_train, y)

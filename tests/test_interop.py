@@ -154,6 +154,9 @@ BAD_NPZ = [
      "fill them before saving"),
     ({"x_train": np.array([["a"] * 4] * 40)}, "array 'x_train' has dtype <U1; inputs must be numbers"),
     ({"x_val": np.zeros((2, 4))}, "'x_val' is given without 'y_val'; give both or neither"),
+    ({"x_test": np.zeros((0, 4)), "y_test": np.zeros(0, np.int64)},
+     "array 'x_test' is empty; the test split needs examples"),
+    ({"y_train": np.int64(3)}, "array 'y_train' has no rows but its inputs have 40"),
 ]
 
 

@@ -51,7 +51,7 @@ def _check_x(where: object, name: str, x: np.ndarray) -> np.ndarray:
     if x.ndim < 2:
         raise _fail(where, f"array '{name}' has shape {x.shape}; inputs must be (examples, features): "
                            "for one feature save x.reshape(-1, 1)")
-    x = x.reshape(len(x), -1)
+    x = x.reshape(len(x), int(np.prod(x.shape[1:])))
     _check_finite(where, name, x)
     return x
 
@@ -73,8 +73,8 @@ def _check_y(where: object, name: str, y: np.ndarray, n: int) -> np.ndarray:
     if y.dtype.kind not in "biuf":
         raise _fail(where, f"array '{name}' has dtype {y.dtype}; labels must be integers "
                            "(classes) or floats (regression targets)")
-    if len(y) != n:
-        raise _fail(where, f"array '{name}' has {len(y)} rows but its inputs have {n}; "
+    if y.ndim == 0 or len(y) != n:
+        raise _fail(where, f"array '{name}' has {len(y) if y.ndim else 'no'} rows but its inputs have {n}; "
                            "save one label (or target row) per example")
     if y.dtype.kind in "biu":
         if y.ndim != 1:

@@ -111,3 +111,19 @@ def test_sgd_weight_update_is_one_accumulating_gemm(monkeypatch):
     step()
     assert calls == [(30, 20), (30, 20)]
     np.testing.assert_allclose(arrays["w"], 2 * (-0.1) * arrays["a"].T @ arrays["d"], rtol=1e-5, atol=1e-6)
+
+
+@needs_blas
+def test_accumulating_gemm_keeps_its_arrays_alive():
+    """The closure names raw pointers: it must hold the arrays, or a dropped array's memory is reused."""
+    import gc
+    import weakref
+
+    a, b, out = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32), np.zeros((4, 2), np.float32)
+    gemm = blas.accumulating_gemm(a, b, out)
+    probe = weakref.ref(a)
+    del a
+    gc.collect()
+    assert probe() is not None
+    gemm()
+    np.testing.assert_array_equal(out, np.full((4, 2), 3.0))

@@ -112,6 +112,6 @@ def accumulating_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> Callable
     args = (_ROW_MAJOR, left[0], right[0], m, n, k, real(1.0), a.ctypes.data, left[1],
             b.ctypes.data, right[1], real(1.0), out.ctypes.data, n)
 
-    def gemm() -> None:
+    def gemm(_owners: tuple[np.ndarray, ...] = (a, b, out)) -> None:  # keeps alive the memory args points to
         function(*args)
     return gemm

@@ -43,7 +43,7 @@ XIE_SEUNG_2000 = ("Xie & Seung 2000, \"Spike-based learning rules and stabilizat
                   "activity\", NIPS 12")
 BENGIO_STDP_2015 = ("Bengio, Mesnard, Fischer, Zhang & Wu 2015, \"STDP as presynaptic activity times rate of "
                     "change of postsynaptic activity\", arXiv:1509.05936")
-HINTON_SPIKES = ("Hinton, \"Can the brain do back-propagation?\", Stanford seminar 2016 (and 2014-16 "
+HINTON_SPIKES = ("Hinton 2016, \"Can the brain do back-propagation?\", Stanford seminar (and 2014-16 "
                  "talks): Poisson spikes as a regularizer like dropout")
 Z_LIMIT = 4.0
 """Standard errors a sampling statistic may stray before a claim fails (≈ 6e-5 two-sided)."""

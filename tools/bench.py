@@ -1066,15 +1066,15 @@ def report(results: list[CaseResult], peak: dict[str, float], info: dict[str, An
             f"{label}: {', '.join(f'{t:.3f}' for t in v['seconds'])} s" for label, v in s["vs"].items()))
         console.print(f"  GFLOP/s: circuits {s['circuits_gflops']:.1f} ({s['peak_fraction']:.0%} of peak); "
                       + "; ".join(f"{label} {v['gflops']:.1f} ({v['peak_fraction']:.0%})" for label, v in s["vs"].items()))
-        console.print(f"  FLOPs: {s['gflop_per_epoch']:.1f} GFLOP per epoch = {res.case.flop_formula}")
+        console.print(f"  FLOPs: {s['gflop_per_epoch']:.1f} GFLOP per run = {res.case.flop_formula}")
         shapes = ", ".join(f"{r['label']} {r['gflops']:.0f}" for r in res.shapes["per_shape"])
         console.print(f"  NumPy GEMM GFLOP/s on this case's shapes: {shapes}; all together "
-                      f"{res.shapes['gflops']:.1f} GFLOP/s → GEMM-only floor {s['gemm_floor_s']:.3f} s/epoch")
+                      f"{res.shapes['gflops']:.1f} GFLOP/s → GEMM-only floor {s['gemm_floor_s']:.3f} s per run")
         o = res.overhead
         if o:
             console.print(f"  Model.step host overhead: {o['model_step_host_us']:.1f} µs/step vs "
                           f"{o['direct_bind_us']:.1f} µs binding by np.copyto → "
-                          f"{o['extra_ms_per_epoch']:.1f} ms per epoch extra")
+                          f"{o['extra_ms_per_epoch']:.1f} ms per run extra")
         if res.profile:
             total = sum(r["ms_per_step"] for r in res.profile)
             prof = Table(title=f"{res.case.name}: circuits train step, median ms per op call and per step")

@@ -168,3 +168,14 @@ def test_covariances_have_unit_top_eigenvalue_and_are_sampled(covariance: int, n
                          options={"n": 20000, "n_in": n_in, "covariance": covariance})
     assert data.x_train.shape == (20000, n_in) and not data.y_train.any()
     assert np.abs(np.cov(data.x_train.T) - c).max() < 0.06
+
+
+def test_resume_with_a_spent_budget_only_rewrites_the_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    run_search(load_meta(small(tmp_path, "es", 2)), out)
+    before = rows_without_time(out)
+    path = small(tmp_path, "es", 1)
+    path.write_text(path.read_text().replace("[baselines]", "[baselines]\nhebb = { terms = { \"pre*post\" = 1.0 } }"))
+    summary = run_search(load_meta(path), out, resume=True)
+    assert rows_without_time(out) == before and summary["generations"] == 2
+    assert [row["arm"] for row in summary["heldout"] if row["task"] == "all"] == ["found", "start", "hebb", "oja"]

@@ -60,7 +60,7 @@ def test_a_search_writes_every_output_and_its_rule_runs_with_simulate(tmp_path: 
     result = CliRunner().invoke(main, ["meta", str(small(tmp_path)), "--out", str(out), "--workers", "1",
                                        "--quiet"])
     assert result.exit_code == 0, result.output
-    for name in ("meta.csv", "best_rule.toml", "rule.txt", "heldout.csv", "summary.json", "objective.png",
+    for name in ("meta.csv", "best_rule.toml", "rule.txt", "heldout.csv", "heldout_runs.csv", "summary.json", "objective.png",
                  "coefficients.png", "state.pkl"):
         assert (out / name).exists(), name
     rows = rows_without_time(out)
@@ -75,6 +75,11 @@ def test_a_search_writes_every_output_and_its_rule_runs_with_simulate(tmp_path: 
     assert [row["task"] for row in held[:3]] == ["all", "task.options.covariance=1000",
                                                 "task.options.covariance=1001"]
     assert all(row["runs"] == ("2" if row["task"] == "all" else "1") for row in held)
+    with open(out / "heldout_runs.csv", newline="") as handle:
+        runs = list(csv.DictReader(handle))
+    assert [(r["arm"], r["task"], r["seed"]) for r in runs[:2]] == [
+        ("found", "task.options.covariance=1000", "0"), ("found", "task.options.covariance=1001", "0")]
+    assert len(runs) == 6
     run = CliRunner().invoke(main, ["simulate", str(out / "best_rule.toml"), "--out", str(tmp_path / "run"),
                                     "--set", "task.options.n=400"])
     assert run.exit_code == 0, run.output

@@ -4,7 +4,8 @@
 candidate and of the search's mean), ``best_rule.toml`` (the base spec under the found terms:
 ``circuits simulate best_rule.toml`` runs it), ``rule.txt`` (the formula), ``heldout.csv``
 (the found rule, the start point and the baselines on the held-out tasks: mean ± 95 % CI per
-objective), ``summary.json``, ``objective.png`` and ``coefficients.png``.
+objective), ``heldout_runs.csv`` (every held-out run: arm, task, seed, objectives; same seeds
+across arms, for paired comparisons), ``summary.json``, ``objective.png`` and ``coefficients.png``.
 """
 
 from __future__ import annotations
@@ -51,14 +52,19 @@ def read_rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _heldout(config: MetaConfig, evaluator: Evaluator, terms: dict[str, float]) -> list[dict[str, Any]]:
+def _heldout(config: MetaConfig, evaluator: Evaluator,
+             terms: dict[str, float]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per arm: the summary rows (all tasks, and each task) and one row per held-out run."""
     arms: list[tuple[str, str, dict[str, float] | None]] = [
         ("found", "plasticity", terms), ("start", "plasticity", theta_terms(config.terms, config.start))]
     arms += [(name, entry["rule"], entry["terms"]) for name, entry in config.baselines.items()]
     groups = _task_groups(config)
-    rows = []
+    rows, runs = [], []
     for name, rule, arm_terms in arms:
         values = evaluator.values(config.heldout, rule, arm_terms, config.heldout_objectives)
+        for index, (task, seed) in enumerate(config.heldout.runs()):
+            runs.append({"arm": name, "task": ", ".join(f"{k}={v}" for k, v in task.items()) or "base",
+                         "seed": seed, **{objective: found[index] for objective, found in values.items()}})
         formula = format_rule(parse_terms(arm_terms)) if arm_terms is not None else rule
         for task, (start, stop) in groups.items():
             row: dict[str, Any] = {"arm": name, "rule": rule, "task": task, "formula": formula,
@@ -69,7 +75,7 @@ def _heldout(config: MetaConfig, evaluator: Evaluator, terms: dict[str, float]) 
                 row[f"{objective}.ci95"] = half
                 row[f"{objective}.min"] = float(np.min(found[start:stop]))
             rows.append(row)
-    return rows
+    return rows, runs
 
 
 def _task_groups(config: MetaConfig) -> dict[str, tuple[int, int]]:
@@ -130,8 +136,9 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
     write_text(folder / "best_rule.toml", dump_spec(evaluator.with_rule(base, "plasticity", terms)) + "\n")
     write_text(folder / "rule.txt", formula + "\n")
     inner = float(score(theta[None, :])[0])
-    heldout = _heldout(config, evaluator, terms)
+    heldout, runs = _heldout(config, evaluator, terms)
     write_text(folder / "heldout.csv", _csv(heldout))
+    write_text(folder / "heldout_runs.csv", _csv(runs))
     plots = _plot(state.rows, config, folder) if state.rows else []
     summary = {"name": config.name, "optimizer": config.optimizer, "generations": state.generation,
                "evaluations": state.evaluations, "seconds": round(state.seconds, 3),

@@ -33,7 +33,7 @@ from matplotlib.textpath import TextToPath
 from circuits.errors import SpecError
 from circuits.graph import CircuitGraph
 from circuits.render_text import (EDGE_COLORS, ROLE_COLORS, box_detail, diagram_title, layer_depths,
-                                  to_dot, to_mermaid)
+                                  projection_detail, to_dot, to_mermaid)
 from circuits.spec import ProjectionSpec
 
 __all__ = ["Layout", "layout", "render_graph"]
@@ -331,6 +331,10 @@ def _draw_projection(ax, proj: ProjectionSpec, c: np.ndarray) -> None:
         port = c[-1] - u * _HEAD * scale * 2.2 + np.array([-u[1], u[0]]) * 0.09
         ax.text(port[0], port[1], {"basal": "B", "apical": "A"}[proj.compartment], fontsize=_LEGEND_PT - 1,
                 color=color, ha="center", va="center", fontweight="bold", zorder=5)
+    if proj.conv is not None:  # the kernel, beside the middle of the arrow
+        mid = pts[len(pts) // 2]
+        ax.text(mid[0] - 0.06, mid[1], projection_detail(proj), fontsize=_LEGEND_PT - 1, color=color,
+                ha="right", va="center", zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
     if not proj.plastic:
         mid = pts[len(pts) // 2]
         ax.plot([mid[0]], [mid[1]], marker="o", markersize=4.5, color=color, markerfacecolor="white",

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import networkx as nx
 
 from circuits.graph import CircuitGraph
-from circuits.spec import PopulationSpec
+from circuits.spec import PopulationSpec, ProjectionSpec
 
-__all__ = ["ROLE_COLORS", "EDGE_COLORS", "box_detail", "diagram_title", "layer_depths", "to_dot",
-           "to_mermaid"]
+__all__ = ["ROLE_COLORS", "EDGE_COLORS", "box_detail", "diagram_title", "layer_depths", "projection_detail",
+           "to_dot", "to_mermaid"]
 
 #: Role → (fill, outline) of population boxes.
 ROLE_COLORS = {"input": ("#dce8f4", "#4a78a8"), "hidden": ("#eceff1", "#6b7b86"),
@@ -29,10 +29,22 @@ _MERMAID_WORDS = {"end", "graph", "subgraph", "flowchart", "style", "class", "cl
 
 
 def box_detail(pop: PopulationSpec) -> str:
-    """The line under a population's name: ``"<size> · <activation>[ · dropout p][ · spikes T=n][ · cell]"``."""
-    return (f"{pop.size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
+    """The line under a population's name: ``"<size> · <activation>[ · dropout p][ · spikes T=n][ · cell]"``;
+    a shaped population shows its maps, ``6×14×14``, in place of its size."""
+    size = "×".join(str(d) for d in pop.shape) if pop.shape else str(pop.size)
+    return (f"{size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
             + (f" · spikes T={pop.spikes.window}" if pop.spikes is not None else "")
             + (f" · {pop.cell}" if pop.cell else ""))
+
+
+def projection_detail(proj: ProjectionSpec) -> str:
+    """The kernel of a conv projection, ``conv 5×5 pad 2 · max 2`` (empty for a dense one)."""
+    if proj.conv is None:
+        return ""
+    conv = proj.conv
+    text = f"conv {conv.kernel}×{conv.kernel}" + (f"/{conv.stride}" if conv.stride != 1 else "")
+    text += f" pad {conv.padding}" if conv.padding else ""
+    return text + (f" · {proj.pool.kind} {proj.pool.size}" if proj.pool else "")
 
 
 def diagram_title(graph: CircuitGraph, title: str | None, phases: Sequence[str]) -> str:
@@ -81,6 +93,7 @@ def to_dot(graph: CircuitGraph, *, title: str | None = None, phases: Sequence[st
         attrs_ = [f'color="{EDGE_COLORS[proj.type]}"', f"tooltip={_quote(proj.name)}", *style[proj.type]]
         attrs_ += [] if proj.plastic else ["penwidth=0.7", "arrowhead=empty", 'label="fixed"']
         attrs_ += [f'headlabel="{proj.compartment}", labelfontsize=8'] if proj.compartment else []
+        attrs_ += [f"label={_quote(projection_detail(proj))}", "fontsize=8"] if proj.conv else []
         lines.append(f"  {_quote(proj.source)} -> {_quote(proj.target)} [{', '.join(attrs_)}];")
     return "\n".join(lines + ["}", ""])
 
@@ -95,6 +108,7 @@ def to_mermaid(graph: CircuitGraph, *, title: str | None = None, phases: Sequenc
     for proj in graph.projections():
         label = ([] if proj.type == "forward" else [proj.type]) + ([] if proj.plastic else ["fixed"])
         label += [f"→ {proj.compartment}"] if proj.compartment == "apical" else []
+        label += [projection_detail(proj)] if proj.conv else []
         text = f"|{', '.join(label)}|" if label else ""
         lines.append(f"  {ids[proj.source]} {arrows[proj.type]}{text} {ids[proj.target]}")
     lines += [f"  classDef {role} fill:{fill},stroke:{edge}" for role, (fill, edge) in ROLE_COLORS.items()]

@@ -443,3 +443,13 @@ def test_cifar10_errors_say_where_it_looked_and_where_to_get_it(tmp_path, monkey
     (tmp_path / "data_batch_3.bin").write_bytes(b"\x01" * 100)
     with pytest.raises(DataError, match="holds 100 bytes, not a whole number of 3073-byte records"):
         load_dataset("cifar10", seed=0, data_dir=tmp_path)
+
+
+def test_render_shows_maps_and_kernels(registry):
+    from circuits.render_text import to_dot, to_mermaid
+
+    graph = build_graph(lenet(registry))
+    dot, mermaid = to_dot(graph), to_mermaid(graph)
+    assert '"c1\\n3×4×4 · tanh"' in dot and 'label="conv 3×3 pad 1 · max 2"' in dot
+    assert "c1 -->|conv 3×3/2 pad 1| c2" in mermaid and 'x -->|conv 2×2/4 · avg 1| c2' in mermaid
+    assert "h --> y" in mermaid

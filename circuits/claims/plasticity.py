@@ -30,6 +30,9 @@ __all__ = ["PLASTICITY_FA_POINT", "PLASTICITY_HEBB_OJA_POINTS", "PLASTICITY_OJA_
            "PLASTICITY_SEARCH_REACHES_OJA", "family_deltas", "oja_task_evaluator"]
 
 _TOL = 1e-12
+_CONFAVREUX = ('Confavreux et al. 2020, "A meta-learning approach to (re)discover plasticity rules that carve a '
+               'desired function into a neural network"')
+_OJA_PAPER = 'Oja 1982, "Simplified neuron model as a principal component analyzer"'
 
 
 def family_deltas(spec: CircuitSpec, registry: RuleRegistry, terms: dict[str, float],
@@ -108,11 +111,11 @@ def _always(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
 
 PLASTICITY_FA_POINT = Claim(
     name="plasticity_fa_point",
-    rules=("plasticity", "feedback_alignment"),
+    rules=("plasticity",),
     statement="The plasticity family at θ = {pre*err: −1} is feedback alignment: same deltas, "
               "same feedback weights (float64, plain SGD).",
-    source="Lillicrap et al. 2016 as a point of the family of Confavreux et al. 2020 / "
-           "Shervani-Tabar & Rosenbaum 2023",
+    source='Lillicrap et al. 2016, "Random synaptic feedback weights support error backpropagation for '
+           'deep learning", as a point of the family of ' + _CONFAVREUX,
     precondition=_needs_feedback,
     measure=_fa_point,
 )
@@ -122,7 +125,7 @@ PLASTICITY_HEBB_OJA_POINTS = Claim(
     rules=("plasticity",),
     statement="θ = {pre*post: 1} is Hebb's rule lr·mean(pre⊗post); adding post^2*w = −1 gives "
               "Oja's rule lr·(mean(pre⊗post) − mean(post²)⊙w) (float64, plain SGD).",
-    source="Hebb 1949; Oja 1982",
+    source=_OJA_PAPER,
     precondition=_always,
     measure=_hebb_oja,
 )
@@ -194,7 +197,7 @@ PLASTICITY_OJA_BEATS_ZERO = Claim(
     name="plasticity_oja_beats_zero",
     rules=("plasticity",),
     statement="On the covariances task, Oja's rule scores a higher pc1_alignment than the zero rule.",
-    source="Oja 1982; the objective of Confavreux et al. 2020",
+    source=_OJA_PAPER + "; the objective of " + _CONFAVREUX,
     precondition=_one_linear_unit,
     measure=_oja_beats_zero,
 )
@@ -204,7 +207,7 @@ PLASTICITY_SEARCH_REACHES_OJA = Claim(
     rules=("plasticity",),
     statement="An ES search from θ = 0 over pre*post, post^2*w, w and post (L1 = 1e-2, 240 "
               "evaluations) ends within 1.2× of Oja's pc1_alignment.",
-    source="Confavreux et al. 2020 (NeurIPS), at a small budget",
+    source=_CONFAVREUX + ", at a small budget",
     precondition=_one_linear_unit,
     measure=_search_reaches_oja,
 )

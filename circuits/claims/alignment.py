@@ -12,6 +12,7 @@ from circuits.claims.base import (Claim, Outcome, always, capped_data, dense_onl
 from circuits.claims.papers import AKROUT_2019, LILLICRAP_2016, NOKLAND_2016
 from circuits.claims.gradient import FA_FAMILY
 from circuits.data import iterate_batches
+from circuits.graph import CircuitGraph
 from circuits.model import Model, angle_degrees
 from circuits.rules import RuleRegistry
 from circuits.rules.base import find_feedback
@@ -112,6 +113,16 @@ ALIGNMENT_IMPROVES = Claim(
 )
 
 
+def _shallow(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
+    """At most three projections from the input to the output (the budget of 8 short epochs is
+    for such circuits: deeper, every population starts silent and the first steps move biases only;
+    the LeNet-like lenet_dfa_mnist, four deep, stays at 13.5 % train accuracy within it)."""
+    depth = CircuitGraph(spec).depth()
+    deepest = max(depth[p.name] for p in spec.populations if p.role == "output")
+    return None if deepest <= 3 else (f"measured on circuits at most 3 projections deep (this one is {deepest}); "
+                                      "from zero weights deeper ones need more than 8 epochs of 512 examples")
+
+
 def _dfa_from_zero(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
     zero = InitSpec(scheme="zeros")
     dfa = Model(variant(spec, activation="tanh", init=zero), registry=registry)
@@ -143,7 +154,7 @@ DFA_FROM_ZERO = Claim(
               "because the output error reaches the hidden populations through B; backprop's "
               "hidden weights never leave zero.",
     source=f"{NOKLAND_2016} (abstract)",
-    precondition=always,
+    precondition=_shallow,
     measure=_dfa_from_zero,
 )
 

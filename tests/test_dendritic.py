@@ -607,3 +607,64 @@ def test_an_interneuron_of_the_wrong_size_is_refused():
     with pytest.raises(CompileError, match=r"populations\.i\.size: interneurons predict the layer above, so they "
                                            r"number 2 like 'y' \(got 3\)"):
         model_of(DECLARED.replace('i = { size = 2', 'i = { size = 3'))
+
+
+# -- the first hidden layer's update (issue 16 follow-up: x→h1 at 90° on MNIST) ----------------------
+
+def _first_layer_update(layer_lr: str, lam: float) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """x→h1's update per unit lr and the feedback-alignment delta ``D_1 B_1 D_2 B_2 D_N (u_tgt − û_N)``."""
+    from circuits.claims.dendritic import _arrays, _bottom_up, _equal_mixing, _host, build
+    model = build(spec_of(CHAIN), RULES, conductances=_equal_mixing(lam),
+                  rule={"microcircuit": "self_predicting", "layer_lr": layer_lr})
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((16, 5)), rng.random((16, 3))
+    arrays, params, u = _arrays(model, model.run("probe", x, y)), _host(model), _bottom_up(model, x)
+    slope = [sigmoid_slope(v) for v in u]
+    delta = slope[2] * (arrays["y.utarget"] - u[2])
+    delta = slope[1] * (delta @ params["y->h2"])
+    delta = slope[0] * (delta @ params["h2->h1"])
+    update = model.deltas(x, y)["x->h1"] / model.program.lrs["x->h1"]
+    layers = model.rule.layers(model.graph)
+    return update, x.T @ delta / len(x), {layer.name: model.rule.layer_scale(model.graph, layers, layer)
+                                          for layer in layers}
+
+
+def sigmoid_slope(u: np.ndarray) -> np.ndarray:
+    s = 1.0 / (1.0 + np.exp(-u))
+    return s * (1.0 - s)
+
+
+@pytest.mark.parametrize("lam", [0.05, 0.02])
+def test_first_hidden_layer_update_is_its_fa_delta_times_the_lambda_product(lam):
+    """The x→h1 update of a two-hidden-layer circuit is λ_A²·λ_N·(1 − λ_I)² × its FA delta: tiny, not wrong."""
+    update, delta, _ = _first_layer_update("equal", lam)
+    factor = lam**2 * lam * (1 - lam) ** 2
+    assert update.ravel() @ delta.ravel() / (np.linalg.norm(update) * np.linalg.norm(delta)) > 0.999
+    assert np.linalg.norm(update) / np.linalg.norm(delta) == pytest.approx(factor, rel=3 * lam)
+
+
+def test_compensated_layer_lr_gives_every_layer_the_outputs_pace():
+    update, delta, scales = _first_layer_update("compensate", 0.02)
+    assert scales == pytest.approx({"h1": 1 / (0.02 * 0.98) ** 2, "h2": 1 / (0.02 * 0.98), "y": 1.0})
+    assert np.linalg.norm(update) / np.linalg.norm(delta) == pytest.approx(0.02, rel=0.06)
+
+
+def test_compensated_layer_lr_scales_forward_bias_and_interneuron_estimates_exactly():
+    equal = model_of(CHAIN, **{"rule.microcircuit": "self_predicting"})
+    comp = model_of(CHAIN, **{"rule.microcircuit": "self_predicting", "rule.layer_lr": "compensate"})
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 5)), rng.random((8, 3))
+    layers = comp.rule.layers(comp.graph)
+    scale = {layer.name: comp.rule.layer_scale(comp.graph, layers, layer) for layer in layers}
+    assert scale["h1"] > scale["h2"] > scale["y"] == 1.0
+    a, b = equal.deltas(x, y), comp.deltas(x, y)
+    expected = {"x->h1": scale["h1"], "h1.bias": scale["h1"], "h1->h2": scale["h2"], "h2->y": 1.0,
+                "h1->h1_inter": scale["h2"], "h2->h2_inter": 1.0}
+    for name, factor in expected.items():
+        np.testing.assert_allclose(b[name], factor * a[name], rtol=1e-10, atol=1e-14)
+
+
+def test_compensated_layer_lr_needs_an_apical_coupling():
+    with pytest.raises(CompileError, match="layer_lr = \"compensate\" needs g_apical > 0"):
+        model_of(CHAIN, **{"rule.layer_lr": "compensate", "populations.h1.cell": "pyramidal",
+                          "populations.h1.g_apical": 0.0})

@@ -30,7 +30,13 @@ Plasticity (estimates of ∂loss/∂W, so a step moves ``W −= lr·estimate``):
 forward ``ΔW_k ∝ (φ(u_k) − φ(v̂_B)) r_{k−1}ᵀ`` (``v̂_B = gain·v_B``, bias alike);
 pyramidal→interneuron ``ΔW_PI ∝ (φ(u_I) − φ(v̂_I)) r_kᵀ``; interneuron→pyramidal
 ``ΔW_IP ∝ −v_A r_Iᵀ``; top-down, when plastic, ``ΔB ∝ (φ(u_k) − φ(r_{k+1} B)) r_{k+1}ᵀ``;
-each averaged over the batch. The prediction (``infer``) is the bottom-up pass: the output
+each averaged over the batch. To first order in the mixing weights a hidden layer's forward
+update is ``λ_N·∏ λ_A(1 − λ_I)`` (over it and the hidden layers above) times its
+feedback-alignment delta, so lower layers learn more slowly (about 0.025× the output's pace
+for the first of two hidden layers at the default conductances); ``layer_lr = "compensate"``
+divides each layer's estimate by that product (the paper, too, used larger learning rates
+lower down); the pyramidal→interneuron weights, which track the forward weights of the layer
+above, take that layer's factor, so the interneurons keep predicting it. The prediction (``infer``) is the bottom-up pass: the output
 ``φ(û_N)`` of the equivalent feed-forward network, whose backprop gradient
 :meth:`Model.gradients` returns.
 """
@@ -71,6 +77,12 @@ DENDRITIC_PARAMS: tuple[Param, ...] = (
     Param("target_high", 1.0, "output target potential for a target of 1"),
     Param("learn_topdown", False, "created top-down projections are plastic"),
     Param("learn_inhibition", False, "created interneuron→pyramidal projections are plastic"),
+    Param("layer_lr", "equal", "per-layer learning-rate scaling of the forward (basal) weights: 'equal' keeps "
+          "lr everywhere; 'compensate' multiplies a hidden layer's by 1/∏(λ_A·(1 − λ_I)) over it and the hidden "
+          "layers above, so that every layer's update is ≈ λ_N × its feedback-alignment delta (an interneuron "
+          "population's dendritic weights, which track the forward weights of the layer above, take that layer's "
+          "scale)",
+          choices=("equal", "compensate")),
 )
 
 
@@ -131,6 +143,25 @@ class DendriticError(Rule):
     def gains(self, graph: CircuitGraph, layer: Layer) -> dict[str, float]:
         """A layer's conductances and sweep weights (see :func:`circuits.rules.microcircuit.gains`)."""
         return gains(graph, layer)
+
+    def layer_scale(self, graph: CircuitGraph, layers: list[Layer], layer: Layer) -> float:
+        """``1/∏ λ_A·(1 − λ_I)`` over ``layer`` and the hidden layers above it (1 at the output).
+
+        To first order in the mixing weights, a hidden layer's forward update is its
+        feedback-alignment delta times ``λ_N·∏ λ_A·(1 − λ_I)`` over itself and the hidden
+        layers above: each apical potential sees the layer above's nudge less the part its
+        interneurons follow (``1 − λ_I``), and moves its soma by ``λ_A``. The scale undoes the
+        product, so that every layer learns at the output's pace (``layer_lr = "compensate"``).
+        """
+        scale = 1.0
+        for other in layers[layers.index(layer):-1]:
+            g = self.gains(graph, other)
+            if g["lam"] * (1.0 - g["lam_i"]) <= 0.0:
+                raise CompileError(f"{graph.spec.source}: populations.{other.name}: layer_lr = \"compensate\" "
+                                   "needs g_apical > 0 and interneurons not clamped to the layer above; use "
+                                   "layer_lr = \"equal\"")
+            scale /= g["lam"] * (1.0 - g["lam_i"])
+        return scale
 
     def initialize(self, model: Model) -> None:
         """Set the self-predicting weights after drawing them (``microcircuit = "self_predicting"``)."""
@@ -293,9 +324,10 @@ class DendriticError(Rule):
                 _activate(b, phase, pop, vhat, predicted)
             error = b.activity(f"{pop}.error", pop)
             b.emit(phase, ops.LinearCombination((predicted, f"{pop}.out"), (1.0, -1.0), error, powers=(-1, -1)))
+            scale = self.layer_scale(b.graph, layers, layer) if b.params["layer_lr"] == "compensate" else 1.0
             if b.graph.projection(layer.forward).plastic:
-                b.learn(layer.forward, self.presynaptic(b, layers, layer.below), error)
-            b.learn_bias(pop, error)
+                b.learn(layer.forward, self.presynaptic(b, layers, layer.below), error, sign=scale)
+            b.learn_bias(pop, error, sign=scale)
             if not layer.hidden:
                 continue
             self._interneuron_plasticity(b, layers, layer, g)
@@ -310,7 +342,9 @@ class DendriticError(Rule):
             error = b.activity(f"{inter}.error", inter)
             b.emit(phase, ops.LinearCombination((predicted, f"{inter}.rate"), (1.0, -1.0), error,
                                                 powers=(-1, -1)))
-            b.learn(layer.dendrite, self.presynaptic(b, layers, pop), error)
+            above = next(other for other in layers if other.name == layer.above)
+            scale = self.layer_scale(b.graph, layers, above) if b.params["layer_lr"] == "compensate" else 1.0
+            b.learn(layer.dendrite, self.presynaptic(b, layers, pop), error, sign=scale)
         if b.graph.projection(layer.inhibition).plastic:
             scaled = b.activity(f"{pop}.apical_mean", pop)
             b.emit(phase, ops.LinearCombination((f"{pop}.apical",), (1.0,), scaled, powers=(-1,)))

@@ -668,3 +668,13 @@ def test_compensated_layer_lr_needs_an_apical_coupling():
     with pytest.raises(CompileError, match="layer_lr = \"compensate\" needs g_apical > 0"):
         model_of(CHAIN, **{"rule.layer_lr": "compensate", "populations.h1.cell": "pyramidal",
                           "populations.h1.g_apical": 0.0})
+
+
+def test_rate_function_slopes_stay_finite_for_saturated_potentials():
+    """Alignment on MNIST met potentials past ±710, where e^(−u)/(1 + e^(−u))² overflowed (a warning)."""
+    from circuits.rules.microcircuit import RATE_FUNCTIONS
+    rate, slope = RATE_FUNCTIONS["sigmoid"]
+    u = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
+    np.testing.assert_allclose(rate(u), [0.0, 1 / (1 + math.exp(30)), 0.5, 1 / (1 + math.exp(-30)), 1.0], atol=1e-300)
+    np.testing.assert_allclose(slope(u), [0.0, math.exp(-30) / (1 + math.exp(-30)) ** 2, 0.25,
+                                          math.exp(-30) / (1 + math.exp(-30)) ** 2, 0.0], rtol=1e-12, atol=1e-300)

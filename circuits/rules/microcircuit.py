@@ -222,9 +222,15 @@ def self_predicting_weights(graph: CircuitGraph, layers: list[Layer],
     return out
 
 
+def _sigmoid(u: np.ndarray) -> np.ndarray:
+    """``1/(1 + e^(−u))`` without overflow for large ``|u|``."""
+    e = np.exp(-np.abs(u))
+    return np.where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 RATE_FUNCTIONS = {
     "linear": (lambda u: u, lambda u: np.ones_like(u)),
-    "sigmoid": (lambda u: 1.0 / (1.0 + np.exp(-u)), lambda u: np.exp(-u) / (1.0 + np.exp(-u)) ** 2),
+    "sigmoid": (lambda u: _sigmoid(u), lambda u: _sigmoid(u) * _sigmoid(-u)),
     "tanh": (np.tanh, lambda u: 1.0 - np.tanh(u) ** 2),
     "relu": (lambda u: np.maximum(u, 0.0), lambda u: (u > 0).astype(np.float64)),
     "hard_sigmoid": (lambda u: np.clip(u, 0.0, 1.0), lambda u: ((u > 0) & (u < 1)).astype(np.float64)),

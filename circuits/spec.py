@@ -36,7 +36,7 @@ __all__ = [
     "CircuitSpec", "load_spec", "parse_spec",
 ]
 
-ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "hard_sigmoid", "softmax")
+ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "hard_sigmoid", "softplus", "softmax")
 ROLES = ("input", "hidden", "output")
 PROJECTION_TYPES = ("forward", "feedback", "lateral")
 INIT_SCHEMES = ("xavier", "glorot", "xavier_normal", "glorot_normal", "he", "he_uniform",

@@ -52,7 +52,7 @@ def write(tmp_path, text, name="bad.toml"):
 
 BAD = [
     (GOOD.replace('"relu"', '"rleu"'),
-     "populations.h1.activation: must be one of linear, relu, tanh, sigmoid, hard_sigmoid, softmax "
+     "populations.h1.activation: must be one of linear, relu, tanh, sigmoid, hard_sigmoid, softplus, softmax "
      "(got 'rleu'; did you mean 'relu'?)"),
     (GOOD.replace("size = 32", "size = -3"), "populations.h1.size: must be an integer >= 1 (got -3)"),
     (GOOD.replace("size = 32", "size = nan"), "populations.h1.size: must be an integer >= 1 (got nan; "),

@@ -678,3 +678,43 @@ def test_rate_function_slopes_stay_finite_for_saturated_potentials():
     np.testing.assert_allclose(rate(u), [0.0, 1 / (1 + math.exp(30)), 0.5, 1 / (1 + math.exp(-30)), 1.0], atol=1e-300)
     np.testing.assert_allclose(slope(u), [0.0, math.exp(-30) / (1 + math.exp(-30)) ** 2, 0.25,
                                           math.exp(-30) / (1 + math.exp(-30)) ** 2, 0.0], rtol=1e-12, atol=1e-300)
+
+
+# -- softplus rate function (the paper's teacher task) ------------------------------------------------
+
+def test_softplus_circuit_predicts_the_equivalent_feedforward_network():
+    model = model_of(CHAIN, **{"populations.h1.activation": "softplus", "populations.h2.activation": "softplus",
+                               "populations.y.activation": "softplus"})
+    x = 3 * np.random.default_rng(0).standard_normal((7, 5))
+    p = {k: model.backend.to_numpy(v) for k, v in model.params.items()}
+    h1 = np.log1p(np.exp((x @ p["x->h1"] + p["h1.bias"]) / 1.9))
+    h2 = np.log1p(np.exp(h1 @ p["h1->h2"] / 1.9))
+    np.testing.assert_allclose(model.predict(x), np.log1p(np.exp(h2 @ p["h2->y"] / 1.1)), rtol=1e-12)
+
+
+def test_softplus_backprop_gradient_matches_finite_differences():
+    """The compiled derivative of softplus (σ(u)) against the loss's finite differences, backprop rule."""
+    text = CHAIN.replace('name = "dendritic_error"', 'name = "backprop"')
+    model = model_of(text, **{"populations.h1.activation": "softplus", "populations.h2.activation": "softplus"})
+    rng = np.random.default_rng(2)
+    x, y = 2 * rng.standard_normal((6, 5)), rng.random((6, 3))
+    grads = model.gradients(x, y)
+    value = model.backend.to_numpy(model.params["x->h1"]).copy()
+    flat = value.reshape(-1)
+    for index in range(0, flat.size, 4):
+        flat[index] += 1e-6
+        model.set_params({"x->h1": value})
+        up = model.evaluate(x, y)[0]
+        flat[index] -= 2e-6
+        model.set_params({"x->h1": value})
+        down = model.evaluate(x, y)[0]
+        flat[index] += 1e-6
+        model.set_params({"x->h1": value})
+        assert grads["x->h1"].reshape(-1)[index] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-10)
+
+
+def test_softplus_rate_is_finite_far_from_zero():
+    from circuits.rules.microcircuit import RATE_FUNCTIONS
+    rate, slope = RATE_FUNCTIONS["softplus"]
+    np.testing.assert_allclose(rate(np.array([-800.0, 0.0, 800.0])), [0.0, math.log(2), 800.0], atol=1e-300)
+    np.testing.assert_allclose(slope(np.array([-800.0, 0.0, 800.0])), [0.0, 0.5, 1.0], atol=1e-300)

@@ -188,6 +188,8 @@ def activate(op: ops.Activate, arrays: dict[str, Any], ctx: KernelContext) -> St
         return lambda: _sigmoid(xp, pre, out)
     if op.fn == "hard_sigmoid":
         return lambda: xp.clip(pre, 0, 1, out=out)
+    if op.fn == "softplus":  # log(1 + e^u), without overflow
+        return lambda: xp.logaddexp(pre, 0, out=out)
     if op.fn == "linear":
         return lambda: xp.copyto(out, pre)
     if op.fn == "softmax":
@@ -238,6 +240,11 @@ def activation_deriv(op: ops.ActivationDeriv, arrays: dict[str, Any], ctx: Kerne
             xp.multiply(out, pre < 1, out=out)
             xp.multiply(out, grad, out=out)
         return hard_sigmoid
+    if op.fn == "softplus":  # the slope of log(1 + e^u) is the logistic σ(u)
+        def softplus() -> None:
+            _sigmoid(xp, pre, out)
+            xp.multiply(out, grad, out=out)
+        return softplus
     if op.fn == "linear":
         return lambda: xp.copyto(out, grad)
     raise NotImplementedError(f"derivative of rate function '{op.fn}' (not elementwise)")

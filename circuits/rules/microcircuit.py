@@ -234,6 +234,7 @@ RATE_FUNCTIONS = {
     "tanh": (np.tanh, lambda u: 1.0 - np.tanh(u) ** 2),
     "relu": (lambda u: np.maximum(u, 0.0), lambda u: (u > 0).astype(np.float64)),
     "hard_sigmoid": (lambda u: np.clip(u, 0.0, 1.0), lambda u: ((u > 0) & (u < 1)).astype(np.float64)),
+    "softplus": (lambda u: np.logaddexp(u, 0.0), lambda u: _sigmoid(u)),
 }
 
 

@@ -718,3 +718,18 @@ def test_softplus_rate_is_finite_far_from_zero():
     rate, slope = RATE_FUNCTIONS["softplus"]
     np.testing.assert_allclose(rate(np.array([-800.0, 0.0, 800.0])), [0.0, math.log(2), 800.0], atol=1e-300)
     np.testing.assert_allclose(slope(np.array([-800.0, 0.0, 800.0])), [0.0, 0.5, 1.0], atol=1e-300)
+
+
+def test_teacher_task_student_learns_and_beats_a_frozen_hidden_layer():
+    """tools/sacramento_teacher.py: the dendritic error teaches the hidden layer (short run)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "tools" / "sacramento_teacher.py"
+    spec = importlib.util.spec_from_file_location("sacramento_teacher", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    curves = tool.learning_curves(steps=600, lr=0.2, seed=0, every=300)
+    plastic, frozen = curves["all plastic"], curves["hidden frozen"]
+    assert plastic[0] == frozen[0]                 # the same start
+    assert plastic[-1][1] < 0.1 * plastic[0][1]    # learned: below a tenth of the initial error
+    assert plastic[-1][1] < frozen[-1][1]          # the hidden layer's learning helps

@@ -62,7 +62,11 @@ class ClaimRegistry:
 
     def for_rule(self, rule: str) -> tuple[Claim, ...]:
         """The claims that concern ``rule``."""
-        return tuple(c for c in self._claims.values() if c.applies_to(rule))
+        return tuple(c for c in self._claims.values() if c.applies_to(rule) and c.concerns is None)
+
+    def for_spec(self, spec: CircuitSpec) -> tuple[Claim, ...]:
+        """The claims that concern ``spec``: its rule's, and those about features it has (spikes)."""
+        return tuple(c for c in self._claims.values() if c.applies_to_spec(spec))
 
 
 def default_claims() -> ClaimRegistry:
@@ -125,7 +129,7 @@ def verify(spec: CircuitSpec, rules: RuleRegistry, claims: ClaimRegistry | None 
     """
     claims = claims or default_claims()
     outcomes = []
-    for claim in claims.for_rule(spec.rule.name):
+    for claim in claims.for_spec(spec):
         rng = np.random.default_rng(stream_seed(spec.run.seed, f"claim:{claim.name}"))
         outcomes.append(claim.run(spec, rules, rng))
     return outcomes

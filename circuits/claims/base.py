@@ -78,10 +78,17 @@ class Claim:
     source: str
     precondition: Precondition
     measure: Measure
+    concerns: Callable[[CircuitSpec], bool] | None = None
+    """For a claim about a feature of the circuit rather than a rule (spiking populations): the
+    specs it concerns. Such a claim runs only on them, and ``for_rule`` leaves it out."""
 
     def applies_to(self, rule: str) -> bool:
         """Whether the claim concerns ``rule``."""
         return rule in self.rules or "*" in self.rules
+
+    def applies_to_spec(self, spec: CircuitSpec) -> bool:
+        """Whether the claim concerns ``spec``: its rule, and its feature when the claim has one."""
+        return self.applies_to(spec.rule.name) and (self.concerns is None or self.concerns(spec))
 
     def run(self, spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
         """Check the precondition, then measure."""

@@ -56,6 +56,11 @@ def spiking_populations(spec: CircuitSpec) -> tuple[str, ...]:
     return tuple(p.name for p in spec.populations if p.spikes is not None)
 
 
+def has_spikes(spec: CircuitSpec) -> bool:
+    """Whether some population of ``spec`` spikes (the spike claims concern only such specs)."""
+    return bool(spiking_populations(spec))
+
+
 def _needs_spikes(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
     if not spiking_populations(spec):
         return "no population has spikes = { window = T }"
@@ -265,6 +270,7 @@ SPIKES_UNBIASED = Claim(
     source=HINTON_SPIKES,
     precondition=_needs_spikes,
     measure=_unbiased,
+    concerns=has_spikes,
 )
 
 SPIKE_VARIANCE = Claim(
@@ -274,6 +280,7 @@ SPIKE_VARIANCE = Claim(
     source=HINTON_SPIKES,
     precondition=_needs_spikes,
     measure=_variance,
+    concerns=has_spikes,
 )
 
 SPIKING_APPROACHES_RATES = Claim(
@@ -284,6 +291,7 @@ SPIKING_APPROACHES_RATES = Claim(
     source=f"{HINTON_SPIKES}; {BENGIO_FISCHER_2015}; {HINTON_2007}",
     precondition=_needs_spikes,
     measure=_approaches,
+    concerns=has_spikes,
 )
 
 STDP_WINDOW_EMERGES = Claim(
@@ -294,6 +302,7 @@ STDP_WINDOW_EMERGES = Claim(
     source=f"{HINTON_2007}; {BENGIO_STDP_2015}; {XIE_SEUNG_2000}",
     precondition=_needs_spikes,
     measure=_window,
+    concerns=has_spikes,
 )
 
 STDP_DERIVATIVE_FILTER = Claim(
@@ -304,6 +313,7 @@ STDP_DERIVATIVE_FILTER = Claim(
     source=f"{XIE_SEUNG_2000}; {BENGIO_STDP_2015}",
     precondition=_needs_spikes,
     measure=_filter,
+    concerns=has_spikes,
 )
 
 TD_SPIKING_APPROACHES_RATES = Claim(
@@ -314,4 +324,5 @@ TD_SPIKING_APPROACHES_RATES = Claim(
     source=f"{HINTON_2007}; {BENGIO_STDP_2015} (beyond both: measured here)",
     precondition=_needs_spiking_td,
     measure=_td_spiking,
+    concerns=has_spikes,
 )

@@ -184,3 +184,12 @@ def test_resume_with_a_spent_budget_only_rewrites_the_outputs(tmp_path: Path) ->
     summary = run_search(load_meta(path), out, resume=True)
     assert rows_without_time(out) == before and summary["generations"] == 2
     assert [row["arm"] for row in summary["heldout"] if row["task"] == "all"] == ["found", "start", "hebb", "oja"]
+
+
+def test_oja_cma_file_spreads_its_candidates_less_than_ojas_point() -> None:
+    # At sigma = 0.3 over the 27 terms a candidate's perturbation (norm ≈ 0.3·√27 ≈ 1.6) exceeded
+    # Oja's point (norm √2) and the recorded search never settled (ratio −0.72, 22 terms > 0.1);
+    # the file's sigma keeps the expected perturbation norm below Oja's.
+    config = load_meta(SPEC.parent.parent / "meta" / "oja_rediscovery_cma.toml")
+    assert len(config.terms) == 27 and config.optimizer == "cma"
+    assert config.sigma * np.sqrt(len(config.terms)) < np.sqrt(2.0)

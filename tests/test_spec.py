@@ -53,7 +53,7 @@ def test_misspelt_activation_names_the_key_the_choices_and_a_match(rules):
     text = BASE.replace('activation = "tanh"', 'activation = "rleu"')
     assert message(text, rules) == (
         "t.toml: populations.h1.activation: must be one of linear, relu, tanh, sigmoid, "
-        "hard_sigmoid, softmax (got 'rleu'; did you mean 'relu'?)")
+        "hard_sigmoid, softplus, softmax (got 'rleu'; did you mean 'relu'?)")
 
 
 def test_unknown_key_lists_the_allowed_keys_and_a_match(rules):

@@ -48,10 +48,12 @@ def build(spec: CircuitSpec, registry: RuleRegistry, *, conductances: Mapping[st
     """The rule's model of a float64 variant of ``spec`` (microcircuit created first).
 
     ``conductances`` maps ``"hidden"``, ``"output"`` or ``"interneuron"`` to conductance values;
-    ``rule`` overrides rule parameters (``learn_inhibition`` also makes existing interneuron→pyramidal
+    ``layer_lr`` is ``"equal"`` (the claims concern the rule's unscaled estimates); ``rule``
+    overrides rule parameters (``learn_inhibition`` also makes existing interneuron→pyramidal
     projections plastic); ``lrs`` sets projections' own learning rates.
     """
     params = {**spec.rule.params, "optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0, "noise": 0.0,
+              **({"layer_lr": "equal"} if "layer_lr" in spec.rule.params else {}),  # the rule's own estimates
               **(rule or {})}
     variant = attrs.evolve(spec, rule=attrs.evolve(spec.rule, params=params),
                            run=attrs.evolve(spec.run, dtype="float64"))

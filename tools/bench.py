@@ -1143,8 +1143,10 @@ def parse_args(argv: Sequence[str] | None, case_names: Sequence[str]) -> argpars
                              f"{EQPROP_BATCH} for eqprop; {LENET_STEPS} steps for the LeNet cases)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 100 steps, 1 repeat")
     parser.add_argument("--seed", type=int, default=0, help="init and batch-order seed")
-    parser.add_argument("--data-dir", default=os.environ.get("CIRCUITS_DATA", "/work/shared/data"),
-                        help="folder holding mnist/ (default: $CIRCUITS_DATA, else /work/shared/data)")
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+    parser.add_argument("--data-dir", default=os.environ.get("CIRCUITS_DATA", os.path.normpath(beside)),
+                        help="folder holding mnist/ (default: $CIRCUITS_DATA, else ../shared/data beside "
+                             "the repository)")
     parser.add_argument("--gemm-size", type=int, default=2048, help="side of the square peak GEMM")
     parser.add_argument("--api", choices=("step", "executable"), default="step",
                         help="circuits entry point timed: Model.step (default) or the bound executable")

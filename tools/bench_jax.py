@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JaxMLP", "limit_xla_threads"]
+__all__ = ["JaxMLP", "JaxSteps", "limit_xla_threads"]
 
 
 def limit_xla_threads(threads: int) -> None:
@@ -50,7 +50,23 @@ def _feedback_linear() -> Any:
     return linear
 
 
-class JaxMLP:
+class JaxSteps:
+    """What every JAX reference shares: a Python loop over the jitted step, ``block_until_ready``
+    at the end, and test accuracy from the jitted forward pass. A subclass sets ``jax``, ``jnp``,
+    ``params``, ``_step``, ``_feedbacks``, ``_forward``, ``x_test`` and ``y_test``."""
+
+    def train(self, batches: Sequence[tuple[Any, Any]]) -> None:
+        params, step, feedbacks = self.params, self._step, self._feedbacks
+        for x, labels in batches:
+            params = step(params, feedbacks, x, labels)
+        self.params = self.jax.block_until_ready(params)
+
+    def accuracy(self) -> float:
+        logits = np.asarray(self._forward(self.params, self.jnp.asarray(self.x_test)))
+        return float((logits.argmax(axis=1) == self.y_test).mean())
+
+
+class JaxMLP(JaxSteps):
     """A ReLU MLP trained by backprop or feedback alignment, mean cross-entropy, plain SGD.
 
     Parameters
@@ -113,16 +129,6 @@ class JaxMLP:
         self.params = tuple((jnp.array(self.initial[f"{s}->{t}"]), jnp.array(self.initial[f"{t}.bias"]))
                             for s, t in self.layers)
         self.jax.block_until_ready(self.params)
-
-    def train(self, batches: Sequence[tuple[Any, Any]]) -> None:
-        params, step, feedbacks = self.params, self._step, self._feedbacks
-        for x, labels in batches:
-            params = step(params, feedbacks, x, labels)
-        self.params = self.jax.block_until_ready(params)
-
-    def accuracy(self) -> float:
-        logits = np.asarray(self._forward(self.params, self.jnp.asarray(self.x_test)))
-        return float((logits.argmax(axis=1) == self.y_test).mean())
 
     def parameters(self) -> dict[str, np.ndarray]:
         out = {}

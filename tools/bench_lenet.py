@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from bench_jax import JaxSteps
 
 __all__ = ["LENET_SPEC", "LENET_LAYERS", "TorchLeNet", "JaxLeNet"]
 
@@ -169,7 +170,7 @@ def _torch_feedback_conv() -> Any:
     return FeedbackConv
 
 
-class JaxLeNet:
+class JaxLeNet(JaxSteps):
     """JAX reference: ``lax.conv_general_dilated`` (NCHW, OIHW), max pool by a window reshape,
     per-unit biases, mean cross-entropy, ``jax.grad`` inside one jitted, buffer-donating SGD
     step; feedback alignment through ``jax.custom_vjp``s (the conv's input gradient is the
@@ -229,16 +230,6 @@ class JaxLeNet:
                              jnp.array(self.initial[f"{t}.bias"].reshape(shape)))
                             for s, t, _, shape in LENET_LAYERS)
         self.jax.block_until_ready(self.params)
-
-    def train(self, batches: Sequence[tuple[Any, Any]]) -> None:
-        params, step, feedbacks = self.params, self._step, self._feedbacks
-        for x, labels in batches:
-            params = step(params, feedbacks, x, labels)
-        self.params = self.jax.block_until_ready(params)
-
-    def accuracy(self) -> float:
-        logits = np.asarray(self._forward(self.params, self.jnp.asarray(self.x_test)))
-        return float((logits.argmax(axis=1) == self.y_test).mean())
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {name: np.array(value).reshape(-1) if name.endswith(".bias") else np.array(value)

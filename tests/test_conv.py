@@ -62,7 +62,7 @@ def conv_arrays(g, batch, rng):
     arrays = {
         "x": rng.standard_normal((batch, g.in_size)),
         "w": rng.standard_normal(g.kernel_shape),
-        "cols": np.empty((batch, g.positions, g.patch)),
+        "cols": np.empty((batch, *g.cols_shape)),
         "conv": np.empty((batch, g.conv_size)),
         "out": np.empty((batch, g.out_size)),
         "index": np.empty((batch, g.out_size), np.int64),
@@ -252,10 +252,10 @@ def test_rules_without_conv_support_refuse_with_the_alternatives(registry):
 
 def test_compile_shows_im2col_gemm_pool_and_transposed_conv(registry):
     text = Model(lenet(registry), registry=registry).program.describe()
-    for piece in ("x->c1.cols = im2col(x.rate, 3×3/1 pad 1)", "x->c1.conv = x->c1.cols @ x->c1.weightᵀ (GEMM)",
+    for piece in ("x->c1.cols = im2col(x.rate, 3×3/1 pad 1)", "x->c1.conv = x->c1.weight @ x->c1.cols (GEMM)",
                   "c1.pre = maxpool2(x->c1.conv) (argmax → x->c1.argmax)",
                   "conv_transpose(c2.delta, c1->c2.weight, 3×3/2 pad 1) (GEMM + col2im)",
-                  "unpool2(c1.delta, x->c1.argmax)ᵀ @ x->c1.cols (GEMM)", "x->c1.weight   param  3×1×3×3"):
+                  "Σ_b unpool2(c1.delta, x->c1.argmax) @ x->c1.colsᵀ (GEMM)", "x->c1.weight   param  3×1×3×3"):
         assert piece in text, piece
 
 

@@ -1,9 +1,21 @@
 """Kernels of the conv ops (:mod:`circuits.ops.conv`) over the array module ``xp``.
 
-Every conv is one strided copy (im2col through an ``as_strided`` window view of the padded
-maps) and one GEMM; the transposed conv is one GEMM and ``k²`` strided adds (col2im, each
-vectorised over batch, channels and positions); the kernel gradient is one GEMM. Scratch is
-allocated once per kernel; no Python loop runs over channels, examples or positions.
+Columns are laid out per example as ``(patch, positions)`` (:attr:`ConvGeometry.cols_shape`),
+so every copy and GEMM runs along a map's rows and the maps come out channel-major, as the
+activity buffers hold them, with no transposing copy:
+
+- the conv is one strided copy (im2col through an ``as_strided`` window view of the padded
+  maps, rows of ``out_width`` numbers at a time) and one batched GEMM ``W @ cols[b]``;
+- the transposed conv is one batched GEMM ``Wᵀ @ delta[b]`` into *wide* columns, then ``k²``
+  strided adds (col2im). Wide: the error is laid on a grid ``out_height × (width + 2·padding)``
+  whose extra columns hold zeros, so that one tap's contributions land on the padded maps at
+  ``s·r + u·Wp + v`` for its wide position ``r``, one flat strided run per (example, channel)
+  instead of ``out_height`` short rows; the zeros add nothing;
+- the kernel gradient is one batched GEMM ``delta[b] @ cols[b]ᵀ`` and a sum over the batch
+  (a sum of ``batch`` small products: OpenBLAS does a single product over an inner dimension of
+  ``batch · positions`` about ten times slower).
+
+Scratch is allocated once per kernel; no Python loop runs over channels, examples or positions.
 """
 
 from __future__ import annotations
@@ -22,22 +34,26 @@ def _maps(array: Any, channels: int, height: int, width: int) -> Any:
     return array.reshape(array.shape[0], channels, height, width)
 
 
-def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None) -> tuple[Any, Step]:
-    """A ``(batch, O, Ho, Wo)`` scratch and the step that writes ``unpool(delta)`` into it.
+def _windows(xp: Any, maps: Any, size: int) -> Any:
+    """``(batch, C, H, W)`` maps (any strides) viewed as ``(batch, C, H/size, size, W/size, size)``."""
+    b, c, h, w = maps.shape
+    sb, sc, sh, sw = maps.strides
+    return xp.lib.stride_tricks.as_strided(maps, shape=(b, c, h // size, size, w // size, size),
+                                           strides=(sb, sc, sh * size, sh, sw * size, sw))
 
-    Without pooling the scratch is ``delta`` itself, viewed as maps, and the step does nothing.
-    """
-    batch = delta.shape[0]
+
+def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None, full: Any) -> Step:
+    """The step that writes ``unpool(delta)`` into ``full``, ``(batch, O, Ho, Wo)`` maps of any strides."""
     if not g.pool:
-        return _maps(delta, g.out_channels, g.out_height, g.out_width), lambda: None
-    s = g.pool_size
+        maps = _maps(delta, g.out_channels, g.out_height, g.out_width)
+        return lambda: xp.copyto(full, maps)
+    batch, s = delta.shape[0], g.pool_size
     ph, pw = g.out_height // s, g.out_width // s
-    full = xp.empty((batch, g.out_channels, g.out_height, g.out_width), delta.dtype)
-    windows = full.reshape(batch, g.out_channels, ph, s, pw, s)
+    windows = _windows(xp, full, s)
     small = delta.reshape(batch, g.out_channels, ph, 1, pw, 1)
     if g.pool == "avg":
         scale = 1.0 / (s * s)
-        return full, lambda: xp.multiply(small, scale, out=windows)
+        return lambda: xp.multiply(small, scale, out=windows)
     where = index.reshape(batch, g.out_channels, ph, pw)
     errors = delta.reshape(batch, g.out_channels, ph, pw)
     places = [(u * s + v, windows[:, :, :, u, :, v]) for u in range(s) for v in range(s)]
@@ -47,7 +63,7 @@ def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None) -> tuple[
         for place, target in places:  # one pass per window place: whole maps, no 6-D broadcast
             xp.equal(where, place, out=hit)  # window place (u, v) won when index == u·s + v
             xp.multiply(hit, errors, out=target)
-    return full, step
+    return step
 
 
 def im2col(op: ops.Im2Col, arrays: dict[str, Any], ctx: KernelContext) -> Step:
@@ -62,8 +78,8 @@ def im2col(op: ops.Im2Col, arrays: dict[str, Any], ctx: KernelContext) -> Step:
         padded, inner = maps, None
     sb, sc, sh, sw = padded.strides
     windows = xp.lib.stride_tricks.as_strided(
-        padded, shape=(batch, g.out_height, g.out_width, g.channels, k, k),
-        strides=(sb, sh * s, sw * s, sc, sh, sw))
+        padded, shape=(batch, g.channels, k, k, g.out_height, g.out_width),
+        strides=(sb, sc, sh, sw, sh * s, sw * s))
     target = cols.reshape(windows.shape)
 
     def step() -> None:
@@ -77,18 +93,15 @@ def conv_gemm(op: ops.ConvGemm, arrays: dict[str, Any], ctx: KernelContext) -> S
     xp, g = ctx.xp, op.geometry
     cols, weight, out = arrays[op.cols], arrays[op.weight], arrays[op.out]
     batch = out.shape[0]
-    rows = cols.reshape(batch * g.positions, g.patch)
-    kernel = weight.reshape(g.out_channels, g.patch).T
-    product = xp.empty((batch * g.positions, g.out_channels), out.dtype)
-    by_position = product.reshape(batch, g.positions, g.out_channels).transpose(0, 2, 1)
+    kernel = weight.reshape(g.out_channels, g.patch)
     channel_major = out.reshape(batch, g.out_channels, g.positions)
+    if not op.accumulate:
+        return lambda: xp.matmul(kernel, cols, out=channel_major)
+    product = xp.empty_like(channel_major)
 
     def step() -> None:
-        xp.matmul(rows, kernel, out=product)
-        if op.accumulate:
-            xp.add(channel_major, by_position, out=channel_major)
-        else:
-            channel_major[...] = by_position
+        xp.matmul(kernel, cols, out=product)
+        xp.add(channel_major, product, out=channel_major)
     return step
 
 
@@ -127,25 +140,29 @@ def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelCon
     xp, g = ctx.xp, op.geometry
     delta, kernel, out = arrays[op.delta], arrays[op.kernel], arrays[op.out]
     batch, p, k, s = delta.shape[0], g.padding, g.kernel, g.stride
-    full, unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None)
-    rows = xp.empty((batch, g.positions, g.out_channels), delta.dtype)
-    by_channel = full.reshape(batch, g.out_channels, g.positions).transpose(0, 2, 1)
-    matrix = kernel.reshape(g.out_channels, g.patch)
-    columns = xp.empty((batch * g.positions, g.patch), delta.dtype)
-    taps = columns.reshape(batch, g.out_height, g.out_width, g.channels, k, k).transpose(0, 3, 4, 5, 1, 2)
-    padded = xp.empty((batch, g.channels, g.height + 2 * p, g.width + 2 * p), delta.dtype)
-    reach_h, reach_w = s * (g.out_height - 1) + 1, s * (g.out_width - 1) + 1
-    places = [(u, v, padded[:, :, u:u + reach_h:s, v:v + reach_w:s]) for u in range(k) for v in range(k)]
+    hp, wp = g.height + 2 * p, g.width + 2 * p
+    wide = g.out_height * wp  # positions of the wide grid
+    spread = xp.zeros((batch, g.out_channels, g.out_height, wp), delta.dtype)  # columns ≥ out_width stay 0
+    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, spread[:, :, :, :g.out_width])
+    matrix = kernel.reshape(g.out_channels, g.patch).T
+    taps = xp.empty((batch, g.patch, wide), delta.dtype)
+    length = s * wide + k * wp  # holds every tap's last write, s·(wide − 1) + (k − 1)·wp + k − 1
+    flat = xp.empty((batch, g.channels, length), delta.dtype)
+    per_tap = taps.reshape(batch, g.channels, k * k, wide)
+    places = [(flat[:, :, u * wp + v:u * wp + v + s * wide:s], per_tap[:, :, u * k + v])
+              for u in range(k) for v in range(k)]
+    fb, fc, fx = flat.strides
+    padded = xp.lib.stride_tricks.as_strided(flat, shape=(batch, g.channels, hp, wp), strides=(fb, fc, fx * wp, fx))
     inner = padded[:, :, p:p + g.height, p:p + g.width]
     maps = _maps(out, g.channels, g.height, g.width)
+    by_wide = spread.reshape(batch, g.out_channels, wide)
 
     def step() -> None:
         unpool()
-        rows[...] = by_channel
-        xp.matmul(rows.reshape(batch * g.positions, g.out_channels), matrix, out=columns)
-        padded.fill(0)
-        for u, v, place in places:  # col2im: k² strided adds, each over batch × channels × positions
-            xp.add(place, taps[:, :, u, v], out=place)
+        xp.matmul(matrix, by_wide, out=taps)
+        flat.fill(0)
+        for place, tap in places:  # col2im: k² strided adds, each one run per example and channel
+            xp.add(place, tap, out=place)
         if op.accumulate:
             xp.add(maps, inner, out=maps)
         else:
@@ -157,25 +174,29 @@ def conv_weight_grad(op: ops.ConvWeightGrad, arrays: dict[str, Any], ctx: Kernel
     xp, g = ctx.xp, op.geometry
     cols, delta, out = arrays[op.cols], arrays[op.delta], arrays[op.out]
     batch = delta.shape[0]
-    full, unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None)
-    rows = xp.empty((batch, g.positions, g.out_channels), delta.dtype)
-    by_channel = full.reshape(batch, g.out_channels, g.positions).transpose(0, 2, 1)
-    left = rows.reshape(batch * g.positions, g.out_channels).T
-    right = cols.reshape(batch * g.positions, g.patch)
+    if g.pool:
+        full = xp.empty((batch, g.out_channels, g.out_height, g.out_width), delta.dtype)
+        unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, full)
+    else:  # the error is already the conv's: read it in place
+        full, unpool = _maps(delta, g.out_channels, g.out_height, g.out_width), lambda: None
+    left = full.reshape(batch, g.out_channels, g.positions)
+    right = cols.transpose(0, 2, 1)
+    products = xp.empty((batch, g.out_channels, g.patch), delta.dtype)
     matrix = out.reshape(g.out_channels, g.patch)
-    scratch = xp.empty_like(matrix)
+    total = xp.empty_like(matrix)
     alpha, beta = op.alpha, op.beta
 
     def step() -> None:
         unpool()
-        xp.multiply(by_channel, alpha, out=rows)
+        xp.matmul(left, right, out=products)
+        xp.sum(products, axis=0, out=total)  # example by example, in batch order
         if beta == 0.0:
-            xp.matmul(left, right, out=matrix)
+            xp.multiply(total, alpha, out=matrix)
             return
-        xp.matmul(left, right, out=scratch)
+        xp.multiply(total, alpha, out=total)
         if beta != 1.0:
             xp.multiply(matrix, beta, out=matrix)
-        xp.add(matrix, scratch, out=matrix)
+        xp.add(matrix, total, out=matrix)
     return step
 
 

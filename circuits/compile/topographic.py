@@ -3,13 +3,13 @@
 A forward conv projection ``h→C`` becomes, in the pass that drives ``C``::
 
     h->C.cols = im2col(h.rate)                  one strided copy
-    h->C.conv = h->C.cols @ h->C.weightᵀ        one GEMM (written into C.pre when unpooled)
+    h->C.conv = h->C.weight @ h->C.cols         one GEMM per example (into C.pre when unpooled)
     C.pre     = pool(h->C.conv)                 max pooling also saves h->C.argmax
 
 An error ``C.delta`` goes back down a kernel ``K`` (the forward weight for backprop, a fixed
 random kernel of the same shape for feedback alignment, its sign for sign symmetry) as the
 transposed convolution of the unpooled error, and the kernel learns
-``unpool(C.delta)ᵀ @ h->C.cols``. Max pooling routes errors through the *forward* pass's
+``Σ_b unpool(C.delta) @ h->C.colsᵀ``. Max pooling routes errors through the *forward* pass's
 winners, whatever carries them back: it is part of the forward computation, like ``f'``.
 """
 
@@ -58,7 +58,7 @@ def drive(b: Builder, phase: str, proj: ProjectionSpec, source: str, out: str, *
         b.emit(phase, ops.MatMul(source, weight, out, accumulate=accumulate))
         return
     g = geometry(b.graph, proj)
-    cols = b.add_buffer(f"{proj.name}.cols{tag}", (BATCH, g.positions, g.patch), "temp",
+    cols = b.add_buffer(f"{proj.name}.cols{tag}", (BATCH, *g.cols_shape), "temp",
                         doc="im2col of the source maps")
     b.emit(phase, ops.Im2Col(source, cols, g))
     if not g.pool:
@@ -83,7 +83,7 @@ def send_back(b: Builder, phase: str, proj: ProjectionSpec, kernel: str, delta: 
 
 
 def learn_kernel(b: Builder, param: str, proj: ProjectionSpec, delta: str, sign: float = 1.0) -> None:
-    """Add ``sign · unpool(delta)ᵀ @ proj.cols`` (the clean pass's columns) to ∂loss/∂``param``.
+    """Add ``sign · Σ_b unpool(delta) @ proj.colsᵀ`` (the clean pass's columns) to ∂loss/∂``param``.
 
     ``param`` is ``proj``'s own kernel or a feedback kernel of the same shape (Kolen–Pollack).
     """

@@ -2,7 +2,7 @@
 
 Activity buffers stay flat, ``(batch, C·H·W)`` in channel-major order, so every elementwise op
 works on feature maps unchanged; these ops view them as ``(batch, C, H, W)``. A convolution is
-lowered to one strided copy (im2col, :class:`Im2Col`) and one GEMM (:class:`ConvGemm`); its
+lowered to one strided copy (im2col, :class:`Im2Col`) and one GEMM per example (:class:`ConvGemm`); its
 backward pass is the transposed convolution (:class:`ConvTranspose`: one GEMM, then col2im)
 and its weight gradient one GEMM over the saved columns (:class:`ConvWeightGrad`). Both
 backward ops take the error at the *pooled* maps and undo the pooling first
@@ -12,8 +12,11 @@ backward ops take the error at the *pooled* maps and undo the pooling first
 Conventions (``W`` is the kernel ``(O, C, k, k)``, ``s`` the stride, ``p`` the padding,
 ``pad(x)`` is ``x`` with ``p`` zeros on every border)::
 
-    cols[b, (i, j), (c, u, v)] = pad(x)[b, c, s·i + u, s·j + v]
-    conv[b, o, i, j]            = Σ_{c,u,v} cols[b, (i, j), (c, u, v)] · W[o, c, u, v]
+    cols[b, (c, u, v), (i, j)] = pad(x)[b, c, s·i + u, s·j + v]
+    conv[b, o, i, j]            = Σ_{c,u,v} W[o, c, u, v] · cols[b, (c, u, v), (i, j)]
+
+(the columns of one example are ``(patch, positions)``, :attr:`ConvGeometry.cols_shape`: the
+GEMM ``W @ cols[b]`` then writes channel-major maps, as the activity buffers hold them).
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ class ConvGeometry:
         return self.channels * self.kernel * self.kernel
 
     @property
+    def cols_shape(self) -> tuple[int, int]:
+        """One example's im2col columns, ``(patch, positions)``."""
+        return (self.patch, self.positions)
+
+    @property
     def in_size(self) -> int:
         """Units of the source, ``C · H · W``."""
         return self.channels * self.height * self.width
@@ -100,7 +108,7 @@ def _unpooled(op: ConvTranspose | ConvWeightGrad) -> str:
 
 @attrs.frozen
 class Im2Col(Op):
-    """Implements ``cols[b, (i, j), (c, u, v)] = pad(x)[b, c, s·i + u, s·j + v]`` (one strided copy)."""
+    """Implements ``cols[b, (c, u, v), (i, j)] = pad(x)[b, c, s·i + u, s·j + v]`` (one strided copy)."""
 
     x: str
     cols: str
@@ -115,12 +123,12 @@ class Im2Col(Op):
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
         _check(self, shapes, self.x, (g.in_size,))
-        _check(self, shapes, self.cols, (g.positions, g.patch))
+        _check(self, shapes, self.cols, g.cols_shape)
 
 
 @attrs.frozen
 class ConvGemm(Op):
-    """Implements ``out[b, o, i, j] (+)= Σ_{c,u,v} cols[b, (i, j), (c, u, v)] · W[o, c, u, v]`` (one GEMM)."""
+    """Implements ``out[b, o, i, j] (+)= Σ_{c,u,v} W[o, c, u, v] · cols[b, (c, u, v), (i, j)]`` (a GEMM per example)."""
 
     cols: str
     weight: str
@@ -134,11 +142,11 @@ class ConvGemm(Op):
                       reads=(self.cols, self.weight))
 
     def math(self) -> str:
-        return f"{self.out} {'+=' if self.accumulate else '='} {self.cols} @ {self.weight}ᵀ (GEMM)"
+        return f"{self.out} {'+=' if self.accumulate else '='} {self.weight} @ {self.cols} (GEMM)"
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
-        _check(self, shapes, self.cols, (g.positions, g.patch))
+        _check(self, shapes, self.cols, g.cols_shape)
         _check(self, shapes, self.out, (g.conv_size,))
         if tuple(shapes[self.weight]) != g.kernel_shape:
             raise self.fail(f"kernel '{self.weight}' has shape {shapes[self.weight]}, not {g.kernel_shape}")
@@ -204,8 +212,9 @@ class ConvTranspose(Op):
 
 @attrs.frozen
 class ConvWeightGrad(Op):
-    """Implements ``out = beta · out + alpha · Σ_{b,i,j} delta[b, o, i, j] · cols[b, (i, j), (c, u, v)]``
-    (one GEMM, after unpooling ``delta``; the kernel gradient when ``delta`` is ∂loss/∂(pooled conv))."""
+    """Implements ``out = beta · out + alpha · Σ_b Σ_{i,j} delta[b, o, i, j] · cols[b, (c, u, v), (i, j)]``
+    (a GEMM per example summed over the batch, after unpooling ``delta``; the kernel gradient when
+    ``delta`` is ∂loss/∂(pooled conv))."""
 
     cols: str
     delta: str
@@ -223,11 +232,11 @@ class ConvWeightGrad(Op):
 
     def math(self) -> str:
         keep = "" if self.beta == 0.0 else (f"{self.out} + " if self.beta == 1.0 else f"{self.beta:g}·{self.out} + ")
-        return f"{self.out} = {keep}{self.alpha:g}·{_unpooled(self)}ᵀ @ {self.cols} (GEMM)"
+        return f"{self.out} = {keep}{self.alpha:g}·Σ_b {_unpooled(self)} @ {self.cols}ᵀ (GEMM)"
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
-        _check(self, shapes, self.cols, (g.positions, g.patch))
+        _check(self, shapes, self.cols, g.cols_shape)
         _check(self, shapes, self.delta, (g.out_size,))
         if tuple(shapes[self.out]) != g.kernel_shape:
             raise self.fail(f"'{self.out}' has shape {shapes[self.out]}, not the kernel's {g.kernel_shape}")

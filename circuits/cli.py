@@ -528,6 +528,11 @@ def meta(meta_file: str, out: str | None, workers: int | None, scheduler: str | 
     click.echo(f"search folder: {folder}: {summary['generations']} generations, "
                f"{summary['evaluations']} evaluations, {summary['seconds']:.1f} s")
     click.echo(f"found: {summary['formula']}  ({config.objective} {summary['inner_objective']:.4g} on the inner tasks)")
+    if summary["pruning"] is not None:
+        pruning = summary["pruning"]
+        click.echo(f"pruned: {len(pruning['removed'])} of {len(summary['terms'])} terms zeroed "
+                   f"({', '.join(pruning['removed']) or 'none'}); fitness {pruning['search_fitness']:.4g} → "
+                   f"{pruning['fitness']:.4g} (tolerance {pruning['tolerance']:g})")
     for row in summary["heldout"]:
         scores = ", ".join(f"{name} {row[f'{name}.mean']:.4g} ± {row[f'{name}.ci95']:.2g}"
                            for name in config.heldout_objectives)

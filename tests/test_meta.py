@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import pickle
+import re
+import tomllib
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -18,6 +22,8 @@ from circuits.data.covariances import random_covariance
 from circuits.meta import MetaError, load_meta, parse_meta, run_search
 from circuits.meta.es import EvolutionStrategy, centered_ranks
 from circuits.meta.evaluate import Evaluator
+from circuits.meta.prune import PruneTrace, prune, start_pruning
+from circuits.rules.plasticity import parse_term
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "plasticity_oja.toml"
 
@@ -193,3 +199,128 @@ def test_oja_cma_file_spreads_its_candidates_less_than_ojas_point() -> None:
     config = load_meta(SPEC.parent.parent / "meta" / "oja_rediscovery_cma.toml")
     assert len(config.terms) == 27 and config.optimizer == "cma"
     assert config.sigma * np.sqrt(len(config.terms)) < np.sqrt(2.0)
+
+
+# -- pruning and the es update (issue 12, session 3) ----------------------------------------------
+
+def pruned(tmp_path: Path, tolerance: float = 0.01, generations: int = 2, name: str = "p") -> Path:
+    """SMALL started at Oja's point plus a spurious w term, pruned with ``tolerance``."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SMALL.format(optimizer="es", generations=generations).replace(
+        "l1 = 1e-2", f'l1 = 1e-2\nprune = {tolerance}\nsigma = 0.02\nstep = 0.01\n'
+                     'start = { "pre*post" = 1.0, "post^2*w" = -1.0, "w" = 0.3 }').replace(
+        "steps = 20", "steps = 100"))
+    return path
+
+
+def test_prune_round_zeroes_the_cheapest_term_within_the_tolerance() -> None:
+    terms = [parse_term(t) for t in ("pre*post", "post^2*w", "w", "post")]
+    target = np.array([1.0, -1.0, 0.0, 0.0])
+
+    def score(thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        objectives = 1.0 - np.sum((thetas - target) ** 2, axis=1)
+        return objectives, -objectives + 0.01 * np.abs(thetas).sum(axis=1)
+
+    theta = np.array([1.0, -0.9, 0.05, -0.2])
+    objectives, fitness = score(theta[None, :])
+    trace = prune(start_pruning(theta, objectives[0], fitness[0], tolerance=0.005, generation=7), terms, score)
+    # Zeroing "post" (-0.2) gains 0.04 - 0.002 in fitness, then "w" gains 0.0025 - 0.0005;
+    # zeroing post^2*w would lose 0.81 - 0.009, far beyond the tolerance.
+    assert trace.removed() == ["post", "w"] and trace.done
+    np.testing.assert_array_equal(trace.theta, [1.0, -0.9, 0.0, 0.0])
+    assert trace.rounds[-1].fitness <= trace.limit and [r.kept for r in trace.rounds] == [4, 3, 2]
+    # A term whose removal costs more than the tolerance stays.
+    strict = prune(start_pruning(theta, objectives[0], fitness[0], tolerance=0.0, generation=7), terms,
+                   lambda t: (score(t)[0], score(t)[1] + 0.1 * (t[:, 3] == 0)))
+    assert strict.removed() == ["w"]
+
+
+def test_a_pruned_search_writes_the_pruned_rule_and_keeps_the_searched_one(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    result = CliRunner().invoke(main, ["meta", str(pruned(tmp_path)), "--out", str(out), "--workers", "1",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    pruning = summary["pruning"]
+    assert pruning["removed"] == ["w"] and pruning["kept"] == 2
+    assert summary["terms"]["w"] == 0.0 and abs(pruning["search_terms"]["w"]) > 0.2
+    assert pruning["fitness"] <= pruning["search_fitness"] + 0.01
+    alone = re.compile(r"\d·w(?![²·])")  # the term w itself, not post²·w
+    assert not alone.search((out / "rule.txt").read_text()) and alone.search(pruning["search_formula"])
+    written = tomllib.loads((out / "best_rule.toml").read_text())["rule"]["terms"]
+    assert written.get("w", 0.0) == 0.0 and written["pre*post"] == summary["terms"]["pre*post"]
+    with open(out / "prune.csv", newline="") as handle:
+        rounds = list(csv.DictReader(handle))
+    assert [(r["round"], r["removed"], r["kept"]) for r in rounds] == [("0", "", "3"), ("1", "w", "2")]
+    arms = [row["arm"] for row in summary["heldout"] if row["task"] == "all"]
+    assert arms == ["found", "search", "start", "oja"]
+    assert "pruned: 1 of 3 terms zeroed (w)" in result.output
+
+
+def test_pruning_resumes_to_the_same_rule_and_restarts_for_another_tolerance(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    run_search(load_meta(pruned(tmp_path)), fresh)
+    interrupted = tmp_path / "interrupted"
+    run_search(load_meta(pruned(tmp_path)), interrupted)
+    state = pickle.loads((interrupted / "state.pkl").read_bytes())
+    trace: PruneTrace = state.pruning
+    assert trace.done and len(trace.rounds) == 2
+    state.pruning = attrs.evolve(trace, rounds=trace.rounds[:1], done=False)  # cut after round 0
+    (interrupted / "state.pkl").write_bytes(pickle.dumps(state))
+    run_search(load_meta(pruned(tmp_path)), interrupted, resume=True)
+    assert (interrupted / "rule.txt").read_text() == (fresh / "rule.txt").read_text()
+    assert (interrupted / "prune.csv").read_text() == (fresh / "prune.csv").read_text()
+    # Tolerance 0 (a different pass) reuses the search, not the trace; no prune key: no prune.csv.
+    before = rows_without_time(interrupted)
+    loose = run_search(load_meta(pruned(tmp_path, tolerance=0.0, name="q")), interrupted, resume=True)
+    assert rows_without_time(interrupted) == before and loose["pruning"]["tolerance"] == 0.0
+    plain = tmp_path / "plain.toml"
+    plain.write_text(pruned(tmp_path).read_text().replace("prune = 0.01\n", ""))
+    unpruned = run_search(load_meta(plain), interrupted, resume=True)
+    assert unpruned["pruning"] is None and not (interrupted / "prune.csv").exists()
+    assert unpruned["terms"]["w"] != 0.0
+
+
+def test_es_sgd_steps_along_the_rank_gradient_and_descends() -> None:
+    es = EvolutionStrategy(np.zeros(3), population=6, sigma=0.5, step=0.2, seed=3, update="sgd")
+    thetas = es.ask()
+    fitness = np.sum((thetas - 1.0) ** 2, axis=1)
+    noise = (thetas - 0.0) / 0.5
+    es.tell(fitness)
+    np.testing.assert_allclose(es.center, -0.2 * centered_ranks(fitness) @ noise / (6 * 0.5), rtol=1e-12)
+    # Adam moves each coordinate by about `step` whatever its gradient; sgd in proportion to it.
+    target = np.array([1.0, 0.0, 0.0])
+    moved = {}
+    for update in ("adam", "sgd"):
+        es = EvolutionStrategy(np.zeros(3), population=40, sigma=0.1, step=0.02, seed=0, update=update)
+        for _ in range(5):
+            thetas = es.ask()
+            es.tell(np.sum((thetas - target) ** 2 * [1.0, 1e-4, 1e-4], axis=1))
+        moved[update] = np.abs(es.center)
+    assert moved["sgd"][0] > 5 * moved["sgd"][1:].max()
+    assert moved["adam"][0] < 5 * moved["adam"][1:].max()
+    es = EvolutionStrategy(np.zeros(3), population=20, sigma=0.2, step=0.05, seed=0, update="sgd")
+    for _ in range(300):
+        thetas = es.ask()
+        es.tell(np.sum((thetas - np.array([1.0, -2.0, 0.5])) ** 2, axis=1))
+    assert np.linalg.norm(es.center - np.array([1.0, -2.0, 0.5])) < 0.15
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("l1 = 1e-2", "l1 = 1e-2\nprune = -0.1"), "meta.prune: must be a number >= 0 (got -0.1)"),
+    (("l1 = 1e-2", 'l1 = 1e-2\nupdate = "sdg"'), "meta.update: must be one of adam, sgd (got 'sdg'"),
+    (('optimizer = "es"', 'optimizer = "cma"\nupdate = "sgd"'),
+     "meta.update: update = \"sgd\" steps the es optimizer; cma adapts its own steps"),
+])
+def test_bad_prune_and_update_keys_fail_in_one_line(edit: tuple[str, str], message: str) -> None:
+    text = SMALL.format(optimizer="es", generations=3).replace(*edit)
+    with pytest.raises(MetaError) as info:
+        parse_meta(text, source="m.toml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_prune_and_an_adam_update_leave_the_checkpoint_identity_unchanged() -> None:
+    text = SMALL.format(optimizer="es", generations=3)
+    base = parse_meta(text).identity()
+    assert parse_meta(text.replace("l1 = 1e-2", "l1 = 1e-2\nprune = 0.01\nupdate = \"adam\"")).identity() == base
+    assert parse_meta(text.replace("l1 = 1e-2", "l1 = 1e-2\nupdate = \"sgd\"")).identity() != base

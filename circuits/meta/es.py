@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from circuits.meta.file import MetaError
+from circuits.meta.file import UPDATES, MetaError
 
-__all__ = ["EvolutionStrategy", "CmaSearch", "make_optimizer", "centered_ranks"]
+__all__ = ["EvolutionStrategy", "CmaSearch", "make_optimizer", "centered_ranks", "UPDATES"]
 
 
 def centered_ranks(values: np.ndarray) -> np.ndarray:
@@ -25,13 +25,22 @@ def centered_ranks(values: np.ndarray) -> np.ndarray:
 
 
 class EvolutionStrategy:
-    """Antithetic ES: candidates ``θ ± σ·ε``; Adam steps along ``−Σ rank_i ε_i / (n σ)``.
+    """Antithetic ES: candidates ``θ ± σ·ε``; steps along ``−Σ rank_i ε_i / (n σ)``.
 
     Implements ``g = Σ_i r_i ε_i / (n σ)`` with centred ranks ``r`` of the fitness (lower is
-    better), then one Adam step ``θ ← θ − step · m̂ / (√v̂ + 1e-8)``.
+    better), then one step: ``update = "adam"`` (the default),
+    ``θ ← θ − step · m̂ / (√v̂ + 1e-8)``; ``update = "sgd"``, ``θ ← θ − step · g``.
+
+    Adam divides each coordinate by its own gradient scale, so a term whose gradient is small
+    but consistent moves as fast as Oja's pair; plain SGD moves each term in proportion to how
+    much it changes the fitness ranks.
     """
 
-    def __init__(self, start: np.ndarray, *, population: int, sigma: float, step: float, seed: int) -> None:
+    def __init__(self, start: np.ndarray, *, population: int, sigma: float, step: float, seed: int,
+                 update: str = "adam") -> None:
+        if update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)} (got '{update}')")
+        self.update = update
         self.mean = np.array(start, dtype=np.float64)
         self.population = population
         self.sigma = sigma
@@ -54,12 +63,15 @@ class EvolutionStrategy:
             raise RuntimeError("tell() without ask()")
         ranks = centered_ranks(np.asarray(fitness, dtype=np.float64))
         grad = ranks @ self._noise / (len(ranks) * self.sigma)
+        self._noise = None
+        if getattr(self, "update", "adam") == "sgd":  # checkpoints of before the option are Adam's
+            self.mean = self.mean - self.step * grad
+            return
         self.t += 1
         self.m = 0.9 * self.m + 0.1 * grad
         self.v = 0.999 * self.v + 0.001 * grad * grad
         m_hat, v_hat = self.m / (1 - 0.9 ** self.t), self.v / (1 - 0.999 ** self.t)
         self.mean = self.mean - self.step * m_hat / (np.sqrt(v_hat) + 1e-8)
-        self._noise = None
 
     @property
     def center(self) -> np.ndarray:
@@ -126,10 +138,11 @@ class CmaSearch:
 
 
 def make_optimizer(name: str, start: np.ndarray, *, population: int, sigma: float, step: float,
-                   seed: int) -> EvolutionStrategy | CmaSearch:
-    """The optimizer ``es`` or ``cma`` (the latter needs ``pip install 'circuits[meta]'``)."""
+                   seed: int, update: str = "adam") -> EvolutionStrategy | CmaSearch:
+    """The optimizer ``es`` (with its ``update``) or ``cma`` (needs ``pip install 'circuits[meta]'``)."""
     if name == "es":
-        return EvolutionStrategy(start, population=population, sigma=sigma, step=step, seed=seed)
+        return EvolutionStrategy(start, population=population, sigma=sigma, step=step, seed=seed,
+                                 update=update)
     if importlib.util.find_spec("cma") is None:
         raise MetaError("optimizer 'cma' needs the cma package: pip install 'circuits[meta]' "
                         "(or choose optimizer = \"es\", which needs nothing extra)")

@@ -13,7 +13,10 @@
     generations = 1000            # and/or a number of generations
     l1 = 1e-2                     # penalty on Σ|θ|
     sigma = 0.1                   # initial spread of the candidates
-    step = 0.05                   # es: Adam step size
+    step = 0.05                   # es: step size
+    update = "adam"               # es: adam (per-term normalized steps) | sgd (steps ∝ the ES gradient)
+    prune = 0.005                 # after the search, drop terms while the penalized fitness on the
+                                  # inner tasks stays within this of the search's rule (absent: no pruning)
     seed = 0
     objective = "pc1_alignment"   # validation_loss | validation_accuracy | pc1_alignment | pc1_cosine
 
@@ -51,6 +54,7 @@ from circuits.schema import Param, TableReader
 __all__ = ["MetaError", "MetaConfig", "TaskSet", "load_meta", "parse_meta"]
 
 OPTIMIZERS = ("es", "cma")
+UPDATES = ("adam", "sgd")  # how the es optimizer steps
 
 
 class MetaError(CircuitsError):
@@ -94,12 +98,19 @@ class MetaConfig:
     heldout_objectives: tuple[str, ...]
     baselines: dict[str, dict[str, Any]] = attrs.field(hash=False)
     source: str = ""
+    update: str = "adam"
+    prune: float | None = None
 
     def identity(self) -> str:
         """A hash of everything that decides the search's numbers (what ``--resume`` checks)."""
         fields = attrs.asdict(self, recurse=True, value_serializer=lambda _i, _a, v: str(v) if isinstance(v, Path) else v)
-        for key in ("heldout", "heldout_objectives", "baselines", "source", "generations", "evaluations"):
+        # prune acts after the search, on its checkpointed result; update = "adam" is left out
+        # so that checkpoints written before the option existed still resume.
+        for key in ("heldout", "heldout_objectives", "baselines", "source", "generations", "evaluations",
+                    "prune"):
             fields.pop(key)
+        if fields["update"] == "adam":
+            fields.pop("update")
         fields["terms"] = [t.name for t in self.terms]
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -148,13 +159,21 @@ def _read(raw: dict[str, Any], source: str, folder: Path) -> MetaConfig:
     values = {p.name: meta.get(p) for p in (
         Param("l1", 0.0, "L1 penalty on θ", minimum=0.0),
         Param("sigma", 0.1, "initial spread of the candidates", minimum=0.0, open_minimum=True),
-        Param("step", 0.05, "es: Adam step size", minimum=0.0, open_minimum=True),
+        Param("step", 0.05, "es: step size", minimum=0.0, open_minimum=True),
+        Param("update", "adam", "es: how the mean steps", choices=UPDATES),
         Param("seed", 0, "seed of the search", minimum=0),
         Param("objective", "validation_loss", "what a candidate is scored by"),
         Param("doc", "", "what the search is for"),
     )}
+    if values["update"] != "adam" and optimizer != "es":
+        raise meta.error(f"update = \"{values['update']}\" steps the es optimizer; cma adapts its own steps "
+                         "(drop the key or set optimizer = \"es\")", key="update")
+    prune = None
+    if meta.raw("prune", None) is not None:
+        prune = meta.get(Param("prune", 0.0, "pruning tolerance on the penalized fitness", kind=float,
+                               minimum=0.0))
     meta.finish(["name", "spec", "terms", "start", "optimizer", "population", "evaluations",
-                 "generations", "l1", "sigma", "step", "seed", "objective", "doc"])
+                 "generations", "l1", "sigma", "step", "update", "prune", "seed", "objective", "doc"])
     inner_reader = TableReader(top.raw("inner", None), "inner", source)
     shared = inner_reader.raw("set", {})
     if not isinstance(shared, dict):
@@ -173,7 +192,7 @@ def _read(raw: dict[str, Any], source: str, folder: Path) -> MetaConfig:
                       generations=generations, shared=dict(shared), inner=inner, heldout=heldout,
                       heldout_objectives=tuple(objectives), baselines=baselines, source=source,
                       l1=values["l1"], sigma=values["sigma"], step=values["step"], seed=values["seed"],
-                      objective=values["objective"])
+                      objective=values["objective"], update=values["update"], prune=prune)
 
 
 def _mask(reader: TableReader, value: object) -> tuple[Term, ...]:

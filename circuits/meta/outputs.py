@@ -6,6 +6,11 @@ candidate and of the search's mean), ``best_rule.toml`` (the base spec under the
 (the found rule, the start point and the baselines on the held-out tasks: mean ± 95 % CI per
 objective), ``heldout_runs.csv`` (every held-out run: arm, task, seed, objectives; same seeds
 across arms, for paired comparisons), ``summary.json``, ``objective.png`` and ``coefficients.png``.
+
+With ``prune`` in the meta file the found rule is the pruned one (``best_rule.toml``,
+``rule.txt``, the ``found`` arm); ``prune.csv`` lists the rounds (term zeroed, objective and
+fitness on the inner tasks, terms kept), the held-out tables add the unpruned rule as the arm
+``search``, and ``summary.json`` keeps both formulas.
 """
 
 from __future__ import annotations
@@ -24,16 +29,26 @@ from matplotlib.figure import Figure
 from circuits.experiments.stats import mean_ci
 from circuits.meta.evaluate import Evaluator, theta_terms
 from circuits.meta.file import MetaConfig
+from circuits.meta.prune import PruneTrace
 from circuits.rules.plasticity import format_rule, parse_terms
 from circuits.runs.files import write_text
 from circuits.spec_writer import dump_spec
 
-__all__ = ["write_outputs", "found_theta", "read_rows"]
+__all__ = ["write_outputs", "found_theta", "pruning_of", "read_rows"]
 
 
 def found_theta(state: Any) -> np.ndarray:
-    """The found rule: the search distribution's mean after the last generation."""
+    """The search's rule: the search distribution's mean after the last generation."""
     return np.asarray(state.optimizer.center, dtype=np.float64)
+
+
+def pruning_of(config: MetaConfig, state: Any) -> PruneTrace | None:
+    """The finished pruning pass of ``state`` that ``config`` asks for, or ``None``."""
+    trace = getattr(state, "pruning", None)
+    if (config.prune is None or trace is None or not trace.done or trace.tolerance != config.prune
+            or trace.generation != state.generation):
+        return None
+    return trace
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -52,11 +67,16 @@ def read_rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _heldout(config: MetaConfig, evaluator: Evaluator,
-             terms: dict[str, float]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per arm: the summary rows (all tasks, and each task) and one row per held-out run."""
-    arms: list[tuple[str, str, dict[str, float] | None]] = [
-        ("found", "plasticity", terms), ("start", "plasticity", theta_terms(config.terms, config.start))]
+def _heldout(config: MetaConfig, evaluator: Evaluator, terms: dict[str, float],
+             searched: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per arm: the summary rows (all tasks, and each task) and one row per held-out run.
+
+    ``searched`` (the unpruned rule, when the found one was pruned) is the arm ``search``.
+    """
+    arms: list[tuple[str, str, dict[str, float] | None]] = [("found", "plasticity", terms)]
+    if searched is not None:
+        arms.append(("search", "plasticity", searched))
+    arms.append(("start", "plasticity", theta_terms(config.terms, config.start)))
     arms += [(name, entry["rule"], entry["terms"]) for name, entry in config.baselines.items()]
     groups = _task_groups(config)
     rows, runs = [], []
@@ -128,7 +148,9 @@ def _plot(rows: list[dict[str, float]], config: MetaConfig, folder: Path) -> lis
 def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evaluator,
                   score: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
     """Write every output of a finished search into ``folder``; return the summary."""
-    theta = found_theta(state)
+    trace = pruning_of(config, state)
+    searched = theta_terms(config.terms, found_theta(state))
+    theta = trace.theta if trace is not None else found_theta(state)
     terms = theta_terms(config.terms, theta)
     formula = format_rule(parse_terms(terms))
     write_text(folder / "meta.csv", _csv(state.rows))
@@ -136,7 +158,18 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
     write_text(folder / "best_rule.toml", dump_spec(evaluator.with_rule(base, "plasticity", terms)) + "\n")
     write_text(folder / "rule.txt", formula + "\n")
     inner = float(score(theta[None, :])[0])
-    heldout, runs = _heldout(config, evaluator, terms)
+    heldout, runs = _heldout(config, evaluator, terms, searched if trace is not None else None)
+    pruned: dict[str, Any] | None = None
+    if trace is not None:
+        write_text(folder / "prune.csv", _csv([
+            {"round": i, "removed": r.removed, "objective": r.objective, "fitness": r.fitness, "kept": r.kept}
+            for i, r in enumerate(trace.rounds)]))
+        pruned = {"tolerance": trace.tolerance, "search_objective": trace.rounds[0].objective,
+                  "search_fitness": trace.rounds[0].fitness, "fitness": trace.rounds[-1].fitness,
+                  "removed": trace.removed(), "kept": trace.rounds[-1].kept,
+                  "search_formula": format_rule(parse_terms(searched)), "search_terms": searched}
+    elif (folder / "prune.csv").exists():
+        (folder / "prune.csv").unlink()  # left by an earlier pass that this meta file no longer asks for
     write_text(folder / "heldout.csv", _csv(heldout))
     write_text(folder / "heldout_runs.csv", _csv(runs))
     plots = _plot(state.rows, config, folder) if state.rows else []
@@ -144,6 +177,6 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
                "evaluations": state.evaluations, "seconds": round(state.seconds, 3),
                "evaluations_per_second": state.evaluations / state.seconds if state.seconds else None,
                "objective": config.objective, "inner_objective": inner, "formula": formula,
-               "terms": terms, "heldout": heldout, "plots": [p.name for p in plots]}
+               "terms": terms, "pruning": pruned, "heldout": heldout, "plots": [p.name for p in plots]}
     write_text(folder / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     return summary

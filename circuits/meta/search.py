@@ -6,8 +6,10 @@ Stages of :func:`run_search`:
 2. per generation: ask for candidates, score them (in-process, or in chunks on Dask workers
    through :class:`circuits.experiments.executors.DaskExecutor`), tell the fitness, append a
    row of ``meta.csv`` and write the checkpoint atomically;
-3. score the final rule (the search distribution's mean) on the inner and held-out tasks,
-   beside the baselines and the start point, and write every output.
+3. with ``prune`` in the meta file, prune the search's rule (:mod:`circuits.meta.prune`),
+   checkpointing after every round;
+4. score the final rule (the search distribution's mean, pruned) on the inner and held-out
+   tasks, beside the baselines and the start point, and write every output.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from circuits.experiments.executors import DaskExecutor
 from circuits.meta.es import make_optimizer
 from circuits.meta.evaluate import Evaluator, evaluate_chunk
 from circuits.meta.file import MetaConfig, MetaError
-from circuits.meta.outputs import write_outputs
+from circuits.meta.outputs import found_theta, write_outputs
+from circuits.meta.prune import PruneTrace, prune, start_pruning
 from circuits.runs.files import write_atomic
 
 __all__ = ["SearchState", "run_search", "search", "CHECKPOINT"]
@@ -42,6 +45,7 @@ class SearchState:
     rows: list[dict[str, float]] = attrs.field(factory=list)
     evaluations: int = 0
     seconds: float = 0.0
+    pruning: PruneTrace | None = None
 
     @property
     def generation(self) -> int:
@@ -102,7 +106,8 @@ def run_search(config: MetaConfig, out: Path, *, executor: Any = None, resume: b
         state = _load_state(checkpoint, config)
     else:
         optimizer = make_optimizer(config.optimizer, np.array(config.start), population=config.population,
-                                   sigma=config.sigma, step=config.step, seed=config.seed)
+                                   sigma=config.sigma, step=config.step, seed=config.seed,
+                                   update=config.update)
         state = SearchState(identity=config.identity(), optimizer=optimizer)
     total = _total_generations(config)
     runner = _Runner(evaluator, executor)
@@ -124,7 +129,32 @@ def run_search(config: MetaConfig, out: Path, *, executor: Any = None, resume: b
         write_atomic(checkpoint, lambda handle: pickle.dump(state, handle))
         if on_generation is not None:
             on_generation(row, total)
+    if config.prune is not None:
+        _prune(config, state, evaluator, runner, checkpoint)
     return write_outputs(config, out, state, evaluator, runner)
+
+
+def _prune(config: MetaConfig, state: SearchState, evaluator: Evaluator, runner: _Runner,
+           checkpoint: Path) -> None:
+    """Prune the search's rule into ``state.pruning``, continuing a checkpointed pass of the
+    same tolerance and generation (another tolerance or a longer search starts it afresh)."""
+
+    def score(thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        objectives = runner(thetas)
+        return objectives, np.array([evaluator.fitness(t, o) for t, o in zip(thetas, objectives)])
+
+    def save(trace: PruneTrace) -> None:
+        state.pruning = trace
+        write_atomic(checkpoint, lambda handle: pickle.dump(state, handle))
+
+    trace = getattr(state, "pruning", None)  # checkpoints of before pruning have no such field
+    if trace is None or trace.tolerance != config.prune or trace.generation != state.generation:
+        theta = found_theta(state)
+        objectives, fitness = score(theta[None, :])
+        trace = start_pruning(theta, float(objectives[0]), float(fitness[0]), tolerance=config.prune,
+                              generation=state.generation)
+        save(trace)
+    prune(trace, config.terms, score, on_round=save)
 
 
 def _total_generations(config: MetaConfig) -> int:

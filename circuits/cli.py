@@ -30,6 +30,7 @@ from circuits.errors import CircuitsError, SimulationError
 from circuits.export import FORMATS as EXPORT_FORMATS, NORMALIZATIONS as EXPORT_NORMALIZATIONS, export_run
 from circuits.graph import CircuitGraph, build_graph
 from circuits.ir import Program
+from circuits.lr_schedule import describe_schedule
 from circuits.runs import (SIGTERM_MESSAGE, RunFolderError, Terminated, default_run_dir, execute_run, expand_out,
                            read_summary, resolve_run_spec, run_dirs, run_id, sigterm_interrupts)
 from circuits.rules import Rule, RuleRegistry, default_registry
@@ -157,6 +158,9 @@ def compile_command(spec: str, mode: str, batch: int | None, overrides: tuple[st
     graph = build_graph(resolved, require_dag=not rule.signature.energy_based)
     program = compile_circuit(graph, rule, mode=mode)
     click.echo(program.describe(batch=batch or resolved.task.batch_size))
+    schedule = describe_schedule(resolved.rule.params, resolved.task.epochs)
+    if schedule is not None and mode == "train":
+        click.echo(schedule)
     click.echo(f"run memory: {_memory_note(resolved, rule, detail=True)}")
     _warn_unused(spec, graph, rule, program)
 

@@ -112,6 +112,8 @@ class Model:
         self.backend = get_backend(backend or self.spec.run.backend, self.spec.run.seed)
         self.sim = Simulator(self.backend, self.spec.run.dtype)
         self._programs: dict[str, Program] = {"train": self.program}
+        self.lr_scale = 1.0
+        """What every learning rate of the train program is multiplied by (see :meth:`set_lr_scale`)."""
         self.unconverged: dict[str, int] = {}
         """Relaxation phase → how many runs ended at the step budget above tolerance."""
         self.relaxations: dict[str, RelaxationStats] = {}
@@ -138,6 +140,22 @@ class Model:
             else:
                 self._programs[mode] = compile_circuit(self.graph, self.rule, mode=mode)
         return self._programs[mode]
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Train from now on with every learning rate multiplied by ``scale`` (1: the spec's).
+
+        :func:`circuits.training.fit` sets each epoch's factor of the spec's learning-rate
+        schedule (:func:`circuits.lr_schedule.lr_factor`). The train program is recompiled with
+        the scaled rates; parameters, optimizer state and random streams carry on unchanged.
+        :meth:`deltas` keeps the spec's rates.
+        """
+        if scale == self.lr_scale:
+            return
+        if scale == 1.0:
+            self._programs["train"] = self.program
+        else:
+            self._programs["train"] = compile_circuit(self.graph, self.rule, mode="train", lr_scale=scale)
+        self.lr_scale = scale
 
     def _bind(self, exe: Executable, x: np.ndarray, y: np.ndarray | None) -> None:
         x = np.asarray(x)

@@ -17,7 +17,8 @@ import attrs
 
 from circuits.errors import SpecError, did_you_mean
 
-__all__ = ["Param", "RuleSignature", "TableReader", "COMMON_PARAMS", "describe_value"]
+__all__ = ["Param", "RuleSignature", "TableReader", "COMMON_PARAMS", "SCHEDULE_PARAMS", "SCHEDULES",
+           "describe_value"]
 
 _INT_LIMIT = 2**63 - 1  # what an int64 array dimension or seed can hold
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
@@ -65,6 +66,9 @@ class Param:
             return "must be one of " + ", ".join(self.choices)
         if self.kind is dict:
             return "must be a table of numbers, e.g. { \"pre*post\" = 1.0 }"
+        if self.kind is tuple:
+            low = "" if self.minimum is None else f" >= {self.minimum:g}"
+            return f"must be an array of integers{low}, e.g. [8, 11]"
         text = "must be " + _TYPE_NAMES.get(self.kind, self.kind.__name__)
         if self.minimum is not None and self.maximum is not None:
             text += f" in {'(' if self.open_minimum else '['}{self.minimum:g}, {self.maximum:g}]"
@@ -85,6 +89,8 @@ class Param:
         given = describe_value(value)
         if self.kind is dict:
             return self._coerce_table(value, given)
+        if self.kind is tuple:
+            return self._coerce_array(value, given)
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"{self.allowed()} (got {given})")
@@ -119,6 +125,19 @@ class Param:
                 raise ValueError(f"{self.allowed()} (got {given})")
             return number
         raise TypeError(f"unsupported parameter kind {self.kind!r}")  # a bug in a rule
+
+    def _coerce_array(self, value: object, given: str) -> tuple[int, ...]:
+        """An array of integers (each ``>= minimum``), as a tuple; ``check`` sees the tuple."""
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{self.allowed()} (got {given})")
+        for item in value:
+            whole = isinstance(item, int) and not isinstance(item, bool) and abs(item) <= _INT_LIMIT
+            if not whole or (self.minimum is not None and item < self.minimum):
+                raise ValueError(f"{self.allowed()} (got {describe_value(item)} in the array)")
+        array = tuple(int(item) for item in value)
+        if self.check is not None:
+            self.check(array)
+        return array
 
     def _coerce_table(self, value: object, given: str) -> dict[str, float]:
         if not isinstance(value, dict):
@@ -159,6 +178,28 @@ class RuleSignature:
         return {param.name: param.default for param in self.params}
 
 
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def _check_milestones(value: tuple[int, ...]) -> None:
+    if any(b <= a for a, b in zip(value, value[1:])):
+        raise ValueError(f"must list epochs in increasing order, each once (got {list(value)})")
+
+
+SCHEDULE_PARAMS: tuple[Param, ...] = (
+    Param("lr_schedule", "constant", "how every learning rate changes from epoch to epoch: constant, "
+          "step (times lr_gamma after each epoch of lr_milestones) or cosine (from lr down to "
+          "lr_floor * lr over lr_epochs epochs)", choices=SCHEDULES),
+    Param("lr_milestones", (), "step schedule: the epochs after which every learning rate is "
+          "multiplied by lr_gamma", kind=tuple, minimum=1, check=_check_milestones),
+    Param("lr_gamma", 0.1, "step schedule: the factor applied after each milestone",
+          minimum=0.0, maximum=1.0, open_minimum=True),
+    Param("lr_epochs", 0, "cosine schedule: epochs over which the rates fall to lr_floor * lr "
+          "(0: task.epochs, resolved when the spec is read)", minimum=0),
+    Param("lr_floor", 0.0, "cosine schedule: the final rate as a fraction of lr", minimum=0.0, maximum=1.0),
+)
+"""The learning-rate schedule's keys, part of :data:`COMMON_PARAMS` (see :mod:`circuits.lr_schedule`)."""
+
 COMMON_PARAMS: tuple[Param, ...] = (
     Param("lr", 0.05, "learning rate of every plastic parameter (a projection's own lr overrides it)",
           minimum=0.0, open_minimum=True),
@@ -169,6 +210,7 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("adam_beta1", 0.9, "Adam's first-moment decay", minimum=0.0, maximum=0.9999),
     Param("adam_beta2", 0.999, "Adam's second-moment decay", minimum=0.0, maximum=0.999999),
     Param("adam_eps", 1e-8, "Adam's denominator floor", minimum=0.0, open_minimum=True),
+    *SCHEDULE_PARAMS,
 )
 
 

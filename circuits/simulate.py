@@ -42,6 +42,32 @@ class Executable:
                        for phase in program.phases]
         self.relaxation: dict[str, Relaxation] = {}
 
+    def rebind(self, program: Program, backend: Backend) -> None:
+        """Run ``program`` from now on: a program with the same buffers and the same ops up to
+        their constants (another epoch's learning rates).
+
+        The step closures of unchanged ops are kept, with the random generators they hold, so
+        a stream (dropout, noise) continues where it was; only changed ops are rebuilt.
+
+        Raises
+        ------
+        CompileError
+            When ``program`` has other buffers, phases or op types than the current one.
+        """
+        old = self.program
+        same = old.buffers == program.buffers and [
+            (p.name, [type(op) for op in p.ops]) for p in old.phases] == [
+            (p.name, [type(op) for op in p.ops]) for p in program.phases]
+        if not same:
+            raise CompileError(f"program '{program.name}' differs from '{old.name}' in more than the "
+                               "constants of its ops; build a new executable")
+        owner = f"{program.name}/{program.rule}@{self.batch}"
+        phases = []
+        for (_, steps), before, phase in zip(self.phases, old.phases, program.phases):
+            phases.append((phase, [step if op == previous else backend.step(op, self.arrays, owner=owner)
+                                   for step, previous, op in zip(steps, before.ops, phase.ops)]))
+        self.program, self.phases = program, phases
+
     def run(self, phases: Iterable[str] | None = None) -> None:
         """Run the named phases (all, in program order, when ``None``).
 
@@ -138,8 +164,19 @@ class Simulator:
         return array
 
     def executable(self, program: Program, batch: int) -> Executable:
-        """The executable of ``program`` at ``batch`` (built once, then cached)."""
+        """The executable of ``program`` at ``batch`` (built once, then cached).
+
+        A program of the same name and rule that differs only in its ops' constants (another
+        epoch of a learning-rate schedule) reuses the cached executable through
+        :meth:`Executable.rebind`.
+        """
         key = (program.name + "/" + program.rule, batch)
+        cached = self._executables.get(key)
+        if cached is not None and cached.program is not program:
+            try:
+                cached.rebind(program, self.backend)
+            except CompileError:
+                del self._executables[key]
         if key not in self._executables:
             arrays = {}
             for name, buf in program.buffers.items():

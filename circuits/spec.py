@@ -26,6 +26,7 @@ import attrs
 from circuits.cells import CELL_KEYS, COMPARTMENTS, default_compartment, read_cell
 from circuits.data import DATASETS
 from circuits.errors import SpecError, did_you_mean
+from circuits.lr_schedule import resolve_schedule
 from circuits.overrides import apply_override, load_toml, parse_overrides
 from circuits.schema import Param, RuleSignature, TableReader, check_params, describe_value
 from circuits.shapes import ConvSpec, PoolSpec, format_shape, read_conv, read_pool, read_shape
@@ -318,6 +319,7 @@ def _read_spec(raw: dict[str, Any], source: str, rules: Mapping[str, RuleSignatu
     projections = _read_projections(top.raw("projections", []), populations, source, labels)
     rule = _read_rule(TableReader(top.raw("rule", {}), "rule", source), rules)
     task = _read_task(TableReader(top.raw("task", {}), "task", source))
+    rule = attrs.evolve(rule, params=resolve_schedule(rule.params, task.epochs, source))
     run = _read_run(TableReader(top.raw("run", {}), "run", source))
     top.finish(["circuit", "populations", "projections", "rule", "task", "run"])
     return CircuitSpec(name=name, doc=doc, populations=populations, projections=projections,

@@ -1,6 +1,7 @@
 """The resolved spec back to TOML: :func:`dump_spec`.
 
-Every value is written, defaults included, so reading the text back gives the same spec:
+Every value is written, defaults included (except the learning-rate schedule's keys at their
+defaults, see :func:`dump_spec`), so reading the text back gives the same spec:
 ``parse_spec(dump_spec(s), rules=...) == s`` (see :mod:`circuits.spec`). A run folder's
 ``spec.toml`` is written this way.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from circuits.lr_schedule import SCHEDULE_DEFAULTS
 from circuits.spec import CircuitSpec
 
 __all__ = ["dump_spec"]
@@ -78,7 +80,11 @@ def dump_spec(spec: CircuitSpec) -> str:
                  "conv": attrs.asdict(proj.conv) if proj.conv else None,
                  "pool": attrs.asdict(proj.pool) if proj.pool else None}
         lines += _table("[projections]", entry)
-    lines += _table("rule", {"name": spec.rule.name, **spec.rule.params})
+    # Schedule keys at their default are left out, so that a run without a schedule keeps the
+    # identity (hash of this text) it had before schedules existed; reading fills them back in.
+    params = {k: v for k, v in spec.rule.params.items()
+              if not (k in SCHEDULE_DEFAULTS and v == SCHEDULE_DEFAULTS[k])}
+    lines += _table("rule", {"name": spec.rule.name, **params})
     task = attrs.asdict(spec.task)
     options = task.pop("options")
     lines += _table("task", task)

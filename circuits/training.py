@@ -18,6 +18,7 @@ import numpy as np
 from circuits.data import DATASETS, Dataset, as_dataset, iterate_batches
 from circuits.errors import DataError, RelaxationWarning, SimulationError
 from circuits.graph import CircuitGraph
+from circuits.lr_schedule import lr_factor
 from circuits.model import Model, RelaxationStats
 from circuits.spec import CircuitSpec
 
@@ -146,6 +147,9 @@ def fit(model: Model, data: object, *, epochs: int | None = None,
         normalized), checked against the circuit's input and output sizes.
     epochs
         The last epoch to train; defaults to the spec's ``task.epochs``.
+        Each epoch trains at its factor of the spec's learning-rate schedule
+        (``rule.lr_schedule``, :func:`circuits.lr_schedule.lr_factor`), which depends on the
+        epoch number only, so starting at ``first_epoch`` continues a schedule exactly.
     on_batch
         Called with ``(epoch, batch index, batch loss)`` after every step.
     first_epoch
@@ -182,6 +186,7 @@ def fit(model: Model, data: object, *, epochs: int | None = None,
     every = spec.run.align_every
     step = (first_epoch - 1) * -(-data.n_train // spec.task.batch_size)
     for epoch in range(first_epoch, epochs + 1):
+        model.set_lr_scale(lr_factor(spec.rule.params, epoch))
         start = time.perf_counter()
         losses, aligned = [], []
         model.take_relaxation()

@@ -36,7 +36,7 @@ class RuleLike(Protocol):
 
 
 def compile_circuit(graph: CircuitGraph, rule: RuleLike, *, mode: str = "train",
-                    dtype: str | None = None) -> Program:
+                    dtype: str | None = None, lr_scale: float = 1.0) -> Program:
     """Compile ``graph`` under ``rule`` into a validated program.
 
     Parameters
@@ -49,6 +49,9 @@ def compile_circuit(graph: CircuitGraph, rule: RuleLike, *, mode: str = "train",
         ``train`` (apply updates), ``probe`` (write gradient estimates) or ``infer``.
     dtype
         Float type; defaults to the spec's ``run.dtype``.
+    lr_scale
+        Multiplies every learning rate of the optimizer in ``train`` mode (one epoch's factor of
+        a learning-rate schedule, :func:`circuits.lr_schedule.lr_factor`).
 
     Raises
     ------
@@ -59,7 +62,7 @@ def compile_circuit(graph: CircuitGraph, rule: RuleLike, *, mode: str = "train",
     _check_spikes(graph, rule)
     builder = Builder(graph, rule=rule.signature.name, params=dict(graph.spec.rule.params),
                       mode=mode, dtype=dtype or graph.spec.run.dtype,
-                      separate_rates=rule.signature.energy_based)
+                      separate_rates=rule.signature.energy_based, lr_scale=lr_scale)
     rule.emit(builder)
     return builder.finish(f"{graph.spec.name}:{mode}")
 

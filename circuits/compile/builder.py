@@ -50,10 +50,14 @@ class Builder:
     separate_rates
         Give every non-input population its own ``<pop>.rate`` buffer, even a linear one
         (energy rules, whose states and rates differ between steps of a relaxation).
+    lr_scale
+        Multiplies every learning rate of the train program's optimizer ops (an epoch of a
+        learning-rate schedule, see :mod:`circuits.lr_schedule`); :attr:`lr_of` and the
+        program's ``lrs`` keep the spec's rates.
     """
 
     def __init__(self, graph: CircuitGraph, *, rule: str, params: dict[str, Any], mode: str,
-                 dtype: str, separate_rates: bool = False) -> None:
+                 dtype: str, separate_rates: bool = False, lr_scale: float = 1.0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.graph = graph
@@ -65,6 +69,7 @@ class Builder:
         self.phase_ops: dict[str, list[Op]] = {}
         self.phase_info: dict[str, dict[str, Any]] = {}
         self.separate_rates = separate_rates
+        self.lr_scale = lr_scale
         self.learned: dict[str, list[tuple[str, str, float]]] = {}
         self.learned_bias: dict[str, list[tuple[str, float]]] = {}
         self.public: dict[str, str] = {}
@@ -350,6 +355,8 @@ class Builder:
             param = self.public[name]
             shape = self.buffers[param].shape
             lr, wd = self.lr_of[name], self.params["weight_decay"]
+            if self.mode == "train" and self.lr_scale != 1.0:
+                lr *= self.lr_scale
             fused = self.mode == "train" and opt == "sgd" and momentum == 0.0
             if fused:
                 self._accumulate(phase, name, terms_of, param, scale=-lr, first_beta=1.0 - lr * wd)

@@ -145,6 +145,34 @@ def test_accumulating_conv_ops_add_to_what_is_there():
     np.testing.assert_allclose(a["dx"], 2 * first)
 
 
+def reference_conv_transpose(d, w, g):
+    """``dx`` with ``dx[b, c, s·i + u − p, s·j + v − p] += Σ_o d[b, o, i, j] · w[o, c, u, v]``, by loops."""
+    batch, k, s, p = d.shape[0], g.kernel, g.stride, g.padding
+    maps = d.reshape(batch, g.out_channels, g.out_height, g.out_width)
+    padded = np.zeros((batch, g.channels, g.height + 2 * p, g.width + 2 * p))
+    for i in range(g.out_height):
+        for j in range(g.out_width):
+            padded[:, :, s * i:s * i + k, s * j:s * j + k] += np.einsum("bo,ocuv->bcuv", maps[:, :, i, j], w)
+    return padded[:, :, p:p + g.height, p:p + g.width].reshape(batch, -1)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1), (3, 2)])
+def test_transposed_conv_in_chunks_of_examples_equals_loops(monkeypatch, chunk, stride, padding):
+    """col2im runs a chunk of examples at a time (``CHUNK_BYTES`` of wide columns): 5 examples
+    one by one, in chunks of 2 (the last one short) and all at once give the loops' result."""
+    from circuits.backends import conv_kernels
+
+    g = ops.ConvGeometry(2, 5, 4 - 2 * padding + 2 * stride, 3, 3, stride, padding)
+    wide = g.out_height * (g.width + 2 * padding)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk * g.patch * wide * 8)
+    rng = np.random.default_rng(stride + 3 * padding)
+    a = {"d": rng.standard_normal((5, g.out_size)), "w": rng.standard_normal(g.kernel_shape),
+         "dx": np.empty((5, g.in_size))}
+    run_ops([ops.ConvTranspose("d", "", "w", "dx", g)], a)
+    np.testing.assert_allclose(a["dx"], reference_conv_transpose(a["d"], a["w"], g), rtol=1e-12, atol=1e-12)
+
+
 def test_sign_op_and_its_scale():
     a = {"w": np.array([[-2.0, 0.0, 3.0]]), "s": np.empty((1, 3))}
     run_ops([ops.Sign("w", "s", scale=0.5)], a)

@@ -546,11 +546,13 @@ def program_gemms(program: Any, batch: int) -> list[Gemm]:
     for phase in program.phases:
         for op in phase.ops:
             if isinstance(op, (ops.ConvGemm, ops.ConvTranspose, ops.ConvWeightGrad)):
+                # one GEMM per example (circuits/backends/conv_kernels.py); the transposed conv's
+                # zero columns of its wide grid are not counted
                 g = op.geometry
-                rows_, patch, channels = batch * g.positions, g.patch, g.out_channels
-                m, k, n = {ops.ConvGemm: (rows_, patch, channels), ops.ConvTranspose: (rows_, channels, patch),
-                           ops.ConvWeightGrad: (channels, rows_, patch)}[type(op)]
-                rows.append(Gemm(f"{phase.name}: {type(op).__name__} {op.out}", m, k, n, count=phase.repeat))
+                positions, patch, channels = g.positions, g.patch, g.out_channels
+                m, k, n = {ops.ConvGemm: (channels, patch, positions), ops.ConvTranspose: (patch, channels, positions),
+                           ops.ConvWeightGrad: (channels, positions, patch)}[type(op)]
+                rows.append(Gemm(f"{phase.name}: {type(op).__name__} {op.out}", m, k, n, count=batch * phase.repeat))
                 continue
             if isinstance(op, ops.MatMul):
                 (m, k), b = shape(op.a), shape(op.b)
@@ -652,8 +654,8 @@ def _program_gemms(ours: Any, batch: int) -> list[Gemm]:
     return program_gemms(ours.model.compiled("train"), batch)
 
 
-LENET_FORMULA = ("the GEMMs of circuits' train program: per conv the im2col GEMM, the transposed conv's GEMM "
-                 "(not for the first) and the kernel-gradient GEMM; per dense projection forward, input "
+LENET_FORMULA = ("the GEMMs of circuits' train program: per conv and example the im2col GEMM, the transposed "
+                 "conv's GEMM (not for the first) and the kernel-gradient GEMM; per dense projection forward, input "
                  "gradient (not for the first) and weight gradient (im2col, col2im, pooling and "
                  "elementwise work not counted)")
 

@@ -10,7 +10,8 @@ activity buffers hold them, with no transposing copy:
   strided adds (col2im). Wide: the error is laid on a grid ``out_height × (width + 2·padding)``
   whose extra columns hold zeros, so that one tap's contributions land on the padded maps at
   ``s·r + u·Wp + v`` for its wide position ``r``, one flat strided run per (example, channel)
-  instead of ``out_height`` short rows; the zeros add nothing;
+  instead of ``out_height`` short rows; the zeros add nothing. GEMM and col2im go a chunk of
+  examples at a time (:data:`CHUNK_BYTES` of columns), which col2im reads back from cache;
 - the kernel gradient is one batched GEMM ``delta[b] @ cols[b]ᵀ`` and a sum over the batch
   (a sum of ``batch`` small products: OpenBLAS does a single product over an inner dimension of
   ``batch · positions`` about ten times slower).
@@ -26,7 +27,11 @@ from circuits import ops
 from circuits.backends.kernels import KernelContext, Step
 from circuits.ops.conv import ConvGeometry
 
-__all__ = ["im2col", "conv_gemm", "pool", "conv_transpose", "conv_weight_grad", "sign"]
+__all__ = ["im2col", "conv_gemm", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES"]
+
+CHUNK_BYTES = 2 ** 21
+"""Size of the transposed conv's columns for one chunk of examples (2 MiB: about a core's L2 and
+L3 share): col2im reads them back while they are in cache."""
 
 
 def _maps(array: Any, channels: int, height: int, width: int) -> Any:
@@ -145,24 +150,31 @@ def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelCon
     spread = xp.zeros((batch, g.out_channels, g.out_height, wp), delta.dtype)  # columns ≥ out_width stay 0
     unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, spread[:, :, :, :g.out_width])
     matrix = kernel.reshape(g.out_channels, g.patch).T
-    taps = xp.empty((batch, g.patch, wide), delta.dtype)
     length = s * wide + k * wp  # holds every tap's last write, s·(wide − 1) + (k − 1)·wp + k − 1
     flat = xp.empty((batch, g.channels, length), delta.dtype)
-    per_tap = taps.reshape(batch, g.channels, k * k, wide)
-    places = [(flat[:, :, u * wp + v:u * wp + v + s * wide:s], per_tap[:, :, u * k + v])
-              for u in range(k) for v in range(k)]
+    # The columns go through col2im a chunk of examples at a time, while they are in cache.
+    chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * wide * delta.itemsize)))
+    taps = xp.empty((chunk, g.patch, wide), delta.dtype)
+    jobs = []
+    for start in range(0, batch, chunk):
+        n = min(chunk, batch - start)
+        per_tap = taps[:n].reshape(n, g.channels, k * k, wide)
+        rows = flat[start:start + n]
+        jobs.append((spread[start:start + n].reshape(n, g.out_channels, wide), taps[:n],
+                     [(rows[:, :, u * wp + v:u * wp + v + s * wide:s], per_tap[:, :, u * k + v])
+                      for u in range(k) for v in range(k)]))
     fb, fc, fx = flat.strides
     padded = xp.lib.stride_tricks.as_strided(flat, shape=(batch, g.channels, hp, wp), strides=(fb, fc, fx * wp, fx))
     inner = padded[:, :, p:p + g.height, p:p + g.width]
     maps = _maps(out, g.channels, g.height, g.width)
-    by_wide = spread.reshape(batch, g.out_channels, wide)
 
     def step() -> None:
         unpool()
-        xp.matmul(matrix, by_wide, out=taps)
         flat.fill(0)
-        for place, tap in places:  # col2im: k² strided adds, each one run per example and channel
-            xp.add(place, tap, out=place)
+        for errors, columns, places in jobs:
+            xp.matmul(matrix, errors, out=columns)
+            for place, tap in places:  # col2im: k² strided adds, one run per example and channel each
+                xp.add(place, tap, out=place)
         if op.accumulate:
             xp.add(maps, inner, out=maps)
         else:

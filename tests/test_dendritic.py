@@ -733,3 +733,32 @@ def test_teacher_task_student_learns_and_beats_a_frozen_hidden_layer():
     assert plastic[0] == frozen[0]                 # the same start
     assert plastic[-1][1] < 0.1 * plastic[0][1]    # learned: below a tenth of the initial error
     assert plastic[-1][1] < frozen[-1][1]          # the hidden layer's learning helps
+
+
+# -- per-projection learning rates (issue 16, session 3) -------------------------------------------
+
+def test_interneuron_dendrite_learns_at_the_lr_of_the_forward_weights_it_tracks():
+    """A projection lr on h1->h2 applies to h1->h1_inter too (it tracks h1->h2), and only there."""
+    base = {"rule.microcircuit": "self_predicting", "rule.lr": 0.1}
+    plain = model_of(CHAIN, **base)
+    faster = model_of(CHAIN, **base, **{"projections.h1->h2.lr": 0.4})
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((8, 5)), rng.random((8, 3))
+    a, b = plain.deltas(x, y), faster.deltas(x, y)
+    for name, factor in {"h1->h2": 4.0, "h1->h1_inter": 4.0, "x->h1": 1.0, "h2->y": 1.0,
+                         "h2->h2_inter": 1.0}.items():
+        assert np.linalg.norm(a[name]) > 0
+        np.testing.assert_allclose(b[name], factor * a[name], rtol=1e-10, atol=1e-14)
+
+
+def test_a_dendrite_with_its_own_lr_keeps_it():
+    spec = DECLARED.replace('from = "h"\nto = "i"\ntype = "lateral"', 'from = "h"\nto = "i"\ntype = "lateral"\nlr = 0.2')
+    assert spec != DECLARED
+    base = {"rule.microcircuit": "random", "rule.lr": 0.1}
+    own = model_of(spec, **base)
+    both = model_of(spec, **base, **{"projections.h->y.lr": 0.5})
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((6, 3)), rng.random((6, 2))
+    a, b = own.deltas(x, y), both.deltas(x, y)
+    np.testing.assert_allclose(b["h->i"], a["h->i"], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(b["h->y"], 5.0 * a["h->y"], rtol=1e-5, atol=1e-9)

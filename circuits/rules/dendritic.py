@@ -163,6 +163,18 @@ class DendriticError(Rule):
             scale /= g["lam"] * (1.0 - g["lam_i"])
         return scale
 
+    def tracking_lr_ratio(self, b: Builder, layer: Layer, above: Layer) -> float:
+        """``lr(forward into the layer above) / lr(dendrite)`` when the dendritic projection sets no lr.
+
+        The pyramidal→interneuron weights track the forward weights of the layer above (they
+        stay ``ratio ×`` those in the self-predicting state), so unless they set an ``lr`` of
+        their own they learn at the rate of the weights they track: a projection ``lr`` on
+        ``h1->h2`` applies to ``h1->h1_inter`` as well. 1 when neither sets one.
+        """
+        if b.graph.projection(layer.dendrite).lr is not None or not b.lr_of[layer.dendrite]:
+            return 1.0
+        return float(b.lr_of[above.forward]) / float(b.lr_of[layer.dendrite])
+
     def initialize(self, model: Model) -> None:
         """Set the self-predicting weights after drawing them (``microcircuit = "self_predicting"``)."""
         if model.spec.rule.params["microcircuit"] != "self_predicting":
@@ -344,6 +356,7 @@ class DendriticError(Rule):
                                                 powers=(-1, -1)))
             above = next(other for other in layers if other.name == layer.above)
             scale = self.layer_scale(b.graph, layers, above) if b.params["layer_lr"] == "compensate" else 1.0
+            scale *= self.tracking_lr_ratio(b, layer, above)
             b.learn(layer.dendrite, self.presynaptic(b, layers, pop), error, sign=scale)
         if b.graph.projection(layer.inhibition).plastic:
             scaled = b.activity(f"{pop}.apical_mean", pop)

@@ -98,6 +98,6 @@ def test_program_gemms_counts_a_conv_gemm_per_example():
     conv = {g.label.split(": ")[1]: (g.m, g.k, g.n, g.count) for g in bench.program_gemms(model.compiled("train"), 4)
             if "Conv" in g.label}
     # x (1×28×28) -> 5×5 pad 2 -> 6×28×28 maps; c1 (6×14×14) -> 5×5 -> 16×10×10 maps
-    assert conv == {"ConvGemm x->c1.conv": (6, 25, 784, 4), "ConvGemm c1->c2.conv": (16, 150, 100, 4),
+    assert conv == {"Conv x->c1.conv": (6, 25, 784, 4), "Conv c1->c2.conv": (16, 150, 100, 4),
                     "ConvTranspose c1.grad": (150, 16, 100, 4),
                     "ConvWeightGrad x->c1.weight": (6, 784, 25, 4), "ConvWeightGrad c1->c2.weight": (16, 100, 150, 4)}

@@ -145,6 +145,28 @@ def test_accumulating_conv_ops_add_to_what_is_there():
     np.testing.assert_allclose(a["dx"], 2 * first)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulate):
+    """``Conv`` (im2col and GEMM a chunk of examples at a time) writes the columns and the maps
+    that ``Im2Col`` then ``ConvGemm`` write, bit for bit, and equals the loops."""
+    from circuits.backends import conv_kernels
+
+    g = ops.ConvGeometry(2, 6, 5, 3, 3, 1, 1)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk * g.patch * g.positions * 8)
+    rng = np.random.default_rng(chunk)
+    a = conv_arrays(g, 5, rng)
+    start = rng.standard_normal((5, g.conv_size))
+    a["out"][...] = start
+    run_ops([ops.Im2Col("x", "cols", g), ops.ConvGemm("cols", "w", "out", g, accumulate=accumulate)], a)
+    want, want_cols = a["out"].copy(), a["cols"].copy()
+    a["out"][...], a["cols"][...] = start, np.nan
+    run_ops([ops.Conv("x", "cols", "w", "out", g, accumulate=accumulate)], a)
+    assert np.array_equal(a["out"], want) and np.array_equal(a["cols"], want_cols)
+    loops = reference_conv(a["x"].reshape(5, 2, 6, 5), a["w"], 1, 1).reshape(5, -1)
+    np.testing.assert_allclose(a["out"], loops + (start if accumulate else 0), rtol=1e-12, atol=1e-12)
+
+
 def reference_conv_transpose(d, w, g):
     """``dx`` with ``dx[b, c, s·i + u − p, s·j + v − p] += Σ_o d[b, o, i, j] · w[o, c, u, v]``, by loops."""
     batch, k, s, p = d.shape[0], g.kernel, g.stride, g.padding

@@ -545,12 +545,13 @@ def program_gemms(program: Any, batch: int) -> list[Gemm]:
     rows = []
     for phase in program.phases:
         for op in phase.ops:
-            if isinstance(op, (ops.ConvGemm, ops.ConvTranspose, ops.ConvWeightGrad)):
+            if isinstance(op, (ops.Conv, ops.ConvGemm, ops.ConvTranspose, ops.ConvWeightGrad)):
                 # one GEMM per example (circuits/backends/conv_kernels.py); the transposed conv's
                 # zero columns of its wide grid are not counted
                 g = op.geometry
                 positions, patch, channels = g.positions, g.patch, g.out_channels
-                m, k, n = {ops.ConvGemm: (channels, patch, positions), ops.ConvTranspose: (patch, channels, positions),
+                m, k, n = {ops.Conv: (channels, patch, positions), ops.ConvGemm: (channels, patch, positions),
+                           ops.ConvTranspose: (patch, channels, positions),
                            ops.ConvWeightGrad: (channels, positions, patch)}[type(op)]
                 rows.append(Gemm(f"{phase.name}: {type(op).__name__} {op.out}", m, k, n, count=batch * phase.repeat))
                 continue

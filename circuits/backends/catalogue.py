@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from circuits import ops
-from circuits.backends.conv_kernels import conv_gemm, conv_transpose, conv_weight_grad, im2col, pool, sign
+from circuits.backends.conv_kernels import conv, conv_gemm, conv_transpose, conv_weight_grad, im2col, pool, sign
 from circuits.backends.dynamics_kernels import fill, leaky_integrate, nudge, random_sign, residual_norm
 from circuits.backends.kernels import (KernelTable, accumulate, activate, activation_deriv, adam_step, add_bias,
                                        colsum_update, copy, dropout, gaussian_noise, matmul, mean_squared_error,
@@ -49,6 +49,7 @@ def default_kernels() -> KernelTable:
     table.register(ops.PoissonSample, poisson_sample)
     table.register(ops.Im2Col, im2col)
     table.register(ops.ConvGemm, conv_gemm)
+    table.register(ops.Conv, conv)
     table.register(ops.Pool, pool)
     table.register(ops.ConvTranspose, conv_transpose)
     table.register(ops.ConvWeightGrad, conv_weight_grad)

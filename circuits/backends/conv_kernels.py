@@ -5,7 +5,9 @@ so every copy and GEMM runs along a map's rows and the maps come out channel-maj
 activity buffers hold them, with no transposing copy:
 
 - the conv is one strided copy (im2col through an ``as_strided`` window view of the padded
-  maps, rows of ``out_width`` numbers at a time) and one batched GEMM ``W @ cols[b]``;
+  maps, rows of ``out_width`` numbers at a time) and one batched GEMM ``W @ cols[b]``; the op
+  :class:`~circuits.ops.Conv` does both a chunk of examples at a time (:data:`CHUNK_BYTES` of
+  columns), each GEMM reading columns just copied, from cache;
 - the transposed conv is one batched GEMM ``Wᵀ @ delta[b]`` into *wide* columns, then ``k²``
   strided adds (col2im). Wide: the error is laid on a grid ``out_height × (width + 2·padding)``
   whose extra columns hold zeros, so that one tap's contributions land on the padded maps at
@@ -27,11 +29,12 @@ from circuits import ops
 from circuits.backends.kernels import KernelContext, Step
 from circuits.ops.conv import ConvGeometry
 
-__all__ = ["im2col", "conv_gemm", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES"]
+__all__ = ["im2col", "conv_gemm", "conv", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 2 ** 21
-"""Size of the transposed conv's columns for one chunk of examples (2 MiB: about a core's L2 and
-L3 share): col2im reads them back while they are in cache."""
+"""Size of the columns of one chunk of examples (2 MiB: about a core's L2 and L3 share) in the
+conv (its GEMM reads the columns im2col just wrote) and the transposed conv (col2im reads back
+those the GEMM wrote) while they are in cache."""
 
 
 def _maps(array: Any, channels: int, height: int, width: int) -> Any:
@@ -71,25 +74,31 @@ def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None, full: Any
     return step
 
 
-def im2col(op: ops.Im2Col, arrays: dict[str, Any], ctx: KernelContext) -> Step:
-    xp, g = ctx.xp, op.geometry
-    x, cols = arrays[op.x], arrays[op.cols]
+def _im2col_views(xp: Any, g: ConvGeometry, x: Any, cols: Any) -> tuple[Step, Any, Any]:
+    """The step that copies ``x`` into its padded maps (nothing without padding), the window
+    view of those maps ``(batch, C, k, k, Ho, Wo)``, and ``cols`` viewed the same way."""
     batch, p, k, s = x.shape[0], g.padding, g.kernel, g.stride
     maps = _maps(x, g.channels, g.height, g.width)
     if p:
         padded = xp.zeros((batch, g.channels, g.height + 2 * p, g.width + 2 * p), x.dtype)
         inner = padded[:, :, p:p + g.height, p:p + g.width]
+
+        def fill() -> None:
+            inner[...] = maps  # the zero border was written once, at allocation
     else:
-        padded, inner = maps, None
+        padded, fill = maps, lambda: None
     sb, sc, sh, sw = padded.strides
     windows = xp.lib.stride_tricks.as_strided(
         padded, shape=(batch, g.channels, k, k, g.out_height, g.out_width),
         strides=(sb, sc, sh, sw, sh * s, sw * s))
-    target = cols.reshape(windows.shape)
+    return fill, windows, cols.reshape(windows.shape)
+
+
+def im2col(op: ops.Im2Col, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    fill, windows, target = _im2col_views(ctx.xp, op.geometry, arrays[op.x], arrays[op.cols])
 
     def step() -> None:
-        if inner is not None:
-            inner[...] = maps  # the zero border was written once, at allocation
+        fill()
         target[...] = windows
     return step
 
@@ -107,6 +116,31 @@ def conv_gemm(op: ops.ConvGemm, arrays: dict[str, Any], ctx: KernelContext) -> S
     def step() -> None:
         xp.matmul(kernel, cols, out=product)
         xp.add(channel_major, product, out=channel_major)
+    return step
+
+
+def conv(op: ops.Conv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp, g = ctx.xp, op.geometry
+    cols, out = arrays[op.cols], arrays[op.out]
+    batch = out.shape[0]
+    fill, windows, target = _im2col_views(xp, g, arrays[op.x], cols)
+    kernel = arrays[op.weight].reshape(g.out_channels, g.patch)
+    channel_major = out.reshape(batch, g.out_channels, g.positions)
+    chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * g.positions * cols.itemsize)))
+    product = xp.empty((chunk, g.out_channels, g.positions), out.dtype) if op.accumulate else None
+    jobs = [(target[i:i + chunk], windows[i:i + chunk], cols[i:i + chunk], channel_major[i:i + chunk])
+            for i in range(0, batch, chunk)]
+
+    def step() -> None:
+        fill()
+        for copy, source, columns, result in jobs:  # each GEMM reads the columns just copied
+            copy[...] = source
+            if product is None:
+                xp.matmul(kernel, columns, out=result)
+            else:
+                part = product[:len(result)]
+                xp.matmul(kernel, columns, out=part)
+                xp.add(result, part, out=result)
     return step
 
 

@@ -2,8 +2,9 @@
 
 A forward conv projection ``h→C`` becomes, in the pass that drives ``C``::
 
-    h->C.cols = im2col(h.rate)                  one strided copy
-    h->C.conv = h->C.weight @ h->C.cols         one GEMM per example (into C.pre when unpooled)
+    h->C.cols = im2col(h.rate)                  one strided copy   } one op (Conv), a chunk
+    h->C.conv = h->C.weight @ h->C.cols         a GEMM per example } of examples at a time
+                                                (into C.pre when unpooled)
     C.pre     = pool(h->C.conv)                 max pooling also saves h->C.argmax
 
 An error ``C.delta`` goes back down a kernel ``K`` (the forward weight for backprop, a fixed
@@ -60,14 +61,13 @@ def drive(b: Builder, phase: str, proj: ProjectionSpec, source: str, out: str, *
     g = geometry(b.graph, proj)
     cols = b.add_buffer(f"{proj.name}.cols{tag}", (BATCH, *g.cols_shape), "temp",
                         doc="im2col of the source maps")
-    b.emit(phase, ops.Im2Col(source, cols, g))
     if not g.pool:
-        b.emit(phase, ops.ConvGemm(cols, weight, out, g, accumulate=accumulate))
+        b.emit(phase, ops.Conv(source, cols, weight, out, g, accumulate=accumulate))
         return
     conv = b.add_buffer(f"{proj.name}.conv{tag}", (BATCH, g.conv_size), "temp", doc="conv output before pooling")
     index = b.add_buffer(f"{proj.name}.argmax{tag}", (BATCH, g.out_size), "temp", dtype="int64",
                          doc="winner of each pooling window") if g.pool == "max" else ""
-    b.emit(phase, ops.ConvGemm(cols, weight, conv, g),
+    b.emit(phase, ops.Conv(source, cols, weight, conv, g),
            ops.Pool(conv, out, index, g, accumulate=accumulate))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from circuits.ops.basic import (AdamStep, Accumulate, Activate, ActivationDeriv, AddBias, ColSumUpdate, Copy,
                                 Dropout, GaussianNoise, MatMul, MeanSquaredError, MomentumStep, Multiply,
                                 OuterUpdate, SgdStep, SoftmaxCrossEntropy)
-from circuits.ops.conv import ConvGemm, ConvGeometry, ConvTranspose, ConvWeightGrad, Im2Col, Pool, Sign
+from circuits.ops.conv import Conv, ConvGemm, ConvGeometry, ConvTranspose, ConvWeightGrad, Im2Col, Pool, Sign
 from circuits.ops.dynamics import Fill, LeakyIntegrate, Nudge, RandomSign, ResidualNorm
 from circuits.ops.plasticity import PlasticCombination, PlasticGram, PowerProduct
 from circuits.ops.spikes import PoissonSample
@@ -49,6 +49,7 @@ __all__ = [
     "ConvGeometry",
     "Im2Col",
     "ConvGemm",
+    "Conv",
     "Pool",
     "ConvTranspose",
     "ConvWeightGrad",

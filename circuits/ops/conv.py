@@ -26,7 +26,7 @@ import attrs
 from circuits.ir import Op, access
 from circuits.ops.basic import Shapes, check_same
 
-__all__ = ["ConvGeometry", "Im2Col", "ConvGemm", "Pool", "ConvTranspose", "ConvWeightGrad", "Sign"]
+__all__ = ["ConvGeometry", "Im2Col", "ConvGemm", "Conv", "Pool", "ConvTranspose", "ConvWeightGrad", "Sign"]
 
 
 @attrs.frozen
@@ -146,6 +146,37 @@ class ConvGemm(Op):
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
+        _check(self, shapes, self.cols, g.cols_shape)
+        _check(self, shapes, self.out, (g.conv_size,))
+        if tuple(shapes[self.weight]) != g.kernel_shape:
+            raise self.fail(f"kernel '{self.weight}' has shape {shapes[self.weight]}, not {g.kernel_shape}")
+
+
+@attrs.frozen
+class Conv(Op):
+    """Implements :class:`Im2Col` then :class:`ConvGemm` as one op: ``cols = im2col(x)``, then
+    ``out (+)= W @ cols[b]``, a chunk of examples at a time, so that each GEMM reads columns
+    just written, from cache (the columns stay, for the kernel gradient)."""
+
+    x: str
+    cols: str
+    weight: str
+    out: str
+    geometry: ConvGeometry
+    accumulate: bool = False
+
+    def access(self) -> dict[str, tuple[str, ...]]:
+        target = (self.out,)
+        return access(sets=(self.cols, *(() if self.accumulate else target)),
+                      incs=target if self.accumulate else (), reads=(self.x, self.weight))
+
+    def math(self) -> str:
+        return (f"{self.cols} = im2col({self.x}, {self.geometry.text()}); "
+                f"{self.out} {'+=' if self.accumulate else '='} {self.weight} @ {self.cols} (GEMM)")
+
+    def check(self, shapes: Shapes) -> None:
+        g = self.geometry
+        _check(self, shapes, self.x, (g.in_size,))
         _check(self, shapes, self.cols, g.cols_shape)
         _check(self, shapes, self.out, (g.conv_size,))
         if tuple(shapes[self.weight]) != g.kernel_shape:

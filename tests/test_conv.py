@@ -167,6 +167,30 @@ def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulat
     np.testing.assert_allclose(a["out"], loops + (start if accumulate else 0), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("pool", [("max", 2), ("avg", 2), ("", 1)])
+def test_kernel_gradient_in_chunks_is_the_same_sum(monkeypatch, pool):
+    """``ConvWeightGrad`` unpools and multiplies a chunk of examples at a time: chunks of 1, 2
+    (the last one short) and all 5 give the same numbers bit for bit, ``β·out + α·Σ_b …``."""
+    from circuits.backends import conv_kernels
+
+    g = ops.ConvGeometry(2, 6, 6, 3, 3, 1, 1, *pool)
+    rng = np.random.default_rng(7)
+    a = conv_arrays(g, 5, rng)
+    steps, index = forward_ops(g)
+    run_ops(steps, a)
+    start = rng.standard_normal(g.kernel_shape)
+    results = []
+    for chunk in (1, 2, 5):
+        monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk * g.patch * g.positions * 8)
+        a["dw"][...] = start
+        run_ops([ops.ConvWeightGrad("cols", "d", index, "dw", g, alpha=-0.5, beta=0.9)], a)
+        results.append(a["dw"].copy())
+    assert all(np.array_equal(r, results[0]) for r in results)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 2 ** 30)
+    run_ops([ops.ConvWeightGrad("cols", "d", index, "dw", g)], a)
+    np.testing.assert_allclose(results[0], 0.9 * start - 0.5 * a["dw"], rtol=1e-12, atol=1e-12)
+
+
 def reference_conv_transpose(d, w, g):
     """``dx`` with ``dx[b, c, s·i + u − p, s·j + v − p] += Σ_o d[b, o, i, j] · w[o, c, u, v]``, by loops."""
     batch, k, s, p = d.shape[0], g.kernel, g.stride, g.padding

@@ -16,7 +16,8 @@ activity buffers hold them, with no transposing copy:
   examples at a time (:data:`CHUNK_BYTES` of columns), which col2im reads back from cache;
 - the kernel gradient is one batched GEMM ``delta[b] @ cols[b]ᵀ`` and a sum over the batch
   (a sum of ``batch`` small products: OpenBLAS does a single product over an inner dimension of
-  ``batch · positions`` about ten times slower).
+  ``batch · positions`` about ten times slower); behind a pool, the error is unpooled a chunk of
+  examples at a time, just before the chunk's GEMMs read it.
 
 Scratch is allocated once per kernel; no Python loop runs over channels, examples or positions.
 """
@@ -33,8 +34,9 @@ __all__ = ["im2col", "conv_gemm", "conv", "pool", "conv_transpose", "conv_weight
 
 CHUNK_BYTES = 2 ** 21
 """Size of the columns of one chunk of examples (2 MiB: about a core's L2 and L3 share) in the
-conv (its GEMM reads the columns im2col just wrote) and the transposed conv (col2im reads back
-those the GEMM wrote) while they are in cache."""
+conv (its GEMM reads the columns im2col just wrote), the transposed conv (col2im reads back
+those the GEMM wrote) and the kernel gradient behind a pool (its GEMM reads the unpooled error)
+while they are in cache."""
 
 
 def _maps(array: Any, channels: int, height: int, width: int) -> Any:
@@ -220,21 +222,26 @@ def conv_weight_grad(op: ops.ConvWeightGrad, arrays: dict[str, Any], ctx: Kernel
     xp, g = ctx.xp, op.geometry
     cols, delta, out = arrays[op.cols], arrays[op.delta], arrays[op.out]
     batch = delta.shape[0]
-    if g.pool:
-        full = xp.empty((batch, g.out_channels, g.out_height, g.out_width), delta.dtype)
-        unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, full)
-    else:  # the error is already the conv's: read it in place
-        full, unpool = _maps(delta, g.out_channels, g.out_height, g.out_width), lambda: None
-    left = full.reshape(batch, g.out_channels, g.positions)
-    right = cols.transpose(0, 2, 1)
+    index = arrays[op.index] if op.index else None
     products = xp.empty((batch, g.out_channels, g.patch), delta.dtype)
+    right = cols.transpose(0, 2, 1)
+    if g.pool:  # unpool a chunk of examples, then its GEMMs read that error from cache
+        full = xp.empty((batch, g.out_channels, g.out_height, g.out_width), delta.dtype)
+        chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * g.positions * cols.itemsize)))
+        jobs = [(_unpooler(xp, g, delta[i:i + chunk], None if index is None else index[i:i + chunk],
+                           full[i:i + chunk]), i, i + chunk) for i in range(0, batch, chunk)]
+    else:  # the error is already the conv's: read it in place
+        full, jobs = _maps(delta, g.out_channels, g.out_height, g.out_width), [(lambda: None, 0, batch)]
+    left = full.reshape(batch, g.out_channels, g.positions)
+    jobs = [(unpool, left[i:j], right[i:j], products[i:j]) for unpool, i, j in jobs]
     matrix = out.reshape(g.out_channels, g.patch)
     total = xp.empty_like(matrix)
     alpha, beta = op.alpha, op.beta
 
     def step() -> None:
-        unpool()
-        xp.matmul(left, right, out=products)
+        for unpool, errors, columns, product in jobs:
+            unpool()
+            xp.matmul(errors, columns, out=product)
         xp.sum(products, axis=0, out=total)  # example by example, in batch order
         if beta == 0.0:
             xp.multiply(total, alpha, out=matrix)

@@ -214,6 +214,15 @@ def _rule_table(draw: Callable[..., Any], name: str) -> dict[str, Any]:
     _maybe(draw, table, "adam_beta1", _finite(0.0, 0.9999))
     _maybe(draw, table, "adam_beta2", _finite(0.0, 0.999999))
     _maybe(draw, table, "adam_eps", _finite(0.0, 1e-3, exclude_min=True))
+    schedule = draw(st.sampled_from((None, "constant", "step", "cosine")))
+    if schedule is not None:
+        table["lr_schedule"] = schedule
+    if schedule == "step":
+        table["lr_milestones"] = sorted(draw(st.sets(st.integers(1, 200), min_size=1, max_size=4)))
+        _maybe(draw, table, "lr_gamma", _finite(0.0, 1.0, exclude_min=True))
+    if schedule == "cosine":
+        _maybe(draw, table, "lr_epochs", st.integers(0, 200))
+        _maybe(draw, table, "lr_floor", _finite(0.0, 1.0))
     if name == "feedback_alignment":
         _maybe(draw, table, "feedback_scale", _finite(0.0, 2.0, exclude_min=True))
     return table

@@ -762,3 +762,23 @@ def test_a_dendrite_with_its_own_lr_keeps_it():
     a, b = own.deltas(x, y), both.deltas(x, y)
     np.testing.assert_allclose(b["h->i"], a["h->i"], rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(b["h->y"], 5.0 * a["h->y"], rtol=1e-5, atol=1e-9)
+
+
+def test_topdown_scale_draws_created_topdown_weights_uniformly():
+    model = model_of(CHAIN, **{"rule.topdown_scale": 0.5})
+    spec = model.graph.spec
+    created = {p.name: p for p in spec.projections if p.type == "feedback"}
+    assert set(created) == {"y->h2", "h2->h1"}
+    for name, proj in created.items():
+        assert (proj.init.scheme, proj.init.scale) == ("uniform", 0.5)
+        w = model.backend.to_numpy(model.params[name])
+        assert np.abs(w).max() <= 0.5 and np.abs(w).max() > 0.25
+    default = model_of(CHAIN).graph.spec
+    assert {p.init.scheme for p in default.projections if p.type == "feedback"} == {"xavier"}
+    again = model_of(dump_spec(spec))
+    assert {p.init for p in again.graph.spec.projections if p.type == "feedback"} == {created["y->h2"].init}
+
+
+def test_topdown_scale_must_not_be_negative():
+    with pytest.raises(SpecError, match="topdown_scale"):
+        model_of(CHAIN, **{"rule.topdown_scale": -0.1})

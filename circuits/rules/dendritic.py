@@ -76,6 +76,8 @@ DENDRITIC_PARAMS: tuple[Param, ...] = (
     Param("target_low", 0.0, "output target potential for a target of 0 (class labels are one-hot)"),
     Param("target_high", 1.0, "output target potential for a target of 1"),
     Param("learn_topdown", False, "created top-down projections are plastic"),
+    Param("topdown_scale", 0.0, "created top-down weights are drawn from U[-topdown_scale, topdown_scale]; 0 keeps "
+          "xavier (the top-down weights set the size of every hidden layer's error signal)", minimum=0.0),
     Param("learn_inhibition", False, "created interneuron→pyramidal projections are plastic"),
     Param("layer_lr", "equal", "per-layer learning-rate scaling of the forward (basal) weights: 'equal' keeps "
           "lr everywhere; 'compensate' multiplies a hidden layer's by 1/∏(λ_A·(1 − λ_I)) over it and the hidden "
@@ -118,7 +120,8 @@ class DendriticError(Rule):
     def augment(self, spec: CircuitSpec) -> CircuitSpec:
         params = spec.rule.params
         return create_microcircuit(spec, topdown_plastic=params["learn_topdown"],
-                                   inhibition_plastic=params["learn_inhibition"])
+                                   inhibition_plastic=params["learn_inhibition"],
+                                   topdown_scale=params["topdown_scale"])
 
     def check(self, graph: CircuitGraph) -> None:
         src = graph.spec.source

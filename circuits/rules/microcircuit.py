@@ -151,16 +151,20 @@ def _hidden_layer(graph: CircuitGraph, rule: str, name: str, below: str, forward
                  topdown=topdown[0].name, dendrite=dendrite.name, inhibition=inhibition.name)
 
 
-def create_microcircuit(spec: CircuitSpec, *, topdown_plastic: bool, inhibition_plastic: bool) -> CircuitSpec:
+def create_microcircuit(spec: CircuitSpec, *, topdown_plastic: bool, inhibition_plastic: bool,
+                        topdown_scale: float = 0.0) -> CircuitSpec:
     """``spec`` with pyramidal cells, interneurons and their projections added where missing.
 
     Hidden and output point populations become pyramidal (default conductances); forward
     projections into them land on the basal dendrite. Each hidden layer ``h`` below ``a``
     gets an interneuron population ``h_inter`` (size and rate function of ``a``), a top-down
-    projection ``a->h`` (feedback, apical, xavier init), ``h->h_inter`` (lateral, plastic)
-    and ``h_inter->h`` (lateral, apical). Created weights are drawn like any other; the rule
-    sets the self-predicting values after drawing them when asked.
+    projection ``a->h`` (feedback, apical; xavier init, or uniform on ``[−topdown_scale,
+    topdown_scale]`` when that is > 0), ``h->h_inter`` (lateral, plastic) and ``h_inter->h``
+    (lateral, apical). Created weights are drawn like any other; the rule sets the
+    self-predicting values after drawing them when asked.
     """
+    topdown_init = (InitSpec(scheme="uniform", scale=topdown_scale) if topdown_scale > 0
+                    else InitSpec(scheme="xavier"))
     defaults = {key: default for key, (default, _) in CONDUCTANCES.items()}
     pops = [attrs.evolve(p, cell="pyramidal", **defaults) if p.role != "input" and p.cell is None else p
             for p in spec.populations]
@@ -188,7 +192,7 @@ def create_microcircuit(spec: CircuitSpec, *, topdown_plastic: bool, inhibition_
             projections.append(ProjectionSpec(source=above, target=name, type="feedback",
                                               name=_fresh(f"{above}->{name}", names), bias=False,
                                               plastic=topdown_plastic, compartment="apical",
-                                              init=InitSpec(scheme="xavier")))
+                                              init=topdown_init))
     return attrs.evolve(spec, populations=tuple(pops), projections=tuple(projections))
 
 

@@ -101,3 +101,17 @@ def test_program_gemms_counts_a_conv_gemm_per_example():
     assert conv == {"Conv x->c1.conv": (6, 25, 784, 4), "Conv c1->c2.conv": (16, 150, 100, 4),
                     "ConvTranspose c1.grad": (150, 16, 100, 4),
                     "ConvWeightGrad x->c1.weight": (6, 784, 25, 4), "ConvWeightGrad c1->c2.weight": (16, 100, 150, 4)}
+
+
+def test_cpu_time_script_alternates_both_sides_for_each_round():
+    pytest.importorskip("torch")
+    bench = _bench()
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    try:
+        import bench_cpu_time
+
+        times = bench_cpu_time.cpu_times("bp", _random_workload(bench), rounds=3)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "tools"))
+    assert set(times) == {"circuits", "pytorch"}
+    assert all(len(v) == 3 and all(t > 0 for t in v) for v in times.values())

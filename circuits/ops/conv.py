@@ -2,9 +2,10 @@
 
 Activity buffers stay flat, ``(batch, C·H·W)`` in channel-major order, so every elementwise op
 works on feature maps unchanged; these ops view them as ``(batch, C, H, W)``. A convolution is
-lowered to one strided copy (im2col, :class:`Im2Col`) and one GEMM per example (:class:`ConvGemm`); its
-backward pass is the transposed convolution (:class:`ConvTranspose`: one GEMM, then col2im)
-and its weight gradient one GEMM over the saved columns (:class:`ConvWeightGrad`). Both
+lowered to one strided copy (im2col, :class:`Im2Col`) and one GEMM per example (:class:`ConvGemm`),
+or both in one op (:class:`Conv`, which the builder emits); its backward pass is the transposed
+convolution (:class:`ConvTranspose`: a GEMM per example, then col2im) and its weight gradient a
+GEMM per example over the saved columns, summed over the batch (:class:`ConvWeightGrad`). Both
 backward ops take the error at the *pooled* maps and undo the pooling first
 (``unpool``: each window's error goes to the place of its max, saved by :class:`Pool` in
 ``index``, or is spread evenly, ``/ size²``, for average pooling).

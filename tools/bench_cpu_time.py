@@ -6,7 +6,7 @@ Usage::
     python3 tools/bench_cpu_time.py --case lenet_bp --steps 50 --rounds 5
 
 On a shared machine wall time measures the scheduler as much as the code: a run's seconds
-moved by up to 50 % between repeats at load 10 (README, "Performance"). This script builds the
+moved by up to 65 % between repeats at load 10 (README, "Performance"). This script builds the
 cases of ``tools/bench.py`` (same circuit, initial weights and batches), then times each side's
 ``train`` over the same batches with ``time.process_time`` (the CPU time of this process, which
 is one thread: NumPy's BLAS and torch are limited to one), circuits then PyTorch, round after

@@ -19,7 +19,8 @@ activity buffers hold them, with no transposing copy:
   ``batch · positions`` about ten times slower); behind a pool, the error is unpooled a chunk of
   examples at a time, just before the chunk's GEMMs read it.
 
-Scratch is allocated once per kernel; no Python loop runs over channels, examples or positions.
+Scratch is allocated once per kernel; Python loops run over chunks of examples and the k²
+taps only, never over single examples, channels or positions.
 """
 
 from __future__ import annotations

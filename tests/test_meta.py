@@ -324,3 +324,28 @@ def test_prune_and_an_adam_update_leave_the_checkpoint_identity_unchanged() -> N
     base = parse_meta(text).identity()
     assert parse_meta(text.replace("l1 = 1e-2", "l1 = 1e-2\nprune = 0.01\nupdate = \"adam\"")).identity() == base
     assert parse_meta(text.replace("l1 = 1e-2", "l1 = 1e-2\nupdate = \"sgd\"")).identity() != base
+
+
+def test_pruning_scores_on_the_prune_tasks_when_given(tmp_path: Path) -> None:
+    path = pruned(tmp_path)
+    text = path.read_text().replace("[heldout]", '[prune]\ntasks = { "task.options.covariance" = [5] }\nsteps = 60\n\n[heldout]')
+    path.write_text(text)
+    config = load_meta(path)
+    assert config.prune_tasks is not None and config.prune_tasks.tasks == ({"task.options.covariance": 5},)
+    assert config.prune_tasks.steps == 60 and config.prune_tasks.batch_size == config.inner.batch_size
+    assert config.identity() == load_meta(pruned(tmp_path, name="same")).identity()  # the search is the same
+    summary = run_search(config, tmp_path / "s")
+    state = pickle.loads((tmp_path / "s" / "state.pkl").read_bytes())
+    searched = Evaluator(config)
+    theta = np.array(list(summary["pruning"]["search_terms"].values()))
+    on_prune_tasks = searched.objective_of(theta, config.prune_tasks)
+    assert summary["pruning"]["search_objective"] == pytest.approx(on_prune_tasks, rel=1e-12)
+    assert on_prune_tasks != pytest.approx(searched.objective_of(theta), rel=1e-6)
+    assert state.pruning.matches(config, state.generation)
+    assert not state.pruning.matches(load_meta(pruned(tmp_path, name="inner")), state.generation)
+
+
+def test_a_prune_table_needs_a_tolerance() -> None:
+    text = SMALL.format(optimizer="es", generations=3).replace("[heldout]", "[prune]\nsteps = 10\n\n[heldout]")
+    with pytest.raises(MetaError, match=r"m.toml: prune: a \[prune\] table needs meta.prune = TOLERANCE"):
+        parse_meta(text, source="m.toml")

@@ -136,11 +136,11 @@ class Evaluator:
                 found[name].append(self.score(self.objectives.get(name), model, data))
         return found
 
-    def objective_of(self, theta: Sequence[float]) -> float:
-        """Mean objective of θ over the inner tasks and seeds."""
+    def objective_of(self, theta: Sequence[float], tasks: TaskSet | None = None) -> float:
+        """Mean objective of θ over ``tasks`` (default: the inner tasks) and their seeds."""
         terms = theta_terms(self.config.terms, theta)
-        return float(np.mean(self.values(self.config.inner, "plasticity", terms, [self.config.objective])
-                             [self.config.objective]))
+        return float(np.mean(self.values(tasks or self.config.inner, "plasticity", terms,
+                                         [self.config.objective])[self.config.objective]))
 
     def fitness(self, theta: Sequence[float], objective: float) -> float:
         """What the optimizer minimizes: ``∓objective + l1·Σ|θ|``."""
@@ -148,6 +148,7 @@ class Evaluator:
         return sign * objective + self.config.l1 * float(np.sum(np.abs(theta)))
 
 
-def evaluate_chunk(evaluator: Evaluator, thetas: np.ndarray) -> list[float]:
-    """Objectives of a chunk of candidates (the unit of work sent to a worker)."""
-    return [evaluator.objective_of(theta) for theta in np.atleast_2d(thetas)]
+def evaluate_chunk(evaluator: Evaluator, thetas: np.ndarray, tasks: TaskSet | None = None) -> list[float]:
+    """Objectives of a chunk of candidates on ``tasks`` (default: the inner tasks); the unit of
+    work sent to a worker."""
+    return [evaluator.objective_of(theta, tasks) for theta in np.atleast_2d(thetas)]

@@ -16,7 +16,7 @@
     step = 0.05                   # es: step size
     update = "adam"               # es: adam (per-term normalized steps) | sgd (steps ∝ the ES gradient)
     prune = 0.005                 # after the search, drop terms while the penalized fitness on the
-                                  # inner tasks stays within this of the search's rule (absent: no pruning)
+                                  # [prune] tasks stays within this of the search's rule (absent: no pruning)
     seed = 0
     objective = "pc1_alignment"   # validation_loss | validation_accuracy | pc1_alignment | pc1_cosine
 
@@ -26,6 +26,9 @@
     seeds = [0]                   # run seeds per task
     tasks = { "task.options.covariance" = [0, 1, 2] }  # one task per value (keys zipped)
     set = { "rule.lr" = 0.3 }     # overrides of the base spec shared by every task
+
+    [prune]                       # the tasks pruning scores on (default: the inner tasks); other
+    tasks = { "task.options.covariance" = [8, 9] }  # tasks than the search's expose its overfit
 
     [heldout]                     # the final evaluation, beside the baselines
     tasks = { "task.options.covariance" = [1000, 1001] }
@@ -100,6 +103,7 @@ class MetaConfig:
     source: str = ""
     update: str = "adam"
     prune: float | None = None
+    prune_tasks: TaskSet | None = None
 
     def identity(self) -> str:
         """A hash of everything that decides the search's numbers (what ``--resume`` checks)."""
@@ -107,7 +111,7 @@ class MetaConfig:
         # prune acts after the search, on its checkpointed result; update = "adam" is left out
         # so that checkpoints written before the option existed still resume.
         for key in ("heldout", "heldout_objectives", "baselines", "source", "generations", "evaluations",
-                    "prune"):
+                    "prune", "prune_tasks"):
             fields.pop(key)
         if fields["update"] == "adam":
             fields.pop("update")
@@ -184,15 +188,24 @@ def _read(raw: dict[str, Any], source: str, folder: Path) -> MetaConfig:
     if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
         raise held_reader.error("must be a list of objective names", key="objectives")
     heldout = _task_set(held_reader, inner, extra=["objectives"])
+    prune_tasks = None
+    if "prune" in top.table:
+        if prune is None:
+            raise top.error("a [prune] table needs meta.prune = TOLERANCE (e.g. 0.005) to prune with",
+                            key="prune")
+        prune_tasks = _task_set(TableReader(top.raw("prune"), "prune", source), inner, extra=[])
+    elif prune is not None:
+        prune_tasks = inner
     baselines_raw = top.raw("baselines", {})
     baselines = _baselines(TableReader(baselines_raw, "baselines", source))
-    top.finish(["meta", "inner", "heldout", "baselines"])
+    top.finish(["meta", "inner", "heldout", "prune", "baselines"])
     return MetaConfig(name=name, spec=(folder / spec_text).resolve(), terms=terms, start=start,
                       optimizer=optimizer, population=population, evaluations=evaluations,
                       generations=generations, shared=dict(shared), inner=inner, heldout=heldout,
                       heldout_objectives=tuple(objectives), baselines=baselines, source=source,
                       l1=values["l1"], sigma=values["sigma"], step=values["step"], seed=values["seed"],
-                      objective=values["objective"], update=values["update"], prune=prune)
+                      objective=values["objective"], update=values["update"], prune=prune,
+                      prune_tasks=prune_tasks)
 
 
 def _mask(reader: TableReader, value: object) -> tuple[Term, ...]:

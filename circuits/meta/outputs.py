@@ -9,7 +9,7 @@ across arms, for paired comparisons), ``summary.json``, ``objective.png`` and ``
 
 With ``prune`` in the meta file the found rule is the pruned one (``best_rule.toml``,
 ``rule.txt``, the ``found`` arm); ``prune.csv`` lists the rounds (term zeroed, objective and
-fitness on the inner tasks, terms kept), the held-out tables add the unpruned rule as the arm
+fitness on the prune tasks, terms kept), the held-out tables add the unpruned rule as the arm
 ``search``, and ``summary.json`` keeps both formulas.
 """
 
@@ -45,8 +45,7 @@ def found_theta(state: Any) -> np.ndarray:
 def pruning_of(config: MetaConfig, state: Any) -> PruneTrace | None:
     """The finished pruning pass of ``state`` that ``config`` asks for, or ``None``."""
     trace = getattr(state, "pruning", None)
-    if (config.prune is None or trace is None or not trace.done or trace.tolerance != config.prune
-            or trace.generation != state.generation):
+    if config.prune is None or trace is None or not trace.done or not trace.matches(config, state.generation):
         return None
     return trace
 

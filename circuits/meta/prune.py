@@ -4,13 +4,17 @@ A derivative-free search never sets a term to exactly zero: its rule is the mean
 every searched term survives with some small weight, and together the small weights can tune
 the rule to the inner tasks. ``prune = TOL`` in a meta file runs this pass after the search:
 
-1. score the search's rule θ₀ on the inner tasks: fitness ``F₀ = ∓objective + l1·Σ|θ₀|``;
+1. score the search's rule θ₀ on the prune tasks (the meta file's ``[prune]`` table, by default
+   the inner tasks): fitness ``F₀ = ∓objective + l1·Σ|θ₀|``;
 2. each round, zero each remaining non-zero term in turn (one candidate per term, scored
    together like a generation), and keep the candidate with the lowest fitness if that fitness
    is at most ``F₀ + TOL``; stop when no candidate is, or no term is left.
 
 The tolerance is measured from the search's rule, not from the previous round, so the pruned
 rule is never worse than ``F₀ + TOL`` however many terms go. Ties go to the term listed first.
+Scored on the search's own tasks, pruning cannot see a rule fitted to them; scored on other
+tasks of the same kind, a term that only helps on the search's tasks costs fitness there, and
+removing it is accepted.
 Each round is a pure function of the previous one; the search checkpoints the trace after
 every round, so ``--resume`` continues it to the same rule.
 """
@@ -22,9 +26,16 @@ from collections.abc import Callable, Sequence
 import attrs
 import numpy as np
 
+from circuits.meta.file import MetaConfig
 from circuits.rules.plasticity import Term
 
-__all__ = ["PruneRound", "PruneTrace", "start_pruning", "prune_round", "prune"]
+__all__ = ["PruneRound", "PruneTrace", "start_pruning", "prune_round", "prune", "tasks_key"]
+
+
+def tasks_key(config: MetaConfig) -> str:
+    """What identifies the tasks pruning scores on (a trace of other tasks is started afresh)."""
+    tasks = config.prune_tasks
+    return "" if tasks is None else repr((tasks.tasks, tasks.seeds, tasks.steps, tasks.batch_size))
 
 @attrs.frozen
 class PruneRound:
@@ -49,6 +60,12 @@ class PruneTrace:
     generation: int
     rounds: tuple[PruneRound, ...]
     done: bool = False
+    tasks: str = ""
+
+    def matches(self, config: MetaConfig, generation: int) -> bool:
+        """Whether this pass is the one ``config`` asks for after ``generation`` generations."""
+        return (self.tolerance == config.prune and self.generation == generation
+                and getattr(self, "tasks", "") == tasks_key(config))  # traces of before [prune] lack it
 
     @property
     def theta(self) -> np.ndarray:
@@ -66,9 +83,9 @@ class PruneTrace:
 
 
 def start_pruning(theta: Sequence[float], objective: float, fitness: float, *, tolerance: float,
-                  generation: int) -> PruneTrace:
+                  generation: int, tasks: str = "") -> PruneTrace:
     """The trace before any round: the search's rule with its objective and fitness."""
-    return PruneTrace(tolerance=tolerance, generation=generation,
+    return PruneTrace(tolerance=tolerance, generation=generation, tasks=tasks,
                       rounds=(PruneRound("", objective, fitness, tuple(float(v) for v in theta)),))
 
 

@@ -26,9 +26,9 @@ import numpy as np
 from circuits.experiments.executors import DaskExecutor
 from circuits.meta.es import make_optimizer
 from circuits.meta.evaluate import Evaluator, evaluate_chunk
-from circuits.meta.file import MetaConfig, MetaError
+from circuits.meta.file import MetaConfig, MetaError, TaskSet
 from circuits.meta.outputs import found_theta, write_outputs
-from circuits.meta.prune import PruneTrace, prune, start_pruning
+from circuits.meta.prune import PruneTrace, prune, start_pruning, tasks_key
 from circuits.runs.files import write_atomic
 
 __all__ = ["SearchState", "run_search", "search", "CHECKPOINT"]
@@ -82,11 +82,11 @@ class _Runner:
         if executor is not None:
             self.remote = executor.client.scatter(evaluator, broadcast=True)
 
-    def __call__(self, thetas: np.ndarray) -> np.ndarray:
+    def __call__(self, thetas: np.ndarray, tasks: TaskSet | None = None) -> np.ndarray:
         if self.executor is None:
-            return np.array(evaluate_chunk(self.evaluator, thetas))
+            return np.array(evaluate_chunk(self.evaluator, thetas, tasks))
         chunks = np.array_split(thetas, min(self.executor.slots, len(thetas)))
-        futures = [self.executor.client.submit(evaluate_chunk, self.remote, chunk, pure=False)
+        futures = [self.executor.client.submit(evaluate_chunk, self.remote, chunk, tasks, pure=False)
                    for chunk in chunks]
         return np.concatenate([np.asarray(f.result(), dtype=np.float64) for f in futures])
 
@@ -136,11 +136,11 @@ def run_search(config: MetaConfig, out: Path, *, executor: Any = None, resume: b
 
 def _prune(config: MetaConfig, state: SearchState, evaluator: Evaluator, runner: _Runner,
            checkpoint: Path) -> None:
-    """Prune the search's rule into ``state.pruning``, continuing a checkpointed pass of the
-    same tolerance and generation (another tolerance or a longer search starts it afresh)."""
+    """Prune the search's rule into ``state.pruning`` on the prune tasks, continuing a
+    checkpointed pass of the same tolerance, tasks and generation (anything else starts afresh)."""
 
     def score(thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        objectives = runner(thetas)
+        objectives = runner(thetas, config.prune_tasks)
         return objectives, np.array([evaluator.fitness(t, o) for t, o in zip(thetas, objectives)])
 
     def save(trace: PruneTrace) -> None:
@@ -148,11 +148,11 @@ def _prune(config: MetaConfig, state: SearchState, evaluator: Evaluator, runner:
         write_atomic(checkpoint, lambda handle: pickle.dump(state, handle))
 
     trace = getattr(state, "pruning", None)  # checkpoints of before pruning have no such field
-    if trace is None or trace.tolerance != config.prune or trace.generation != state.generation:
+    if trace is None or not trace.matches(config, state.generation):
         theta = found_theta(state)
         objectives, fitness = score(theta[None, :])
         trace = start_pruning(theta, float(objectives[0]), float(fitness[0]), tolerance=config.prune,
-                              generation=state.generation)
+                              generation=state.generation, tasks=tasks_key(config))
         save(trace)
     prune(trace, config.terms, score, on_round=save)
 

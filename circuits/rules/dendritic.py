@@ -36,7 +36,8 @@ feedback-alignment delta, so lower layers learn more slowly (about 0.025× the o
 for the first of two hidden layers at the default conductances); ``layer_lr = "compensate"``
 divides each layer's estimate by that product (the paper, too, used larger learning rates
 lower down); the pyramidal→interneuron weights, which track the forward weights of the layer
-above, take that layer's factor, so the interneurons keep predicting it. The prediction (``infer``) is the bottom-up pass: the output
+above, take that layer's factor (and, unless they set their own, its projection ``lr``), so the
+interneurons keep predicting it. The prediction (``infer``) is the bottom-up pass: the output
 ``φ(û_N)`` of the equivalent feed-forward network, whose backprop gradient
 :meth:`Model.gradients` returns.
 """

@@ -752,7 +752,8 @@ def test_interneuron_dendrite_learns_at_the_lr_of_the_forward_weights_it_tracks(
 
 
 def test_a_dendrite_with_its_own_lr_keeps_it():
-    spec = DECLARED.replace('from = "h"\nto = "i"\ntype = "lateral"', 'from = "h"\nto = "i"\ntype = "lateral"\nlr = 0.2')
+    dendrite = 'from = "h"\nto = "i"\ntype = "lateral"'
+    spec = DECLARED.replace(dendrite, dendrite + "\nlr = 0.2")
     assert spec != DECLARED
     base = {"rule.microcircuit": "random", "rule.lr": 0.1}
     own = model_of(spec, **base)

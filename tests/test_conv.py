@@ -131,6 +131,21 @@ def test_backward_ops_are_the_adjoint_and_the_kernel_gradient(g, seed):
             assert abs((up - down) / (2 * h) - grad[where]) < 1e-6 * (1 + abs(grad[where]))
 
 
+@pytest.mark.parametrize("size", [2, 3])
+def test_max_pool_index_is_the_first_argmax_of_each_window_with_ties(size):
+    """Values drawn from {0, 1, 2} tie often: the index is argmax's (the first place in row-major
+    order), for the 2×2 path and the general running max alike."""
+    g = ops.ConvGeometry(2, 6, 6, 3, 1, 1, 0, "max", size)
+    rng = np.random.default_rng(size)
+    conv = rng.integers(0, 3, (4, g.conv_size)).astype(np.float32)
+    a = {"conv": conv, "out": np.empty((4, g.out_size), np.float32), "index": np.empty((4, g.out_size), np.int64)}
+    run_ops([ops.Pool("conv", "out", "index", g)], a)
+    n = 6 // size
+    windows = conv.reshape(4, 3, n, size, n, size).transpose(0, 1, 2, 4, 3, 5).reshape(4, 3, n, n, size * size)
+    assert np.array_equal(a["index"].reshape(4, 3, n, n), windows.argmax(axis=-1))
+    assert np.array_equal(a["out"].reshape(4, 3, n, n), windows.max(axis=-1))
+
+
 def test_accumulating_conv_ops_add_to_what_is_there():
     g = ops.ConvGeometry(2, 6, 6, 3, 3, 1, 1, "max", 2)
     rng = np.random.default_rng(1)

@@ -162,6 +162,8 @@ def pool(op: ops.Pool, arrays: dict[str, Any], ctx: KernelContext) -> Step:
             finish()
         return average
     index = arrays[op.index].reshape(batch, g.out_channels, ph, pw)
+    if s == 2:
+        return _max_pool2(xp, x, result, index, finish)
     first, *rest = [(u * s + v, windows[:, :, :, u, :, v]) for u in range(s) for v in range(s)]
     larger = xp.empty(index.shape, bool)
 
@@ -176,6 +178,37 @@ def pool(op: ops.Pool, arrays: dict[str, Any], ctx: KernelContext) -> Step:
             xp.copyto(index, place, where=larger)
         finish()
     return maximum
+
+
+def _max_pool2(xp: Any, x: Any, result: Any, index: Any, finish: Step) -> Step:
+    """2×2 max pooling of the flat maps ``x`` into ``result`` and ``index`` (``(batch, O, Ho/2, Wo/2)``).
+
+    First the two columns of every window row, as two long runs of every other number of ``x``
+    (the width is even, so even places are the left column), then the two rows of each window;
+    a right column or lower row wins only when strictly larger, so ties go to the first place in
+    row-major order, as argmax has them.
+    """
+    batch, channels, ph, pw = index.shape
+    flat = x.reshape(-1)
+    left, right = flat[0::2], flat[1::2]
+    row_max = xp.empty(left.shape, x.dtype)
+    right_won = xp.empty(left.shape, bool)
+    rows = row_max.reshape(batch, channels, ph, 2, pw)
+    right_rows = right_won.reshape(batch, channels, ph, 2, pw)
+    lower_won = xp.empty(index.shape, bool)
+    column = xp.empty(index.shape, bool)
+
+    def step() -> None:
+        xp.greater(right, left, out=right_won)
+        xp.maximum(left, right, out=row_max)
+        xp.greater(rows[:, :, :, 1], rows[:, :, :, 0], out=lower_won)
+        xp.maximum(rows[:, :, :, 0], rows[:, :, :, 1], out=result)
+        xp.copyto(column, right_rows[:, :, :, 0])
+        xp.copyto(column, right_rows[:, :, :, 1], where=lower_won)
+        xp.multiply(lower_won, 2, out=index)  # place u·2 + v
+        xp.add(index, column, out=index)
+        finish()
+    return step
 
 
 def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelContext) -> Step:

@@ -1,7 +1,7 @@
 """Learning-rate schedules: how every learning rate of a run changes from epoch to epoch.
 
-A schedule is four keys of ``[rule]`` beside ``lr`` (declared once in
-:data:`SCHEDULE_PARAMS`, part of every rule's parameters):
+A schedule is set by five keys of ``[rule]`` beside ``lr`` (declared once in
+:data:`circuits.schema.SCHEDULE_PARAMS`, part of every rule's parameters):
 
 ``lr_schedule = "constant"``
     every epoch trains at the spec's rates (the default).

@@ -328,8 +328,8 @@ def test_prune_and_an_adam_update_leave_the_checkpoint_identity_unchanged() -> N
 
 def test_pruning_scores_on_the_prune_tasks_when_given(tmp_path: Path) -> None:
     path = pruned(tmp_path)
-    text = path.read_text().replace("[heldout]", '[prune]\ntasks = { "task.options.covariance" = [5] }\nsteps = 60\n\n[heldout]')
-    path.write_text(text)
+    table = '[prune]\ntasks = { "task.options.covariance" = [5] }\nsteps = 60\n\n'
+    path.write_text(path.read_text().replace("[heldout]", table + "[heldout]"))
     config = load_meta(path)
     assert config.prune_tasks is not None and config.prune_tasks.tasks == ({"task.options.covariance": 5},)
     assert config.prune_tasks.steps == 60 and config.prune_tasks.batch_size == config.inner.batch_size

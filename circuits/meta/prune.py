@@ -14,7 +14,10 @@ The tolerance is measured from the search's rule, not from the previous round, s
 rule is never worse than ``F₀ + TOL`` however many terms go. Ties go to the term listed first.
 Scored on the search's own tasks, pruning cannot see a rule fitted to them; scored on other
 tasks of the same kind, a term that only helps on the search's tasks costs fitness there, and
-removing it is accepted.
+removing it is accepted. The other side of the bound: when the search's rule scores poorly on
+the prune tasks, F₀ + TOL is a low bar, and the pass may go on zeroing terms well past its best
+round (``prune.csv`` shows the fitness of every round).
+
 Each round is a pure function of the previous one; the search checkpoints the trace after
 every round, so ``--resume`` continues it to the same rule.
 """
@@ -36,6 +39,7 @@ def tasks_key(config: MetaConfig) -> str:
     """What identifies the tasks pruning scores on (a trace of other tasks is started afresh)."""
     tasks = config.prune_tasks
     return "" if tasks is None else repr((tasks.tasks, tasks.seeds, tasks.steps, tasks.batch_size))
+
 
 @attrs.frozen
 class PruneRound:
@@ -101,6 +105,12 @@ def prune_round(trace: PruneTrace, terms: Sequence[Term],
         The searched terms, in θ's order.
     score
         Candidates (one per row) → (objectives, fitness), in order.
+
+    Returns
+    -------
+    PruneTrace
+        ``trace`` with the accepted round appended, or marked done when no candidate's fitness
+        is within the tolerance (or no term is left).
     """
     theta = trace.theta
     left = np.flatnonzero(theta)

@@ -783,3 +783,16 @@ def test_topdown_scale_draws_created_topdown_weights_uniformly():
 def test_topdown_scale_must_not_be_negative():
     with pytest.raises(SpecError, match="topdown_scale"):
         model_of(CHAIN, **{"rule.topdown_scale": -0.1})
+
+
+def test_self_predicting_silence_concerns_the_three_rules_not_plastic_topdown():
+    """With learn_topdown the top-down rule learns to predict the rates below (not zero in the
+    self-predicting state); the claim, stated for the forward and interneuron rules, still holds."""
+    from circuits.claims.dendritic import SELF_PREDICTING_IS_SILENT
+    spec = spec_of(CHAIN, **{"rule.learn_topdown": True})
+    outcome = SELF_PREDICTING_IS_SILENT.measure(spec, RULES, np.random.default_rng(0))
+    assert outcome.status == "pass", outcome.measured
+    model = model_of(CHAIN, **{"rule.learn_topdown": True, "rule.microcircuit": "self_predicting"})
+    rng = np.random.default_rng(1)
+    deltas = model.deltas(rng.standard_normal((4, 5)), rng.random((4, 3)))
+    assert np.abs(deltas["y->h2"]).max() > 1e-6   # the top-down rule itself is not silent

@@ -145,7 +145,8 @@ def _silent(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator)
     x *= rng.uniform(0.5, 3.0)
     a = _arrays(model, model.run("probe", x, y))
     apical = max(float(np.abs(a[f"{layer.name}.apical"]).max()) for layer in _layers(model) if layer.hidden)
-    deltas = model.deltas(x, y)
+    topdown = {layer.topdown for layer in _layers(model)}  # learn_topdown: B learns to predict r, not silent
+    deltas = {name: v for name, v in model.deltas(x, y).items() if name not in topdown}
     change = max(float(np.abs(v).max()) for v in deltas.values())
     reference = _bottom_up(model, x)[-1]
     out_gap = float(np.abs(a[f"{model.graph.output}.soma"] - reference).max())

@@ -349,3 +349,31 @@ def test_a_prune_table_needs_a_tolerance() -> None:
     text = SMALL.format(optimizer="es", generations=3).replace("[heldout]", "[prune]\nsteps = 10\n\n[heldout]")
     with pytest.raises(MetaError, match=r"m.toml: prune: a \[prune\] table needs meta.prune = TOLERANCE"):
         parse_meta(text, source="m.toml")
+
+
+def test_refit_searches_only_the_kept_terms_and_resumes_to_the_same_numbers(tmp_path: Path) -> None:
+    def refitted(generations: int, name: str) -> Path:
+        path = pruned(tmp_path, name=name)
+        path.write_text(path.read_text().replace("prune = 0.01", f"prune = 0.01\nrefit = {generations}"))
+        return path
+
+    fresh = run_search(load_meta(refitted(3, "r3")), tmp_path / "fresh")
+    assert fresh["refit"]["terms"] == ["pre*post", "post^2*w"] and fresh["refit"]["generations"] == 3
+    assert fresh["terms"]["w"] == 0.0  # a zeroed term stays zero
+    pruned_terms = fresh["refit"]["pruned_terms"]
+    assert fresh["terms"]["pre*post"] != pruned_terms["pre*post"]
+    with open(tmp_path / "fresh" / "refit.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["generation"] for r in rows] == ["1", "2", "3"] and "center.w" not in rows[0]
+    assert float(rows[-1]["center.pre*post"]) == fresh["terms"]["pre*post"]
+    assert [row["arm"] for row in fresh["heldout"] if row["task"] == "all"] == ["found", "pruned", "search",
+                                                                               "start", "oja"]
+    run_search(load_meta(refitted(1, "r1")), tmp_path / "resumed")
+    resumed = run_search(load_meta(refitted(3, "r3")), tmp_path / "resumed", resume=True)
+    assert resumed["terms"] == fresh["terms"]
+    assert (tmp_path / "resumed" / "refit.csv").read_text() == (tmp_path / "fresh" / "refit.csv").read_text()
+    without = run_search(load_meta(pruned(tmp_path, name="nr")), tmp_path / "resumed", resume=True)
+    assert without["refit"] is None and without["terms"] == pruned_terms
+    assert not (tmp_path / "resumed" / "refit.csv").exists()
+    with pytest.raises(MetaError, match="meta.refit: refit = 2 refits the terms pruning keeps; add prune"):
+        parse_meta(SMALL.format(optimizer="es", generations=1).replace("l1 = 1e-2", "l1 = 1e-2\nrefit = 2"))

@@ -17,6 +17,7 @@
     update = "adam"               # es: adam (per-term normalized steps) | sgd (steps ∝ the ES gradient)
     prune = 0.005                 # after the search, drop terms while the penalized fitness on the
                                   # [prune] tasks stays within this of the search's rule (absent: no pruning)
+    refit = 20                    # then search the kept terms' coefficients for 20 generations (0: none)
     seed = 0
     objective = "pc1_alignment"   # validation_loss | validation_accuracy | pc1_alignment | pc1_cosine
 
@@ -104,6 +105,7 @@ class MetaConfig:
     update: str = "adam"
     prune: float | None = None
     prune_tasks: TaskSet | None = None
+    refit: int = 0
 
     def identity(self) -> str:
         """A hash of everything that decides the search's numbers (what ``--resume`` checks)."""
@@ -111,7 +113,7 @@ class MetaConfig:
         # prune acts after the search, on its checkpointed result; update = "adam" is left out
         # so that checkpoints written before the option existed still resume.
         for key in ("heldout", "heldout_objectives", "baselines", "source", "generations", "evaluations",
-                    "prune", "prune_tasks"):
+                    "prune", "prune_tasks", "refit"):
             fields.pop(key)
         if fields["update"] == "adam":
             fields.pop("update")
@@ -176,8 +178,12 @@ def _read(raw: dict[str, Any], source: str, folder: Path) -> MetaConfig:
     if meta.raw("prune", None) is not None:
         prune = meta.get(Param("prune", 0.0, "pruning tolerance on the penalized fitness", kind=float,
                                minimum=0.0))
+    refit = meta.get(Param("refit", 0, "generations of refitting the pruned rule's kept terms", minimum=0))
+    if refit and prune is None:
+        raise meta.error(f"refit = {refit} refits the terms pruning keeps; add prune = TOLERANCE "
+                         "(e.g. 0.005) or drop refit", key="refit")
     meta.finish(["name", "spec", "terms", "start", "optimizer", "population", "evaluations",
-                 "generations", "l1", "sigma", "step", "update", "prune", "seed", "objective", "doc"])
+                 "generations", "l1", "sigma", "step", "update", "prune", "refit", "seed", "objective", "doc"])
     inner_reader = TableReader(top.raw("inner", None), "inner", source)
     shared = inner_reader.raw("set", {})
     if not isinstance(shared, dict):
@@ -205,7 +211,7 @@ def _read(raw: dict[str, Any], source: str, folder: Path) -> MetaConfig:
                       heldout_objectives=tuple(objectives), baselines=baselines, source=source,
                       l1=values["l1"], sigma=values["sigma"], step=values["step"], seed=values["seed"],
                       objective=values["objective"], update=values["update"], prune=prune,
-                      prune_tasks=prune_tasks)
+                      prune_tasks=prune_tasks, refit=refit)
 
 
 def _mask(reader: TableReader, value: object) -> tuple[Term, ...]:

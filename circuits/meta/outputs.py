@@ -10,7 +10,9 @@ across arms, for paired comparisons), ``summary.json``, ``objective.png`` and ``
 With ``prune`` in the meta file the found rule is the pruned one (``best_rule.toml``,
 ``rule.txt``, the ``found`` arm); ``prune.csv`` lists the rounds (term zeroed, objective and
 fitness on the prune tasks, terms kept), the held-out tables add the unpruned rule as the arm
-``search``, and ``summary.json`` keeps both formulas.
+``search``, and ``summary.json`` keeps both formulas. With ``refit`` as well the found rule is
+the refitted one; ``refit.csv`` lists its generations and the held-out tables add the pruned
+rule before refitting as the arm ``pruned``.
 """
 
 from __future__ import annotations
@@ -34,12 +36,21 @@ from circuits.rules.plasticity import format_rule, parse_terms
 from circuits.runs.files import write_text
 from circuits.spec_writer import dump_spec
 
-__all__ = ["write_outputs", "found_theta", "pruning_of", "read_rows"]
+__all__ = ["write_outputs", "found_theta", "pruning_of", "refit_of", "read_rows"]
 
 
 def found_theta(state: Any) -> np.ndarray:
     """The search's rule: the search distribution's mean after the last generation."""
     return np.asarray(state.optimizer.center, dtype=np.float64)
+
+
+def refit_of(config: MetaConfig, state: Any, trace: PruneTrace | None) -> Any:
+    """The finished refit of ``state`` that ``config`` asks for (of ``trace``'s rule), or ``None``."""
+    refit = getattr(state, "refit", None)
+    if (not config.refit or trace is None or refit is None or refit.start != tuple(trace.theta)
+            or len(refit.rows) != config.refit):
+        return None
+    return refit
 
 
 def pruning_of(config: MetaConfig, state: Any) -> PruneTrace | None:
@@ -67,12 +78,16 @@ def read_rows(path: Path) -> list[dict[str, float]]:
 
 
 def _heldout(config: MetaConfig, evaluator: Evaluator, terms: dict[str, float],
-             searched: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+             searched: dict[str, float] | None = None,
+             pruned: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per arm: the summary rows (all tasks, and each task) and one row per held-out run.
 
-    ``searched`` (the unpruned rule, when the found one was pruned) is the arm ``search``.
+    ``pruned`` (the pruned rule, when the found one was refitted) is the arm ``pruned``,
+    ``searched`` (the unpruned rule, when the found one was pruned) the arm ``search``.
     """
     arms: list[tuple[str, str, dict[str, float] | None]] = [("found", "plasticity", terms)]
+    if pruned is not None:
+        arms.append(("pruned", "plasticity", pruned))
     if searched is not None:
         arms.append(("search", "plasticity", searched))
     arms.append(("start", "plasticity", theta_terms(config.terms, config.start)))
@@ -149,7 +164,11 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
     """Write every output of a finished search into ``folder``; return the summary."""
     trace = pruning_of(config, state)
     searched = theta_terms(config.terms, found_theta(state))
+    refit = refit_of(config, state, trace)
     theta = trace.theta if trace is not None else found_theta(state)
+    pruned_terms = theta_terms(config.terms, theta) if refit is not None else None
+    if refit is not None:
+        theta = refit.theta()
     terms = theta_terms(config.terms, theta)
     formula = format_rule(parse_terms(terms))
     write_text(folder / "meta.csv", _csv(state.rows))
@@ -157,7 +176,7 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
     write_text(folder / "best_rule.toml", dump_spec(evaluator.with_rule(base, "plasticity", terms)) + "\n")
     write_text(folder / "rule.txt", formula + "\n")
     inner = float(score(theta[None, :])[0])
-    heldout, runs = _heldout(config, evaluator, terms, searched if trace is not None else None)
+    heldout, runs = _heldout(config, evaluator, terms, searched if trace is not None else None, pruned_terms)
     pruned: dict[str, Any] | None = None
     if trace is not None:
         write_text(folder / "prune.csv", _csv([
@@ -169,6 +188,13 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
                   "search_formula": format_rule(parse_terms(searched)), "search_terms": searched}
     elif (folder / "prune.csv").exists():
         (folder / "prune.csv").unlink()  # left by an earlier pass that this meta file no longer asks for
+    refitted: dict[str, Any] | None = None
+    if refit is not None and pruned_terms is not None:
+        write_text(folder / "refit.csv", _csv(refit.rows))
+        refitted = {"generations": len(refit.rows), "terms": [config.terms[i].name for i in refit.support],
+                    "pruned_formula": format_rule(parse_terms(pruned_terms)), "pruned_terms": pruned_terms}
+    elif (folder / "refit.csv").exists():
+        (folder / "refit.csv").unlink()
     write_text(folder / "heldout.csv", _csv(heldout))
     write_text(folder / "heldout_runs.csv", _csv(runs))
     plots = _plot(state.rows, config, folder) if state.rows else []
@@ -176,6 +202,6 @@ def write_outputs(config: MetaConfig, folder: Path, state: Any, evaluator: Evalu
                "evaluations": state.evaluations, "seconds": round(state.seconds, 3),
                "evaluations_per_second": state.evaluations / state.seconds if state.seconds else None,
                "objective": config.objective, "inner_objective": inner, "formula": formula,
-               "terms": terms, "pruning": pruned, "heldout": heldout, "plots": [p.name for p in plots]}
+               "terms": terms, "pruning": pruned, "refit": refitted, "heldout": heldout, "plots": [p.name for p in plots]}
     write_text(folder / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     return summary

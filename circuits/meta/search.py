@@ -8,8 +8,10 @@ Stages of :func:`run_search`:
    row of ``meta.csv`` and write the checkpoint atomically;
 3. with ``prune`` in the meta file, prune the search's rule (:mod:`circuits.meta.prune`),
    checkpointing after every round;
-4. score the final rule (the search distribution's mean, pruned) on the inner and held-out
-   tasks, beside the baselines and the start point, and write every output.
+4. with ``refit``, search the kept terms' coefficients for ``refit`` more generations
+   (:mod:`circuits.meta.refit`), checkpointing after every generation;
+5. score the final rule (the search distribution's mean, pruned, refitted) on the inner and
+   held-out tasks, beside the baselines and the start point, and write every output.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from circuits.meta.evaluate import Evaluator, evaluate_chunk
 from circuits.meta.file import MetaConfig, MetaError, TaskSet
 from circuits.meta.outputs import found_theta, write_outputs
 from circuits.meta.prune import PruneTrace, prune, start_pruning, tasks_key
+from circuits.meta.refit import RefitState, embed
 from circuits.runs.files import write_atomic
 
 __all__ = ["SearchState", "run_search", "search", "CHECKPOINT"]
@@ -46,6 +49,7 @@ class SearchState:
     evaluations: int = 0
     seconds: float = 0.0
     pruning: PruneTrace | None = None
+    refit: RefitState | None = None
 
     @property
     def generation(self) -> int:
@@ -131,6 +135,8 @@ def run_search(config: MetaConfig, out: Path, *, executor: Any = None, resume: b
             on_generation(row, total)
     if config.prune is not None:
         _prune(config, state, evaluator, runner, checkpoint)
+        if config.refit:
+            _refit(config, state, evaluator, runner, checkpoint)
     return write_outputs(config, out, state, evaluator, runner)
 
 
@@ -155,6 +161,32 @@ def _prune(config: MetaConfig, state: SearchState, evaluator: Evaluator, runner:
                               generation=state.generation, tasks=tasks_key(config))
         save(trace)
     prune(trace, config.terms, score, on_round=save)
+
+
+def _refit(config: MetaConfig, state: SearchState, evaluator: Evaluator, runner: _Runner,
+           checkpoint: Path) -> None:
+    """Refit the pruned rule's kept terms into ``state.refit`` up to ``config.refit``
+    generations, continuing a checkpointed refit of the same pruned rule."""
+    pruned = state.pruning.theta
+    refit = getattr(state, "refit", None)
+    if refit is None or refit.start != tuple(pruned) or len(refit.rows) > config.refit:
+        support = tuple(int(i) for i in np.flatnonzero(pruned))
+        optimizer = make_optimizer(config.optimizer, pruned[list(support)], population=config.population,
+                                   sigma=config.sigma, step=config.step, seed=config.seed, update=config.update)
+        refit = RefitState(start=tuple(float(v) for v in pruned), support=support, optimizer=optimizer)
+    while len(refit.rows) < config.refit:
+        thetas = embed(refit.optimizer.ask(), refit.support, len(config.terms))
+        objectives = runner(thetas)
+        fitness = np.array([evaluator.fitness(t, o) for t, o in zip(thetas, objectives)])
+        refit.optimizer.tell(fitness)
+        best = int(np.argmin(fitness))
+        center = refit.theta()
+        refit.rows.append({"generation": len(refit.rows) + 1, "best_objective": float(objectives[best]),
+                           "mean_objective": float(np.mean(objectives)), "best_fitness": float(fitness[best]),
+                           **{f"center.{config.terms[i].name}": float(center[i]) for i in refit.support}})
+        state.refit = refit
+        write_atomic(checkpoint, lambda handle: pickle.dump(state, handle))
+    state.refit = refit
 
 
 def _total_generations(config: MetaConfig) -> int:

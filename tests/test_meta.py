@@ -377,3 +377,21 @@ def test_refit_searches_only_the_kept_terms_and_resumes_to_the_same_numbers(tmp_
     assert not (tmp_path / "resumed" / "refit.csv").exists()
     with pytest.raises(MetaError, match="meta.refit: refit = 2 refits the terms pruning keeps; add prune"):
         parse_meta(SMALL.format(optimizer="es", generations=1).replace("l1 = 1e-2", "l1 = 1e-2\nrefit = 2"))
+
+
+def test_the_recorded_oja_rule_meets_the_issue_numbers_and_its_held_out_runs_reproduce() -> None:
+    root = SPEC.parent.parent
+    config = load_meta(root / "meta" / "oja_rediscovery_cma.toml")
+    summary = json.loads((root / "gallery" / "meta" / "oja-cma" / "summary.json").read_text())
+    terms = {name: value for name, value in summary["terms"].items() if value != 0.0}
+    first, second = sorted(terms, key=lambda name: -abs(terms[name]))[:2]
+    assert {first, second} == {"pre*post", "post^2*w"} and terms["pre*post"] > 0 > terms["post^2*w"]
+    assert -1.3 <= terms["post^2*w"] / terms["pre*post"] <= -0.7
+    with open(root / "gallery" / "meta" / "oja-cma" / "heldout_runs.csv", newline="") as handle:
+        found = [row for row in csv.DictReader(handle) if row["arm"] == "found"]
+    assert len(found) == 20 and np.mean([float(r["pc1_cosine"]) for r in found]) > 0.99
+    assert all(1000 <= int(r["task"].split("=")[1]) <= 1019 for r in found)  # never trained on
+    # The recorded held-out numbers come out of the current code (three of the covariances).
+    tasks = attrs.evolve(config.heldout, tasks=config.heldout.tasks[:3])
+    again = Evaluator(config).values(tasks, "plasticity", summary["terms"], ["pc1_cosine"])["pc1_cosine"]
+    np.testing.assert_allclose(again, [float(r["pc1_cosine"]) for r in found[:3]], rtol=1e-9)

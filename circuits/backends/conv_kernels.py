@@ -197,14 +197,18 @@ def _max_pool2(xp: Any, x: Any, result: Any, index: Any, finish: Step) -> Step:
     right_rows = right_won.reshape(batch, channels, ph, 2, pw)
     lower_won = xp.empty(index.shape, bool)
     column = xp.empty(index.shape, bool)
+    lower_right = xp.empty(index.shape, bool)
 
     def step() -> None:
         xp.greater(right, left, out=right_won)
         xp.maximum(left, right, out=row_max)
         xp.greater(rows[:, :, :, 1], rows[:, :, :, 0], out=lower_won)
         xp.maximum(rows[:, :, :, 0], rows[:, :, :, 1], out=result)
-        xp.copyto(column, right_rows[:, :, :, 0])
-        xp.copyto(column, right_rows[:, :, :, 1], where=lower_won)
+        # The winning row's column: (upper right won and not lower) or (lower right won and lower),
+        # two logical passes instead of a masked copy (copyto with where, about 4× slower here).
+        xp.greater(right_rows[:, :, :, 0], lower_won, out=column)  # True > False only
+        xp.logical_and(right_rows[:, :, :, 1], lower_won, out=lower_right)
+        xp.logical_or(column, lower_right, out=column)
         xp.multiply(lower_won, 2, out=index)  # place u·2 + v
         xp.add(index, column, out=index)
         finish()

@@ -183,14 +183,17 @@ def pool(op: ops.Pool, arrays: dict[str, Any], ctx: KernelContext) -> Step:
 def _max_pool2(xp: Any, x: Any, result: Any, index: Any, finish: Step) -> Step:
     """2×2 max pooling of the flat maps ``x`` into ``result`` and ``index`` (``(batch, O, Ho/2, Wo/2)``).
 
-    First the two columns of every window row, as two long runs of every other number of ``x``
-    (the width is even, so even places are the left column), then the two rows of each window;
+    First the two columns of every window row: every other number of ``x`` (the width is even,
+    so even places are the left column) is copied apart into two contiguous runs in one pass,
+    which are then compared (faster than comparing the strided runs in place); then the two rows of each window;
     a right column or lower row wins only when strictly larger, so ties go to the first place in
     row-major order, as argmax has them.
     """
     batch, channels, ph, pw = index.shape
     flat = x.reshape(-1)
-    left, right = flat[0::2], flat[1::2]
+    pairs = flat.reshape(-1, 2).T  # (2, n): the left and right columns, every other number of x
+    halves = xp.empty(pairs.shape, x.dtype)
+    left, right = halves
     row_max = xp.empty(left.shape, x.dtype)
     right_won = xp.empty(left.shape, bool)
     rows = row_max.reshape(batch, channels, ph, 2, pw)
@@ -200,6 +203,7 @@ def _max_pool2(xp: Any, x: Any, result: Any, index: Any, finish: Step) -> Step:
     lower_right = xp.empty(index.shape, bool)
 
     def step() -> None:
+        xp.copyto(halves, pairs)  # one pass apart into two contiguous runs, then compare those
         xp.greater(right, left, out=right_won)
         xp.maximum(left, right, out=row_max)
         xp.greater(rows[:, :, :, 1], rows[:, :, :, 0], out=lower_won)

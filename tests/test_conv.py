@@ -182,6 +182,32 @@ def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulat
     np.testing.assert_allclose(a["out"], loops + (start if accumulate else 0), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1)])
+def test_im2col_columns_are_the_definition_bit_for_bit(monkeypatch, dtype, stride, padding):
+    """``cols[b, (c, u, v), (i, j)] = pad(x)[b, c, s·i + u, s·j + v]`` exactly, from ``Im2Col`` and
+    from ``Conv`` in chunks of 2 (at stride 1 the kernels copy whole window rows as opaque items)."""
+    from circuits.backends import conv_kernels
+
+    g = ops.ConvGeometry(2, 7, 6, 3, 3, stride, padding)
+    rng = np.random.default_rng(stride + 3 * padding)
+    x = rng.standard_normal((5, g.in_size)).astype(dtype)
+    padded = np.pad(x.reshape(5, 2, 7, 6), ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2))
+    want = np.empty((5, 2, 3, 3, g.out_height, g.out_width), dtype)
+    for u in range(3):
+        for v in range(3):
+            want[:, :, u, v] = padded[:, :, u:u + stride * g.out_height:stride, v:v + stride * g.out_width:stride]
+    want = want.reshape(5, *g.cols_shape)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 2 * g.patch * g.positions * np.dtype(dtype).itemsize)
+    a = {"x": x, "cols": np.full((5, *g.cols_shape), np.nan, dtype), "w": np.ones(g.kernel_shape, dtype),
+         "out": np.empty((5, g.conv_size), dtype)}
+    run_ops([ops.Im2Col("x", "cols", g)], a)
+    assert a["cols"].tobytes() == want.tobytes()
+    a["cols"][...] = np.nan
+    run_ops([ops.Conv("x", "cols", "w", "out", g)], a)
+    assert a["cols"].tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("pool", [("max", 2), ("avg", 2), ("", 1)])
 def test_kernel_gradient_in_chunks_is_the_same_sum(monkeypatch, pool):
     """``ConvWeightGrad`` unpools and multiplies a chunk of examples at a time: chunks of 1, 2

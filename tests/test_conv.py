@@ -146,6 +146,35 @@ def test_max_pool_index_is_the_first_argmax_of_each_window_with_ties(size):
     assert np.array_equal(a["out"].reshape(4, 3, n, n), windows.max(axis=-1))
 
 
+class _NotNumpy:
+    """NumPy under another name: the kernels take their generic paths (strided views, no void items)."""
+
+    __name__ = "not_numpy"
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize("width", [6, 10])
+def test_row_copies_and_generic_views_give_the_same_pool_and_columns(width):
+    """The NumPy-only fast paths (window rows moved as opaque items in max pooling and im2col)
+    write the same bits as the generic strided views, ties included."""
+    g = ops.ConvGeometry(2, width, width, 3, 3, 1, 1, "max", 2)
+    rng = np.random.default_rng(width)
+    x = rng.integers(0, 3, (4, g.in_size)).astype(np.float32)
+    w = rng.integers(-1, 2, g.kernel_shape).astype(np.float32)
+    results = []
+    for xp in (np, _NotNumpy()):
+        a = {"x": x, "w": w, "cols": np.empty((4, *g.cols_shape), np.float32),
+             "conv": np.empty((4, g.conv_size), np.float32), "out": np.empty((4, g.out_size), np.float32),
+             "index": np.empty((4, g.out_size), np.int64)}
+        ctx = KernelContext(xp=xp, rng=lambda name: np.random.default_rng(0))
+        for op in (ops.Conv("x", "cols", "w", "conv", g), ops.Pool("conv", "out", "index", g)):
+            KERNELS.build(op, a, ctx)()
+        results.append([a[name].tobytes() for name in ("cols", "conv", "out", "index")])
+    assert results[0] == results[1]
+
+
 def test_accumulating_conv_ops_add_to_what_is_there():
     g = ops.ConvGeometry(2, 6, 6, 3, 3, 1, 1, "max", 2)
     rng = np.random.default_rng(1)

@@ -100,6 +100,11 @@ def _check(op: Op, shapes: Shapes, name: str, want: tuple[int, ...]) -> None:
         raise op.fail(f"'{name}' has shape {shapes[name]}, the geometry needs (batch, {', '.join(map(str, want))})")
 
 
+def _check_kernel(op: Op, shapes: Shapes, weight: str, geometry: ConvGeometry) -> None:
+    if tuple(shapes[weight]) != geometry.kernel_shape:
+        raise op.fail(f"kernel '{weight}' has shape {shapes[weight]}, not {geometry.kernel_shape}")
+
+
 def _unpooled(op: ConvTranspose | ConvWeightGrad) -> str:
     g = op.geometry
     if not g.pool:
@@ -149,8 +154,7 @@ class ConvGemm(Op):
         g = self.geometry
         _check(self, shapes, self.cols, g.cols_shape)
         _check(self, shapes, self.out, (g.conv_size,))
-        if tuple(shapes[self.weight]) != g.kernel_shape:
-            raise self.fail(f"kernel '{self.weight}' has shape {shapes[self.weight]}, not {g.kernel_shape}")
+        _check_kernel(self, shapes, self.weight, g)
 
 
 @attrs.frozen
@@ -180,8 +184,7 @@ class Conv(Op):
         _check(self, shapes, self.x, (g.in_size,))
         _check(self, shapes, self.cols, g.cols_shape)
         _check(self, shapes, self.out, (g.conv_size,))
-        if tuple(shapes[self.weight]) != g.kernel_shape:
-            raise self.fail(f"kernel '{self.weight}' has shape {shapes[self.weight]}, not {g.kernel_shape}")
+        _check_kernel(self, shapes, self.weight, g)
 
 
 @attrs.frozen
@@ -238,8 +241,7 @@ class ConvTranspose(Op):
         g = self.geometry
         _check(self, shapes, self.delta, (g.out_size,))
         _check(self, shapes, self.out, (g.in_size,))
-        if tuple(shapes[self.kernel]) != g.kernel_shape:
-            raise self.fail(f"kernel '{self.kernel}' has shape {shapes[self.kernel]}, not {g.kernel_shape}")
+        _check_kernel(self, shapes, self.kernel, g)
 
 
 @attrs.frozen

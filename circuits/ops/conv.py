@@ -100,6 +100,10 @@ def _check(op: Op, shapes: Shapes, name: str, want: tuple[int, ...]) -> None:
         raise op.fail(f"'{name}' has shape {shapes[name]}, the geometry needs (batch, {', '.join(map(str, want))})")
 
 
+def _gemm_text(out: str, weight: str, cols: str, accumulate: bool) -> str:
+    return f"{out} {'+=' if accumulate else '='} {weight} @ {cols} (GEMM)"
+
+
 def _check_kernel(op: Op, shapes: Shapes, weight: str, geometry: ConvGeometry) -> None:
     if tuple(shapes[weight]) != geometry.kernel_shape:
         raise op.fail(f"kernel '{weight}' has shape {shapes[weight]}, not {geometry.kernel_shape}")
@@ -148,7 +152,7 @@ class ConvGemm(Op):
                       reads=(self.cols, self.weight))
 
     def math(self) -> str:
-        return f"{self.out} {'+=' if self.accumulate else '='} {self.weight} @ {self.cols} (GEMM)"
+        return _gemm_text(self.out, self.weight, self.cols, self.accumulate)
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
@@ -177,7 +181,7 @@ class Conv(Op):
 
     def math(self) -> str:
         return (f"{self.cols} = im2col({self.x}, {self.geometry.text()}); "
-                f"{self.out} {'+=' if self.accumulate else '='} {self.weight} @ {self.cols} (GEMM)")
+                + _gemm_text(self.out, self.weight, self.cols, self.accumulate))
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry

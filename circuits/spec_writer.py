@@ -19,6 +19,8 @@ from circuits.spec import CircuitSpec
 
 __all__ = ["dump_spec"]
 
+_OMITTED_AT_DEFAULT = {**SCHEDULE_DEFAULTS, "target_low": 0.0, "target_high": 1.0}
+
 # TOML's bare-key characters; any other key is written as a quoted string.
 _BARE_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -82,8 +84,9 @@ def dump_spec(spec: CircuitSpec) -> str:
         lines += _table("[projections]", entry)
     # Schedule keys at their default are left out, so that a run without a schedule keeps the
     # identity (hash of this text) it had before schedules existed; reading fills them back in.
+    # Output target rates at their default (0, 1) likewise, since the feed-forward rules gained them.
     params = {k: v for k, v in spec.rule.params.items()
-              if not (k in SCHEDULE_DEFAULTS and v == SCHEDULE_DEFAULTS[k])}
+              if not (k in _OMITTED_AT_DEFAULT and v == _OMITTED_AT_DEFAULT[k])}
     lines += _table("rule", {"name": spec.rule.name, **params})
     task = attrs.asdict(spec.task)
     options = task.pop("options")

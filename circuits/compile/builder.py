@@ -228,8 +228,13 @@ class Builder:
             mask = self.activity(f"{pop}.mask", pop)
             self.emit(phase, ops.Dropout(p, mask, self.rate(pop), stream=f"{pop}.dropout"))
 
-    def lower_loss(self, phase: str = "loss") -> None:
-        """The loss value and the output's delta (∂loss/∂pre of the output)."""
+    def lower_loss(self, phase: str = "loss", target_range: tuple[float, float] = (0.0, 1.0)) -> None:
+        """The loss value and the output's delta (∂loss/∂pre of the output).
+
+        With ``task.loss = "mse"`` a ``target_range`` ``(low, high)`` other than ``(0, 1)`` maps each
+        target ``t`` to the rate ``low + (high − low)·t`` before the loss (one-hot class labels
+        become ``low``/``high``).
+        """
         out = self.graph.output
         self.phase(phase, doc="loss and its gradient at the output")
         self.add_buffer("loss.value", (), "temp", doc="mean loss over the batch")
@@ -242,7 +247,16 @@ class Builder:
             self._lateral_deriv(phase, out)
         else:
             self.add_buffer(f"{out}.target", (BATCH, self.size(out)), "input", doc="regression targets")
-            self.emit(phase, ops.MeanSquaredError(self.rate(out), f"{out}.target",
+            target = f"{out}.target"
+            low, high = target_range
+            if (low, high) != (0.0, 1.0):
+                terms, coeffs = [target], [high - low]
+                if low != 0.0:
+                    self.emit(phase, ops.Fill(self.activity(f"{out}.target_floor", out), low))
+                    terms, coeffs = [*terms, f"{out}.target_floor"], [*coeffs, 1.0]
+                target = self.activity(f"{out}.target_rate", out)
+                self.emit(phase, ops.LinearCombination(tuple(terms), tuple(coeffs), target))
+            self.emit(phase, ops.MeanSquaredError(self.rate(out), target,
                                                   self.activity(self.grad(out), out), "loss.value"))
             self._deriv(phase, out)
 

@@ -22,7 +22,7 @@ from circuits import ops
 from circuits.compile import Builder, topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
-from circuits.rules.base import Rule, add_feedback, emit_feedforward, find_feedback
+from circuits.rules.base import OUTPUT_TARGET_PARAMS, Rule, add_feedback, emit_feedforward, find_feedback
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 from circuits.spec import CircuitSpec, ProjectionSpec
 
@@ -39,7 +39,7 @@ class FeedbackAlignment(Rule):
     signature = RuleSignature(
         name="feedback_alignment",
         doc="Feedback alignment: fixed random feedback weights replace the transposed forward weights.",
-        params=(*COMMON_PARAMS, _AUTO, _SCALE),
+        params=(*COMMON_PARAMS, *OUTPUT_TARGET_PARAMS, _AUTO, _SCALE),
         needs="a feedback projection C→h for every forward projection h→C out of a hidden population",
     )
     spikes = True
@@ -93,7 +93,7 @@ class DirectFeedbackAlignment(FeedbackAlignment):
     signature = RuleSignature(
         name="direct_feedback_alignment",
         doc="Direct feedback alignment: the output error reaches each hidden population directly.",
-        params=(*COMMON_PARAMS, _AUTO, _SCALE),
+        params=(*COMMON_PARAMS, *OUTPUT_TARGET_PARAMS, _AUTO, _SCALE),
         needs="a feedback projection output→h for every hidden population h",
     )
 
@@ -112,7 +112,7 @@ class KolenPollack(FeedbackAlignment):
     signature = RuleSignature(
         name="kolen_pollack",
         doc="Kolen–Pollack: feedback weights get the transposed forward update and the same decay.",
-        params=(*COMMON_PARAMS, _AUTO, _SCALE),
+        params=(*COMMON_PARAMS, *OUTPUT_TARGET_PARAMS, _AUTO, _SCALE),
         needs="a plastic feedback projection C→h for every forward projection h→C out of a hidden population",
     )
     feedback_plastic = True
@@ -137,7 +137,7 @@ class WeightMirror(KolenPollack):
     signature = RuleSignature(
         name="weight_mirror",
         doc="Weight mirrors: feedback learns Wᵀ from noise sent through the forward weights.",
-        params=(*COMMON_PARAMS, _AUTO, _SCALE,
+        params=(*COMMON_PARAMS, *OUTPUT_TARGET_PARAMS, _AUTO, _SCALE,
                 Param("mirror_lr", 0.05, "step η of the mirror update", minimum=0.0, maximum=1.0,
                       open_minimum=True),
                 Param("mirror_std", 0.05, "standard deviation σ of the mirror noise", minimum=0.0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from circuits.compile import Builder
-from circuits.rules.base import Rule, emit_feedforward
+from circuits.rules.base import OUTPUT_TARGET_PARAMS, Rule, emit_feedforward
 from circuits.schema import COMMON_PARAMS, RuleSignature
 
 __all__ = ["Backprop"]
@@ -15,7 +15,7 @@ class Backprop(Rule):
     signature = RuleSignature(
         name="backprop",
         doc="Backpropagation of errors through the transposed forward weights.",
-        params=COMMON_PARAMS,
+        params=(*COMMON_PARAMS, *OUTPUT_TARGET_PARAMS),
         needs="nothing beyond the forward graph (feedback projections are ignored)",
     )
     spikes = True

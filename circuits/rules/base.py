@@ -9,10 +9,18 @@ import attrs
 from circuits.compile import Builder, Carrier, topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
-from circuits.schema import RuleSignature
+from circuits.schema import Param, RuleSignature
 from circuits.spec import CircuitSpec, InitSpec, ProjectionSpec
 
-__all__ = ["Rule", "emit_feedforward", "learn_forward", "refuse_conv", "find_feedback", "add_feedback"]
+__all__ = ["Rule", "emit_feedforward", "learn_forward", "refuse_conv", "find_feedback", "add_feedback",
+           "OUTPUT_TARGET_PARAMS", "output_target_range"]
+
+OUTPUT_TARGET_PARAMS: tuple[Param, ...] = (
+    Param("target_low", 0.0, "target rate of the output for a target of 0 (task.loss = \"mse\"; "
+          "one-hot class labels become target_low/target_high, e.g. 0.1/0.8)"),
+    Param("target_high", 1.0, "target rate of the output for a target of 1 (task.loss = \"mse\")"),
+)
+"""Output target rates of the feed-forward rules (the key names of ``segregated_dendrites``)."""
 
 
 class Rule:
@@ -75,7 +83,7 @@ def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None
     in how ``delta`` reaches the hidden populations.
     """
     b.lower_forward()
-    b.lower_loss()
+    b.lower_loss(target_range=output_target_range(b))
     if b.mode == "infer":
         return
     b.lower_backward(carriers)
@@ -88,6 +96,17 @@ def emit_feedforward(b: Builder, carriers: dict[str, Sequence[Carrier]]) -> None
     for pop in b.graph.populations:
         if b.graph.population(pop).role != "input":
             b.learn_bias(pop, b.delta(pop))
+
+
+def output_target_range(b: Builder) -> tuple[float, float]:
+    """The rule's ``(target_low, target_high)`` (``(0, 1)`` when it has none); they need an MSE loss."""
+    low, high = float(b.params.get("target_low", 0.0)), float(b.params.get("target_high", 1.0))
+    loss = b.graph.spec.task.loss
+    if (low, high) != (0.0, 1.0) and loss != "mse":
+        raise CompileError(
+            f"{b.graph.spec.source}: rule.target_low/target_high: output target rates need task.loss = "
+            f"\"mse\" (got \"{loss}\"); set task.loss = \"mse\" or remove rule.target_low and rule.target_high")
+    return low, high
 
 
 def learn_forward(b: Builder, proj: ProjectionSpec, rate: str, delta: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from circuits import ops
 from circuits.compile import Builder
-from circuits.rules.base import Rule, emit_feedforward
+from circuits.rules.base import OUTPUT_TARGET_PARAMS, Rule, emit_feedforward
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 
 __all__ = ["SignSymmetry"]
@@ -28,7 +28,7 @@ class SignSymmetry(Rule):
     signature = RuleSignature(
         name="sign_symmetry",
         doc="Sign symmetry: feedback weights are the signs of the forward weights (Liao et al. 2016).",
-        params=(*COMMON_PARAMS,
+        params=(*COMMON_PARAMS, *OUTPUT_TARGET_PARAMS,
                 Param("feedback_gain", 1.0, "magnitude g of the feedback g·sign(W)", minimum=0.0,
                       open_minimum=True)),
         needs="nothing beyond the forward graph (the feedback is computed from the forward weights)",

@@ -366,7 +366,8 @@ class Model:
         if spec.doc:
             lines += [spec.doc, ""]
         lines += ["| population | size | role | activation |", "|---|---:|---|---|"]
-        lines += [f"| {p.name} | {p.size} | {p.role} | {p.activation} |" for p in spec.populations]
+        lines += [f"| {p.name} | {p.size} | {p.role} | {p.rate_params.formula(p.activation, 'u') if not p.rate_params.plain else p.activation} |"
+                  for p in spec.populations]
         lines += ["", schedule_markdown(self.program)]
         return "\n".join(lines)
 

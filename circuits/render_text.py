@@ -32,7 +32,8 @@ def box_detail(pop: PopulationSpec) -> str:
     """The line under a population's name: ``"<size> · <activation>[ · dropout p][ · spikes T=n][ · cell]"``;
     a shaped population shows its maps, ``6×14×14``, in place of its size."""
     size = "×".join(str(d) for d in pop.shape) if pop.shape else str(pop.size)
-    return (f"{size} · {pop.activation}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
+    rate = pop.activation if pop.rate_params.plain else pop.rate_params.formula(pop.activation, "u")
+    return (f"{size} · {rate}" + (f" · dropout {pop.dropout:g}" if pop.dropout else "")
             + (f" · spikes T={pop.spikes.window}" if pop.spikes is not None else "")
             + (f" · {pop.cell}" if pop.cell else ""))
 

@@ -28,6 +28,7 @@ from circuits.data import DATASETS
 from circuits.errors import SpecError, did_you_mean
 from circuits.lr_schedule import resolve_schedule
 from circuits.overrides import apply_override, load_toml, parse_overrides
+from circuits.rates import PARAMETRISABLE, PLAIN, RATE_PARAM_KEYS, RateParams
 from circuits.schema import Param, RuleSignature, TableReader, check_params, describe_value
 from circuits.shapes import ConvSpec, PoolSpec, format_shape, read_conv, read_pool, read_shape
 
@@ -103,6 +104,8 @@ class PopulationSpec:
     g_apical: float | None = None
     g_dendrite: float | None = None
     g_som: float | None = None
+    rate_params: RateParams = PLAIN
+    """``activation = { name = ..., scale, shift, gain }``: φ(u) = scale·f(gain·(u − shift)), see :mod:`circuits.rates`."""
 
 
 @attrs.frozen
@@ -358,7 +361,7 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
             size = cells
         role = reader.get(_POP_PARAMS["role"])
         default_act = "relu" if role == "hidden" else "linear"
-        activation = reader.get(attrs.evolve(_POP_PARAMS["activation"], default=default_act))
+        activation, rate_params = _read_activation(reader, default_act)
         if activation == "softmax" and role != "output":
             raise reader.error("softmax is allowed only on an output population "
                                f"(got 'softmax' on a {role} population)", key="activation")
@@ -368,8 +371,33 @@ def _read_populations(table: TableReader) -> tuple[PopulationSpec, ...]:
         values["shape"] = shape
         values.update(read_cell(reader))
         reader.finish([*_POP_PARAMS, *CELL_KEYS, "spikes", "shape"])
-        pops.append(PopulationSpec(name=name, size=size, role=role, activation=activation, **values))
+        pops.append(PopulationSpec(name=name, size=size, role=role, activation=activation,
+                                   rate_params=rate_params, **values))
     return tuple(pops)
+
+
+def _read_activation(reader: TableReader, default: str) -> tuple[str, RateParams]:
+    """``activation = "softplus"`` or ``activation = { name = "softplus", scale = 0.1, shift = 3, gain = 1 }``.
+
+    The table form gives φ(u) = scale·f(gain·(u − shift)) (:mod:`circuits.rates`); scale and
+    gain must be > 0, and ``linear`` and ``softmax`` take no parameters.
+    """
+    value = reader.raw("activation", default)
+    if not isinstance(value, dict):
+        return reader.get(attrs.evolve(_POP_PARAMS["activation"], default=default)), PLAIN
+    sub = TableReader(value, reader.where("activation"), reader.source)
+    name = sub.get(attrs.evolve(_POP_PARAMS["activation"], name="name", default=default))
+    numbers = {
+        "scale": sub.get(Param("scale", 1.0, "φ = scale·f(gain·(u − shift))", minimum=0.0, open_minimum=True)),
+        "shift": sub.get(Param("shift", 0.0, "φ = scale·f(gain·(u − shift))")),
+        "gain": sub.get(Param("gain", 1.0, "φ = scale·f(gain·(u − shift))", minimum=0.0, open_minimum=True)),
+    }
+    sub.finish(["name", *RATE_PARAM_KEYS])
+    params = RateParams(**numbers)
+    if not params.plain and name not in PARAMETRISABLE:
+        raise sub.error(f"'{name}' takes no scale, shift or gain (they apply to {', '.join(PARAMETRISABLE)}); "
+                        f"write activation = \"{name}\"", key=None)
+    return name, params
 
 
 def _read_spikes(reader: TableReader, role: str, activation: str, dropout: float) -> SpikesSpec | None:

@@ -73,6 +73,9 @@ def dump_spec(spec: CircuitSpec) -> str:
     for pop in spec.populations:
         fields = {k: v for k, v in attrs.asdict(pop).items() if v is not None}  # spikes: absent when off
         del fields["name"]
+        del fields["rate_params"]  # a plain rate function stays a string, as before parameters existed
+        if not pop.rate_params.plain:
+            fields["activation"] = pop.rate_params.as_table(pop.activation)
         lines.append(f"{_toml_key(pop.name)} = {_toml_value(fields)}")
     lines.append("")
     for proj in spec.projections:

@@ -177,6 +177,8 @@ def _sigmoid(xp: Any, x: Any, out: Any) -> None:
 def activate(op: ops.Activate, arrays: dict[str, Any], ctx: KernelContext) -> Step:
     xp = ctx.xp
     pre, out = arrays[op.pre], arrays[op.out]
+    if not op.params.plain:
+        return _parametrised_activate(op, arrays, ctx)
     if op.fn == "relu":
         # Against an array of zeros, not the scalar 0: NumPy's maximum runs its vector loop
         # only for two arrays (about 3x faster at 100 x 800), with the same result bit for bit.
@@ -208,6 +210,8 @@ def activate(op: ops.Activate, arrays: dict[str, Any], ctx: KernelContext) -> St
 def activation_deriv(op: ops.ActivationDeriv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
     xp = ctx.xp
     pre, rate, grad, out = (arrays[n] for n in (op.pre, op.rate, op.grad, op.out))
+    if not op.params.plain:
+        return _parametrised_deriv(op, arrays, ctx)
     if op.masked and op.fn in ("tanh", "sigmoid"):  # f(pre) again: the rate carries the dropout mask
         unmasked = xp.empty_like(rate)
         inner = activation_deriv(attrs.evolve(op, masked=False), {**arrays, op.rate: unmasked}, ctx)
@@ -248,6 +252,48 @@ def activation_deriv(op: ops.ActivationDeriv, arrays: dict[str, Any], ctx: Kerne
     if op.fn == "linear":
         return lambda: xp.copyto(out, grad)
     raise NotImplementedError(f"derivative of rate function '{op.fn}' (not elementwise)")
+
+
+# φ(u) = scale·f(gain·(u − shift)) runs the plain kernels on the scratch argument z (buffer names
+# starting with "~" are local to these closures); plain parameters never reach these two.
+def _argument(xp: Any, pre: Any, params: Any, z: Any) -> None:
+    xp.subtract(pre, params.shift, out=z)
+    if params.gain != 1.0:
+        xp.multiply(z, params.gain, out=z)
+
+
+def _parametrised_activate(op: ops.Activate, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    xp, params = ctx.xp, op.params
+    pre, out = arrays[op.pre], arrays[op.out]
+    z = xp.empty_like(pre)
+    plain = activate(ops.Activate(op.fn, "~z", "~out"), {"~z": z, "~out": out}, ctx)
+
+    def step() -> None:
+        _argument(xp, pre, params, z)
+        plain()
+        if params.scale != 1.0:
+            xp.multiply(out, params.scale, out=out)
+    return step
+
+
+def _parametrised_deriv(op: ops.ActivationDeriv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
+    """``out = grad ⊙ scale·gain·f'(z)``, ``z = gain·(pre − shift)``; ``f(z)`` is recomputed, so
+    a masked (dropout) or sampled (spikes) rate needs nothing more."""
+    xp, params = ctx.xp, op.params
+    pre, grad, out = arrays[op.pre], arrays[op.grad], arrays[op.out]
+    z, fz = xp.empty_like(pre), xp.empty_like(pre)
+    local = {"~z": z, "~fz": fz, "~grad": grad, "~out": out}
+    rate = activate(ops.Activate(op.fn, "~z", "~fz"), local, ctx)
+    plain = activation_deriv(ops.ActivationDeriv(op.fn, "~z", "~fz", "~grad", "~out"), local, ctx)
+    slope = params.slope
+
+    def step() -> None:
+        _argument(xp, pre, params, z)
+        rate()
+        plain()
+        if slope != 1.0:
+            xp.multiply(out, slope, out=out)
+    return step
 
 
 # -- noise -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 from circuits.data import Dataset
 from circuits.model import Model
 from circuits.rules import RuleRegistry
+from circuits.rates import PLAIN
 from circuits.spec import CircuitSpec
 from circuits.training import load_data
 
@@ -124,8 +125,9 @@ def variant(spec: CircuitSpec, *, rule: str | None = None, rule_params: Mapping[
         params.update(optimizer="sgd", momentum=0.0)
     params.update(rule_params or {})
     new = {"hidden": activation, "output": output_activation, "input": None}
-    pops = tuple(attrs.evolve(p, activation=new[p.role] or p.activation, dropout=0.0,
-                                 spikes=None)
+    # A replaced rate function is the plain one the claim states (scale, shift and gain dropped).
+    pops = tuple(attrs.evolve(p, activation=new[p.role] or p.activation, dropout=0.0, spikes=None,
+                              rate_params=p.rate_params if new[p.role] in (None, p.activation) else PLAIN)
                  for p in spec.populations)
     projections = tuple(
         attrs.evolve(p, bias=bias if bias is not None else p.bias,

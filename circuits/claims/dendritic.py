@@ -19,7 +19,7 @@ import numpy as np
 from circuits.claims.base import Claim, Outcome, loglog_slope
 from circuits.model import Model
 from circuits.rules import RuleRegistry
-from circuits.rules.microcircuit import RATE_FUNCTIONS, Layer
+from circuits.rules.microcircuit import Layer, rate_pair
 from circuits.spec import CircuitSpec
 
 __all__ = ["SACRAMENTO_2018", "BALANCED_NUDGING", "SELF_PREDICTING_IS_SILENT", "APICAL_ENCODES_ERROR",
@@ -94,7 +94,7 @@ def _bottom_up(model: Model, x: np.ndarray) -> list[np.ndarray]:
         g_a = _g(model, layer.name, "g_apical") if layer.hidden else 0.0
         basal = rate @ params[layer.forward] + params.get(f"{layer.name}.bias", 0.0)
         u = g_b * basal / (g_lk + g_b + g_a)
-        rate = RATE_FUNCTIONS[model.graph.population(layer.name).activation][0](u)
+        rate = rate_pair(model.graph, layer.name)[0](u)
         out.append(u)
     return out
 
@@ -188,10 +188,10 @@ def _first_order(model: Model, x: np.ndarray, a: dict[str, np.ndarray]) -> tuple
     layers, params = _layers(model), _host(model)
     last, out = layers[-2], layers[-1]
     u = _bottom_up(model, x)
-    d_out = RATE_FUNCTIONS[model.graph.population(out.name).activation][1](u[-1])
+    d_out = rate_pair(model.graph, out.name)[1](u[-1])
     apical = (d_out * (a[f"{out.name}.utarget"] - u[-1])) @ params[last.topdown]
-    d_last = RATE_FUNCTIONS[model.graph.population(last.name).activation][1](u[-2])
-    below = x if len(layers) == 2 else RATE_FUNCTIONS[model.graph.population(last.below).activation][0](u[-3])
+    d_last = rate_pair(model.graph, last.name)[1](u[-2])
+    below = x if len(layers) == 2 else rate_pair(model.graph, last.below)[0](u[-3])
     update = below.T @ (d_last * apical) / len(x)
     return apical, update, last.name, last.forward
 

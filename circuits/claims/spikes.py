@@ -29,6 +29,7 @@ from circuits.claims.base import Claim, Outcome, capped_data
 from circuits.claims.papers import BENGIO_FISCHER_2015, HINTON_2007
 from circuits.data import iterate_batches
 from circuits.model import Model
+from circuits.rates import PLAIN, RateParams
 from circuits.rules import RuleRegistry
 from circuits.schema import COMMON_PARAMS
 from circuits.spec import CircuitSpec, RuleSpec, SpikesSpec
@@ -69,8 +70,11 @@ def _needs_spikes(spec: CircuitSpec, registry: RuleRegistry) -> str | None:
     return None
 
 
-def rate_function(name: str, pre: np.ndarray) -> np.ndarray:
-    """The NumPy rate ``f(pre)`` of a spiking population's activation (relu, sigmoid, hard_sigmoid)."""
+def rate_function(name: str, pre: np.ndarray, params: RateParams = PLAIN) -> np.ndarray:
+    """The NumPy rate ``φ(pre)`` of a spiking population's activation (relu, sigmoid, hard_sigmoid),
+    ``scale·f(gain·(pre − shift))`` with ``params``."""
+    if not params.plain:
+        return params.scale * rate_function(name, params.gain * (pre - params.shift))
     if name == "relu":
         return np.maximum(pre, 0.0)
     if name == "sigmoid":
@@ -100,7 +104,7 @@ def _sample(spec: CircuitSpec, registry: RuleRegistry) -> dict[str, list[tuple[n
             window = spec_p.spikes.window
             pre = np.array(model.backend.to_numpy(exe.arrays[settled]))
             rate = np.array(model.backend.to_numpy(exe.arrays[f"{pop}.rate"]))
-            samples[pop].append((window * rate_function(spec_p.activation, pre), np.rint(window * rate)))
+            samples[pop].append((window * rate_function(spec_p.activation, pre, spec_p.rate_params), np.rint(window * rate)))
     return samples
 
 

@@ -19,7 +19,7 @@ from circuits.graph import CircuitGraph
 from circuits.model import Model
 from circuits.rules import RuleRegistry
 from circuits.rules.base import find_feedback
-from circuits.rules.targetprop import chain_pairs, inverse_bias, rate_function, target
+from circuits.rules.targetprop import chain_pairs, inverse_bias, rate_function, rate_params, target
 from circuits.spec import CircuitSpec
 
 __all__ = ["DTP_FIXED_POINT", "PERFECT_INVERSE", "JACOBIAN_DTP_IS_BACKPROP", "GAUSS_NEWTON_TARGETS",
@@ -34,6 +34,7 @@ RATE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda u: np.maximum(u, 0.0),
     "sigmoid": lambda u: 1.0 / (1.0 + np.exp(-u)),
     "hard_sigmoid": lambda u: np.clip(u, 0.0, 1.0),
+    "softplus": lambda u: np.logaddexp(u, 0.0),
     "softmax": lambda u: _softmax(u),
 }
 """Rate functions in plain NumPy: the independent reference of claim 23."""
@@ -403,9 +404,9 @@ def reconstruction_loss(model: Model, x: np.ndarray, y: np.ndarray, noise: dict[
         corrupt = h + noise[feedback.name]
         forward = graph.incoming(upper)[0]
         up = corrupt @ params[forward.name] + params.get(f"{upper}.bias", 0.0)
-        up = RATE[rate_function(graph, upper)](up)
+        up = rate_params(graph, upper).wrap(RATE[rate_function(graph, upper)])[0](up)
         back = up @ params[feedback.name] + params[inverse_bias(feedback)]
-        back = RATE[graph.population(lower).activation](back)
+        back = graph.population(lower).rate_params.wrap(RATE[graph.population(lower).activation])[0](back)
         total += 0.5 * float(np.sum((back - corrupt) ** 2)) / len(x)
     return total
 

@@ -22,6 +22,7 @@ from circuits.compile import topographic
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
 from circuits.ir import BATCH, Buffer, Op, Phase, Program, order_ops
+from circuits.rates import RateParams
 from circuits.spec import InitSpec, ProjectionSpec
 
 __all__ = ["Builder", "Carrier", "MODES"]
@@ -87,6 +88,11 @@ class Builder:
     def linear(self, pop: str) -> bool:
         """Whether ``pop`` has the identity rate function."""
         return self.graph.population(pop).activation == "linear"
+
+    def rate_function(self, pop: str) -> tuple[str, RateParams]:
+        """``pop``'s rate function: the name of ``f`` and the parameters of ``scale·f(gain·(u − shift))``."""
+        spec = self.graph.population(pop)
+        return spec.activation, spec.rate_params
 
     def pre(self, pop: str) -> str:
         """Buffer of ``pop``'s pre-activation."""
@@ -193,16 +199,16 @@ class Builder:
                 topographic.drive(self, phase, proj, self.rate(proj.source), self.pre(pop), accumulate=index > 0)
             if self.graph.has_bias(pop):
                 self.emit(phase, ops.AddBias(self.bias(pop), self.pre(pop)))
-            fn = self.graph.population(pop).activation
+            fn, params = self.rate_function(pop)
             if self.lateral(pop):
                 if not self.linear(pop):
-                    self.emit(phase, ops.Activate(fn, self.pre(pop), self.activity(self.rate0(pop), pop)))
+                    self.emit(phase, ops.Activate(fn, self.pre(pop), self.activity(self.rate0(pop), pop), params))
                 self.emit(phase, ops.Copy(self.pre(pop), self.activity(self.settled(pop), pop)))
                 for proj in self.lateral(pop):
                     self.emit(phase, ops.MatMul(self.rate0(pop), self.weight(proj), self.settled(pop),
                                                 accumulate=True))
             if not self.linear(pop):
-                self.emit(phase, ops.Activate(fn, self.settled(pop), self.activity(self.rate(pop), pop)))
+                self.emit(phase, ops.Activate(fn, self.settled(pop), self.activity(self.rate(pop), pop), params))
             if pop != self.graph.output:
                 self._dropout(phase, pop)
                 self.sample_spikes(phase, pop)
@@ -270,11 +276,11 @@ class Builder:
         masked = self.graph.population(pop).dropout > 0 and self.mode == "train" and pop != self.graph.output
         if masked:
             self.emit(phase, ops.Multiply(f"{pop}.mask", self.grad(pop)))
-        fn = self.graph.population(pop).activation
+        fn, params = self.rate_function(pop)
         if not self.linear(pop):
             self.emit(phase, ops.ActivationDeriv(fn, self.settled(pop), self.rate(pop), self.grad(pop),
                                                  self.activity(self.delta2(pop), pop),
-                                                 masked=masked or self.spiking(pop)))
+                                                 masked=masked or self.spiking(pop), params=params))
         self._lateral_deriv(phase, pop)
 
     def _lateral_deriv(self, phase: str, pop: str) -> None:
@@ -284,12 +290,12 @@ class Builder:
         for index, proj in enumerate(self.lateral(pop)):
             self.emit(phase, ops.MatMul(self.delta2(pop), self.weight(proj), grad0, transpose_b=True,
                                         accumulate=index > 0))
-        fn = self.graph.population(pop).activation
+        fn, params = self.rate_function(pop)
         if self.linear(pop):
             self.emit(phase, ops.Copy(grad0, self.activity(self.delta(pop), pop)))
         else:
             self.emit(phase, ops.ActivationDeriv(fn, self.pre(pop), self.rate0(pop), grad0,
-                                                 self.activity(self.delta(pop), pop)))
+                                                 self.activity(self.delta(pop), pop), params=params))
         self.emit(phase, ops.Accumulate(self.delta2(pop), self.delta(pop)))
 
     def lower_backward(self, carriers: dict[str, Sequence[Carrier]], phase: str = "backward") -> None:

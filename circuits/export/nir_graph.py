@@ -76,6 +76,10 @@ def check_exportable(model: Model) -> None:
     if bad:
         raise ExportError(f"NIR has no unit for population{'s' if len(bad) > 1 else ''} {', '.join(bad)}; "
                           "export needs relu (integrate-and-fire) or linear populations")
+    scaled = [p.name for p in spec.populations if not p.rate_params.plain]
+    if scaled:
+        raise ExportError(f"population {scaled[0]} has a rate function with scale, shift or gain, which "
+                          "NIR's integrate-and-fire units do not carry; export plain relu populations")
     hidden_softmax = [p.name for p in spec.populations if p.activation == "softmax" and p.role != "output"]
     if hidden_softmax:
         raise ExportError(f"population {hidden_softmax[0]} (softmax) is not an output; NIR has no softmax unit")

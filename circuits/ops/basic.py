@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import attrs
 
 from circuits.ir import Op, access
+from circuits.rates import PLAIN, RateParams
 
 __all__ = [
     "MatMul",
@@ -136,20 +137,25 @@ class AddBias(Op):
 
 @attrs.frozen
 class Activate(Op):
-    """Implements ``out = f(pre)`` for the rate function ``fn``."""
+    """Implements ``out = f(pre)`` for the rate function ``fn``.
+
+    With ``params`` (:class:`~circuits.rates.RateParams`): ``out = scale·f(gain·(pre − shift))``.
+    """
 
     fn: str
     pre: str
     out: str
+    params: RateParams = PLAIN
 
     def access(self) -> dict[str, tuple[str, ...]]:
         return access(sets=(self.out,), reads=(self.pre,))
 
     def math(self) -> str:
-        return f"{self.out} = {self.fn}({self.pre})"
+        return f"{self.out} = {self.params.formula(self.fn, self.pre)}"
 
     def check(self, shapes: Shapes) -> None:
         check_same(self, shapes, self.pre, self.out)
+        _check_params(self, self.fn, self.params)
 
 
 @attrs.frozen
@@ -158,6 +164,7 @@ class ActivationDeriv(Op):
 
     ``masked`` says that ``rate`` was multiplied by a dropout mask after ``f``, so it no
     longer equals ``f(pre)`` and the kernel recomputes ``f(pre)`` where it needs it.
+    With ``params``: ``out = grad ⊙ scale·gain·f'(gain·(pre − shift))`` (``f`` recomputed).
     """
 
     fn: str
@@ -166,15 +173,22 @@ class ActivationDeriv(Op):
     grad: str
     out: str
     masked: bool = False
+    params: RateParams = PLAIN
 
     def access(self) -> dict[str, tuple[str, ...]]:
         return access(sets=(self.out,), reads=(self.pre, self.rate, self.grad))
 
     def math(self) -> str:
-        return f"{self.out} = {self.grad} ⊙ {self.fn}'({self.pre})"
+        return f"{self.out} = {self.grad} ⊙ {self.params.derivative_formula(self.fn, self.pre)}"
 
     def check(self, shapes: Shapes) -> None:
         check_same(self, shapes, self.pre, self.rate, self.grad, self.out)
+        _check_params(self, self.fn, self.params)
+
+
+def _check_params(op: Op, fn: str, params: RateParams) -> None:
+    if not params.plain and fn in ("linear", "softmax"):
+        raise op.fail(f"'{fn}' takes no scale, shift or gain")
 
 
 @attrs.frozen

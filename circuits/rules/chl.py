@@ -91,8 +91,9 @@ class ContrastiveHebbian(EnergyRule):
         b.phase("settle_clamped", doc="rates of the clamped states, kept as *.rate.clamped")
         for pop in dynamic_populations(b.graph):
             kept = b.activity(b.rate(pop) + ".clamped", pop)
+            fn, params = b.rate_function(pop)
             b.emit("settle_clamped", ops.Copy(b.rate(pop), kept) if pop == out else
-                   ops.Activate(b.graph.population(pop).activation, b.pre(pop), kept))
+                   ops.Activate(fn, b.pre(pop), kept, params))
         self._contrast(b, {pop: gamma ** -d for pop, d in distance_to_output(b.graph).items()})
         b.lower_updates()
 

@@ -96,9 +96,9 @@ def _rate(b: Builder, pop: str) -> str:
     return f"{pop}.rate"
 
 
-def _activate(b: Builder, phase: str, pop: str, source: str, out: str, fn: str | None = None) -> None:
-    fn = fn or b.graph.population(pop).activation
-    b.emit(phase, ops.Copy(source, out) if fn == "linear" else ops.Activate(fn, source, out))
+def _activate(b: Builder, phase: str, pop: str, source: str, out: str) -> None:
+    fn, params = b.rate_function(pop)
+    b.emit(phase, ops.Copy(source, out) if fn == "linear" else ops.Activate(fn, source, out, params))
 
 
 class DendriticError(Rule):

@@ -83,7 +83,8 @@ class EarlyInference(EnergyRule):
             return b.rate(pop) if graph.population(pop).role == "input" else f"{b.rate(pop)}.t{t}"
 
         for pop in pops:
-            b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.activity(rate(pop), pop)))
+            fn, params = b.rate_function(pop)
+            b.emit(phase, ops.Activate(fn, b.pre(pop), b.activity(rate(pop), pop), params))
             b.emit(phase, ops.Copy(b.pre(pop), b.activity(f"{b.pre(pop)}.t{t}", pop)))
         emit_drives(b, phase, pops, rate, beta=beta)
         emit_integrate(b, phase, pops, rate)

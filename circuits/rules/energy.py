@@ -103,6 +103,10 @@ class EnergyRule(Rule):
                 raise CompileError(f"{graph.spec.source}: populations.{pop}.activation: softmax units "
                                    f"have no leaky-integrator dynamics under rule '{self.name}'; use "
                                    "sigmoid or hard_sigmoid")
+            if not graph.population(pop).rate_params.plain:
+                raise CompileError(f"{graph.spec.source}: populations.{pop}.activation: rule '{self.name}' "
+                                   "relaxes with the plain rate functions only (no scale, shift or gain); "
+                                   f"write activation = \"{graph.population(pop).activation}\"")
             if graph.population(pop).dropout > 0:
                 raise CompileError(f"{graph.spec.source}: populations.{pop}.dropout: rule '{self.name}' "
                                    "does not support dropout; set it to 0")

@@ -24,10 +24,11 @@ import numpy as np
 from circuits.cells import CONDUCTANCES
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
+from circuits.rates import Elementwise
 from circuits.spec import CircuitSpec, InitSpec, PopulationSpec, ProjectionSpec
 
 __all__ = ["Layer", "layers_of", "create_microcircuit", "gains", "self_predicting_weights",
-           "feedforward_pass", "feedforward_gradients", "RATE_FUNCTIONS"]
+           "feedforward_pass", "feedforward_gradients", "RATE_FUNCTIONS", "rate_pair"]
 
 
 @attrs.frozen
@@ -182,7 +183,7 @@ def create_microcircuit(spec: CircuitSpec, *, topdown_plastic: bool, inhibition_
         if inter is None:
             inter = _fresh(f"{name}_inter", names)
             pops.append(PopulationSpec(name=inter, size=top.size, role="hidden", activation=top.activation,
-                                       cell="interneuron", **defaults))
+                                       rate_params=top.rate_params, cell="interneuron", **defaults))
             projections.append(ProjectionSpec(source=name, target=inter, type="lateral",
                                               name=_fresh(f"{name}->{inter}", names), bias=False))
             projections.append(ProjectionSpec(source=inter, target=name, type="lateral",
@@ -242,6 +243,13 @@ RATE_FUNCTIONS = {
 }
 
 
+def rate_pair(graph: CircuitGraph, pop: str) -> tuple[Elementwise, Elementwise]:
+    """NumPy ``(φ, φ')`` of population ``pop``, its scale, shift and gain included (float64)."""
+    spec = graph.population(pop)
+    rate, slope = spec.rate_params.wrap(*RATE_FUNCTIONS[spec.activation])
+    return rate, slope
+
+
 def feedforward_pass(graph: CircuitGraph, layers: list[Layer], params: Mapping[str, np.ndarray],
                      x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Bottom-up potentials ``û_k = gain_k · (r_{k−1} W_k + b_k)`` and rates of every layer (float64)."""
@@ -251,7 +259,7 @@ def feedforward_pass(graph: CircuitGraph, layers: list[Layer], params: Mapping[s
         if f"{layer.name}.bias" in params:
             basal = basal + np.asarray(params[f"{layer.name}.bias"], dtype=np.float64)
         u = gains(graph, layer)["gain"] * basal
-        rate = RATE_FUNCTIONS[graph.population(layer.name).activation][0](u)
+        rate = rate_pair(graph, layer.name)[0](u)
         potentials.append(u)
         rates.append(rate)
     return potentials, rates
@@ -266,8 +274,7 @@ def feedforward_gradients(graph: CircuitGraph, layers: list[Layer], params: Mapp
     out = {}
     for index in reversed(range(len(layers))):
         layer = layers[index]
-        fn = graph.population(layer.name).activation
-        delta = grad * RATE_FUNCTIONS[fn][1](potentials[index]) * gains(graph, layer)["gain"]
+        delta = grad * rate_pair(graph, layer.name)[1](potentials[index]) * gains(graph, layer)["gain"]
         out[layer.forward] = inputs[index].T @ delta
         if f"{layer.name}.bias" in params:
             out[f"{layer.name}.bias"] = delta.sum(axis=0)

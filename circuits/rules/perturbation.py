@@ -115,18 +115,18 @@ def lower_perturbed_forward(b: Builder, phase: str, *, weight: Callable[[Project
         if b.graph.has_bias(pop):
             b.emit(phase, ops.AddBias(bias(pop), pre))
         add_noise(pop, f"{pop}.noise", pre)
-        fn = b.graph.population(pop).activation
+        fn, params = b.rate_function(pop)
         if b.lateral(pop):
             rate0 = perturbed(b.rate0(pop))
             if not b.linear(pop):
-                b.emit(phase, ops.Activate(fn, pre, b.activity(rate0, pop)))
+                b.emit(phase, ops.Activate(fn, pre, b.activity(rate0, pop), params))
             settled = b.activity(perturbed(b.settled(pop)), pop)
             b.emit(phase, ops.Copy(pre, settled))
             for proj in b.lateral(pop):
                 b.emit(phase, ops.MatMul(rate0, weight(proj), settled, accumulate=True))
             add_noise(pop, f"{pop}.noise2", settled)
         if not b.linear(pop):
-            b.emit(phase, ops.Activate(fn, perturbed(b.settled(pop)), b.activity(_rate(b, pop), pop)))
+            b.emit(phase, ops.Activate(fn, perturbed(b.settled(pop)), b.activity(_rate(b, pop), pop), params))
         if b.graph.population(pop).dropout > 0 and b.mode == "train" and pop != b.graph.output:
             b.emit(phase, ops.Multiply(f"{pop}.mask", _rate(b, pop)))
 

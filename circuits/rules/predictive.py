@@ -225,7 +225,8 @@ class PredictiveCoding(Rule):
                 b.emit(phase, ops.AddBias(b.bias(pop), pre))
             cross_entropy = pop == out and b.graph.spec.task.loss == "cross_entropy"
             if not b.linear(pop) and not cross_entropy:
-                b.emit(phase, ops.Activate(b.graph.population(pop).activation, pre, b.activity(rate, pop)))
+                fn, params = b.rate_function(pop)
+                b.emit(phase, ops.Activate(fn, pre, b.activity(rate, pop), params))
         loss = b.add_buffer(f"{out}.pred_loss", (), "temp", doc="loss at the prediction from the current beliefs")
         delta = b.activity(error_delta(b, out), out)
         if b.graph.spec.task.loss == "cross_entropy":
@@ -234,17 +235,17 @@ class PredictiveCoding(Rule):
         grad = b.activity(error(out), out)
         b.emit(phase, ops.MeanSquaredError(_predicted(b, out), f"{out}.target", grad, loss))
         if not b.linear(out):
-            b.emit(phase, ops.ActivationDeriv(b.graph.population(out).activation, prediction(out)[0],
-                                              prediction(out)[1], grad, delta))
+            fn, params = b.rate_function(out)
+            b.emit(phase, ops.ActivationDeriv(fn, prediction(out)[0], prediction(out)[1], grad, delta, params=params))
 
     def _errors(self, b: Builder, phase: str, pop: str) -> None:
         """``ε = v̂ − v`` and ``δ = ε ⊙ f'(pre)`` of one hidden population."""
         b.emit(phase, ops.LinearCombination((_predicted(b, pop), value(pop)), (1.0, -1.0),
                                             b.activity(error(pop), pop)))
         if not b.linear(pop):
-            b.emit(phase, ops.ActivationDeriv(b.graph.population(pop).activation, _pre(b, pop),
-                                              _predicted(b, pop), error(pop),
-                                              b.activity(error_delta(b, pop), pop)))
+            fn, params = b.rate_function(pop)
+            b.emit(phase, ops.ActivationDeriv(fn, _pre(b, pop), _predicted(b, pop), error(pop),
+                                              b.activity(error_delta(b, pop), pop), params=params))
 
     def _relax(self, b: Builder, pop: str, eta: float) -> None:
         """``φ = Σ_c δ_c @ W_{pop→c}ᵀ``, ``v += η·(ε − φ)``."""

@@ -104,7 +104,8 @@ class Recirculation(Rule):
         rate2 = pre2
         if not b.linear(h):
             rate2 = b.activity(f"{h}.rate_recirc", h)
-            b.emit(phase, ops.Activate(b.graph.population(h).activation, pre2, rate2))
+            fn, params = b.rate_function(h)
+            b.emit(phase, ops.Activate(fn, pre2, rate2, params))
         if b.graph.population(h).dropout > 0 and b.mode == "train":
             b.emit(phase, ops.Multiply(f"{h}.mask", rate2))
         y3 = b.activity(f"{h}.recirc", h)

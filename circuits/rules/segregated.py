@@ -34,6 +34,7 @@ from circuits.cells import CONDUCTANCES
 from circuits.compile import Builder
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
+from circuits.rates import Elementwise
 from circuits.rules.base import Rule
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 from circuits.spec import CircuitSpec, InitSpec, ProjectionSpec
@@ -61,9 +62,15 @@ def _sigmoid(u: np.ndarray) -> np.ndarray:
 
 _DERIVS = {"sigmoid": lambda u: _sigmoid(u) * (1 - _sigmoid(u)), "linear": np.ones_like,
            "tanh": lambda u: 1 - np.tanh(u) ** 2, "relu": lambda u: (u > 0).astype(np.float64),
-           "hard_sigmoid": lambda u: ((u > 0) & (u < 1)).astype(np.float64)}
+           "hard_sigmoid": lambda u: ((u > 0) & (u < 1)).astype(np.float64), "softplus": _sigmoid}
 _RATES = {"sigmoid": _sigmoid, "linear": lambda u: u, "tanh": np.tanh, "relu": lambda u: np.maximum(u, 0.0),
-          "hard_sigmoid": lambda u: np.clip(u, 0.0, 1.0)}
+          "hard_sigmoid": lambda u: np.clip(u, 0.0, 1.0), "softplus": lambda u: np.logaddexp(u, 0.0)}
+
+
+def _rate_pair(graph: CircuitGraph, pop: str) -> tuple[Elementwise, ...]:
+    """NumPy ``(φ, φ')`` of ``pop`` with its scale, shift and gain."""
+    spec = graph.population(pop)
+    return spec.rate_params.wrap(_RATES[spec.activation], _DERIVS[spec.activation])
 
 
 class SegregatedDendrites(Rule):
@@ -168,7 +175,8 @@ class SegregatedDendrites(Rule):
         self._error(b, out, self._out_rate(b), f"{out}.rate_target", self.soma_gain(graph, out))
         for below, pop in zip(chain, chain[1:]):
             rate_below = b.rate(below) if below == chain[0] else f"{below}.rate"
-            b.learn(graph.incoming(pop)[0].name, rate_below, f"{pop}.error")
+            if graph.incoming(pop)[0].plastic:
+                b.learn(graph.incoming(pop)[0].name, rate_below, f"{pop}.error")
             b.learn_bias(pop, f"{pop}.error")
         b.lower_updates()
 
@@ -178,9 +186,9 @@ class SegregatedDendrites(Rule):
         b.emit("forward", ops.LinearCombination((basal,), (self.soma_gain(b.graph, pop),), pre))
         rate = b.rate(pop) if pop == b.graph.output else f"{pop}.rate"
         if rate != pre:
-            fn = b.graph.population(pop).activation
+            fn, params = b.rate_function(pop)
             b.emit("forward", ops.Copy(pre, b.activity(rate, pop)) if fn == "linear"
-                   else ops.Activate(fn, pre, b.activity(rate, pop)))
+                   else ops.Activate(fn, pre, b.activity(rate, pop), params))
 
     @staticmethod
     def _out_rate(b: Builder) -> str:
@@ -190,12 +198,13 @@ class SegregatedDendrites(Rule):
         """``error = k·(forward − target) ⊙ φ'(C_f) / batch`` (the negative of the paper's update)."""
         diff = b.activity(f"{pop}.difference", pop)
         b.emit("plasticity", ops.LinearCombination((forward, target), (k, -k), diff, powers=(-1, -1)))
-        fn = b.graph.population(pop).activation
+        fn, params = b.rate_function(pop)
         rate = b.rate(pop) if pop == b.graph.output else f"{pop}.rate"
         if fn == "linear":
             b.emit("plasticity", ops.Copy(diff, b.activity(f"{pop}.error", pop)))
         else:
-            b.emit("plasticity", ops.ActivationDeriv(fn, b.pre(pop), rate, diff, b.activity(f"{pop}.error", pop)))
+            b.emit("plasticity", ops.ActivationDeriv(fn, b.pre(pop), rate, diff, b.activity(f"{pop}.error", pop),
+                                                     params=params))
 
     # -- reference ---------------------------------------------------------------------------------
 
@@ -211,12 +220,12 @@ class SegregatedDendrites(Rule):
             proj = graph.incoming(pop)[0]
             basal = rates[-1] @ params[proj.name] + params.get(f"{pop}.bias", 0.0)
             pres.append(self.soma_gain(graph, pop) * basal)
-            rates.append(_RATES[graph.population(pop).activation](pres[-1]))
+            rates.append(_rate_pair(graph, pop)[0](pres[-1]))
         grad, out = (rates[-1] - target) / len(x), {}
         for index in reversed(range(len(chain) - 1)):
             pop = chain[index + 1]
             proj = graph.incoming(pop)[0]
-            delta = grad * _DERIVS[graph.population(pop).activation](pres[index]) * self.soma_gain(graph, pop)
+            delta = grad * _rate_pair(graph, pop)[1](pres[index]) * self.soma_gain(graph, pop)
             out[proj.name] = rates[index].T @ delta
             if f"{pop}.bias" in params:
                 out[f"{pop}.bias"] = delta.sum(axis=0)

@@ -71,12 +71,13 @@ from circuits import ops
 from circuits.compile import Builder
 from circuits.errors import CompileError
 from circuits.graph import CircuitGraph
+from circuits.rates import PLAIN, RateParams
 from circuits.rules.base import Rule, find_feedback
 from circuits.schema import COMMON_PARAMS, Param, RuleSignature
 from circuits.spec import CircuitSpec, InitSpec, ProjectionSpec
 
 __all__ = ["TargetPropagation", "DifferenceTargetPropagation", "TP_PARAMS", "inverse_bias",
-           "target", "chain_pairs", "activity", "rate_function", "probabilities"]
+           "target", "chain_pairs", "activity", "rate_function", "rate_params", "probabilities"]
 
 TP_PARAMS: tuple[Param, ...] = (
     *COMMON_PARAMS,
@@ -142,6 +143,11 @@ def activity(b: Builder, pop: str) -> str:
 def rate_function(graph: CircuitGraph, pop: str) -> str:
     """The rate function ``f`` that maps ``pop``'s pre-activation to :func:`activity`."""
     return "softmax" if probabilities(graph, pop) else graph.population(pop).activation
+
+
+def rate_params(graph: CircuitGraph, pop: str) -> RateParams:
+    """The parameters of :func:`rate_function` (none for the softmax of probabilities)."""
+    return PLAIN if probabilities(graph, pop) else graph.population(pop).rate_params
 
 
 class TargetPropagation(Rule):
@@ -295,8 +301,8 @@ class TargetPropagation(Rule):
             scaled = source
             if not b.linear(upper):
                 scaled = b.activity(f"{upper}->{lower}.{tag}_scaled", upper)
-                b.emit(_PHASE, ops.ActivationDeriv(b.graph.population(upper).activation, b.pre(upper),
-                                                   b.rate(upper), source, scaled))
+                fn, params = b.rate_function(upper)
+                b.emit(_PHASE, ops.ActivationDeriv(fn, b.pre(upper), b.rate(upper), source, scaled, params=params))
             result = b.activity(out or f"{upper}->{lower}.{tag}", lower)
             b.emit(_PHASE, ops.MatMul(scaled, b.weight(proj), result, transpose_b=True))
             return result
@@ -315,8 +321,9 @@ class TargetPropagation(Rule):
         if b.graph.population(pop).dropout > 0 and b.mode == "train":
             b.emit(_PHASE, ops.Multiply(f"{pop}.mask", grad))
         if not b.linear(pop):
-            b.emit(_PHASE, ops.ActivationDeriv(b.graph.population(pop).activation, b.pre(pop), rate, grad,
-                                               b.activity(b.delta(pop), pop)))
+            fn, params = b.rate_function(pop)
+            b.emit(_PHASE, ops.ActivationDeriv(fn, b.pre(pop), rate, grad, b.activity(b.delta(pop), pop),
+                                               params=params))
         proj = b.graph.incoming(pop)[0]
         if proj.plastic:
             b.learn(proj.name, b.rate(proj.source), b.delta(pop))
@@ -344,7 +351,8 @@ class TargetPropagation(Rule):
             up_rate = up_pre
             if rate_function(b.graph, upper) != "linear":
                 up_rate = b.activity(f"{fb.name}.corrupt_up", upper)
-                b.emit(phase, ops.Activate(rate_function(b.graph, upper), up_pre, up_rate))
+                b.emit(phase, ops.Activate(rate_function(b.graph, upper), up_pre, up_rate,
+                                           rate_params(b.graph, upper)))
             recon = apply_inverse(b, phase, fb, up_rate, f"{fb.name}.recon")
             grad = b.activity(f"{fb.name}.recon_grad", lower)
             loss = b.add_buffer(f"{fb.name}.inverse_loss", (), "temp",
@@ -353,8 +361,8 @@ class TargetPropagation(Rule):
             delta = grad
             if not b.linear(lower):
                 delta = b.activity(f"{fb.name}.recon_delta", lower)
-                b.emit(phase, ops.ActivationDeriv(b.graph.population(lower).activation, f"{fb.name}.recon_pre",
-                                                  recon, grad, delta))
+                fn, params = b.rate_function(lower)
+                b.emit(phase, ops.ActivationDeriv(fn, f"{fb.name}.recon_pre", recon, grad, delta, params=params))
             weights[fb.name] = [(up_rate, delta, 1.0)]
             biases[inverse_bias(fb)] = [(delta, 1.0)]
         return weights, biases
@@ -388,5 +396,6 @@ def apply_inverse(b: Builder, phase: str, feedback: ProjectionSpec, source: str,
     b.emit(phase, ops.MatMul(source, b.weight(feedback), pre),
            ops.AddBias(inverse_bias(feedback), pre))
     if not linear:
-        b.emit(phase, ops.Activate(b.graph.population(lower).activation, pre, b.activity(out, lower)))
+        fn, params = b.rate_function(lower)
+        b.emit(phase, ops.Activate(fn, pre, b.activity(out, lower), params))
     return out

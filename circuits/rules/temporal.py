@@ -171,7 +171,8 @@ class TemporalDerivative(Rule):
                 b.emit(phase, ops.Copy(b.pre(pop), after))
                 self._topdown(b, phase, terms, change, after, first=False)
                 rate_after = b.activity(f"{pop}.rate_after", pop)
-                b.emit(phase, ops.Activate(b.graph.population(pop).activation, after, rate_after))
+                fn, params = b.rate_function(pop)
+                b.emit(phase, ops.Activate(fn, after, rate_after, params))
                 b.sample_spikes(phase, pop, rate_after, stream="spikes_after")
                 if self._dropped(b, pop):
                     b.emit(phase, ops.Multiply(f"{pop}.mask", rate_after))
@@ -218,7 +219,8 @@ class TemporalDerivative(Rule):
             recon = drive
             if not b.linear(pop):
                 recon = b.activity(f"{pop}.recon", pop)
-                b.emit(phase, ops.Activate(b.graph.population(pop).activation, drive, recon))
+                fn, params = b.rate_function(pop)
+                b.emit(phase, ops.Activate(fn, drive, recon, params))
             error = b.activity(f"{pop}.recon_error", pop)
             b.emit(phase, ops.LinearCombination((recon, b.rate(pop)), (1.0, -1.0), error, powers=(-1, -1)))
             for proj in feedback:

@@ -209,11 +209,17 @@ class SegregatedDendrites(Rule):
     # -- reference ---------------------------------------------------------------------------------
 
     def exact_gradients(self, model: Model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """Backprop of ``mean_b ½‖φ(C_N) − target‖²`` through the same feed-forward network (float64)."""
+        """Backprop of ``mean_b ½‖φ(C_N) − target rates‖²`` through the same feed-forward network (float64).
+
+        The target rates are the ones the rule trains toward, ``target_low + (target_high −
+        target_low)·target``, so the output layer's update is parallel to this gradient.
+        """
         graph = model.graph
         params = {k: np.asarray(model.backend.to_numpy(v), dtype=np.float64) for k, v in model.params.items()}
         y = np.asarray(y)
         target = np.eye(graph.population(graph.output).size)[y] if y.ndim == 1 else y.astype(np.float64)
+        low, high = model.spec.rule.params["target_low"], model.spec.rule.params["target_high"]
+        target = low + (high - low) * target
         chain = graph.forward_order()
         rates, pres = [np.asarray(x, dtype=np.float64)], []
         for pop in chain[1:]:

@@ -1,6 +1,7 @@
 """Parametrised rate functions φ(u) = scale·f(gain·(u − shift)): the spec key, the op text,
-the kernels against hand values, backprop against finite differences, and the rules whose
-NumPy references compute φ themselves (dendritic_error, segregated_dendrites)."""
+the kernels against hand values, backprop against finite differences, the rules whose NumPy
+references compute φ themselves (dendritic_error, segregated_dendrites) and the energy rules'
+relaxation (EqProp against a hand relaxation and its implicit-gradient claims)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from circuits import ops
 from circuits.backends import get_backend
+from circuits.claims import default_claims
 from circuits.claims import dendritic as dendritic_claims
 from circuits.errors import CompileError, SpecError
 from circuits.model import Model
@@ -111,11 +113,6 @@ def test_compile_shows_the_parameters():
     assert "h2.rate = 2·tanh(1.5·(h2.pre + 0.5))" in text
     assert "h1.delta = h1.grad ⊙ 0.1·softplus'(h1.pre − 3)" in text
     assert "h2.delta = h2.grad ⊙ 3·tanh'(1.5·(h2.pre + 0.5))" in text
-
-
-def test_energy_rules_refuse_parameters_in_one_line():
-    with pytest.raises(CompileError, match="rule 'equilibrium_propagation' relaxes with the plain rate functions only"):
-        model_of(h1='{ name = "sigmoid", shift = 1 }', h2='"sigmoid"', y='"sigmoid"', rule="equilibrium_propagation")
 
 
 # -- kernels against hand values -----------------------------------------------------------------
@@ -287,3 +284,101 @@ def test_segregated_gradients_match_finite_differences():
     for name in ("x->h1", "h2->y"):
         for analytic, numeric in _finite_differences(model, x, y, name, stride=3):
             assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-12)
+
+
+# -- energy-based rules ----------------------------------------------------------------------------
+
+ENERGY = """
+[circuit]
+name = "energy-rates"
+[populations]
+x = { size = 3, role = "input" }
+h = { size = 4, activation = { name = "sigmoid", scale = 0.8, shift = 0.5, gain = 2 }, step = 0.5 }
+y = { size = 2, role = "output", activation = { name = "tanh", scale = 0.5, shift = -0.2, gain = 1.5 }, step = 0.5 }
+[[projections]]
+chain = ["x", "h", "y"]
+init = { scheme = "xavier", gain = 2.0 }
+[rule]
+name = "equilibrium_propagation"
+lr = 0.1
+beta = 0.2
+tol = 1e-14
+free_steps = 5000
+nudged_steps = 5000
+[task]
+loss = "mse"
+[run]
+dtype = "float64"
+seed = 3
+"""
+
+
+def _energy_model(**overrides) -> Model:
+    return Model(parse_spec(ENERGY, source="e.toml", rules=RULES.signatures(), overrides=overrides), registry=RULES)
+
+
+def _rho_h(s):
+    return 0.8 / (1 + np.exp(-2 * (s - 0.5)))
+
+
+def _drho_h(s):
+    g = 1 / (1 + np.exp(-2 * (s - 0.5)))
+    return 0.8 * 2 * g * (1 - g)
+
+
+def _rho_y(s):
+    return 0.5 * np.tanh(1.5 * (s + 0.2))
+
+
+def _drho_y(s):
+    return 0.5 * 1.5 / np.cosh(1.5 * (s + 0.2)) ** 2
+
+
+def test_eqprop_update_with_parametrised_rates_matches_a_hand_relaxation():
+    """ds/dt = ρ'(s) ⊙ drive − s with ρ = scale·f(gain·(s − shift)), written out in NumPy."""
+    model = _energy_model()
+    assert "h.pre = (h.pre + 0.5·(1.6·sigmoid'(2·(h.pre − 0.5)) ⊙ h.drive − h.pre))" in model.program.describe()
+    p = {k: np.array(model.backend.to_numpy(v)) for k, v in model.params.items()}
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((5, 3)), rng.uniform(-0.3, 0.3, (5, 2))
+
+    def relax(beta, h, y):
+        for _ in range(5000):
+            dh = x @ p["x->h"] + _rho_y(y) @ p["h->y"].T + p["h.bias"]
+            dy = _rho_h(h) @ p["h->y"] + p["y.bias"] + beta * (t - _rho_y(y))
+            fh, fy = _drho_h(h) * dh - h, _drho_y(y) * dy - y
+            h, y = h + 0.5 * fh, y + 0.5 * fy
+            if np.sqrt(np.max(np.sum(fh ** 2, 1) + np.sum(fy ** 2, 1))) <= 1e-14:
+                break
+        return h, y
+
+    free = relax(0.0, np.zeros((5, 4)), np.zeros((5, 2)))
+    nudged = relax(0.2, *free)
+
+    def coactivity(h, y):
+        return {"x->h": x.T @ _rho_h(h), "h->y": _rho_h(h).T @ _rho_y(y)}
+
+    a, b = coactivity(*nudged), coactivity(*free)
+    deltas = model.deltas(x, t)
+    for name in a:
+        np.testing.assert_allclose(deltas[name], 0.1 / (0.2 * 5) * (a[name] - b[name]), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("claim", ["implicit_gradient_is_exact", "eqprop_one_sided_bias_is_first_order",
+                                   "eqprop_symmetric_bias_is_second_order", "eqprop_free_dynamics_descend_energy"])
+def test_eqprop_claims_hold_with_parametrised_rates(claim):
+    outcome = default_claims().get(claim).run(_energy_model().spec, RULES, np.random.default_rng(0))
+    assert outcome.passed, outcome
+
+
+def test_hard_sigmoid_energy_units_refuse_parameters():
+    with pytest.raises(CompileError, match="keeps hard-sigmoid states in the box"):
+        _energy_model(**{"populations.h.activation": '{ name = "hard_sigmoid", gain = 2 }'})
+
+
+def test_eqprop_relaxes_softplus_units_with_the_paper_parameters():
+    """Softplus had no leaky-integrator kernel before; it relaxes through the ActivationDeriv kernel."""
+    model = _energy_model(**{"populations.h.activation": '{ name = "softplus", scale = 0.1, shift = 3 }'})
+    assert "0.1·softplus'(h.pre − 3) ⊙ h.drive" in model.program.describe()
+    outcome = default_claims().get("implicit_gradient_is_exact").run(model.spec, RULES, np.random.default_rng(0))
+    assert outcome.passed, outcome

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from circuits import ops
-from circuits.backends.kernels import KernelContext, Step
+from circuits.backends.kernels import KernelContext, Step, activation_deriv
 
 __all__ = ["fill", "nudge", "leaky_integrate", "residual_norm", "random_sign"]
 
@@ -62,9 +62,10 @@ def leaky_integrate(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelC
 
     gains = {"hard_sigmoid": pass_drive, "linear": pass_drive, "tanh": tanh_gain, "sigmoid": sigmoid_gain,
              "relu": relu_gain}
-    if fn not in gains:
+    if fn not in gains and fn != "softplus":
         raise NotImplementedError(f"dynamics of rate function '{fn}'")
-    gain = gains[fn]  # move = ρ'(s) ⊙ drive, chosen once
+    # move = ρ'(s) ⊙ drive, chosen once; softplus and parametrised rates go through the ActivationDeriv kernel
+    gain = gains[fn] if op.params.plain and fn in gains else _general_gain(op, arrays, ctx, move)
 
     def step() -> None:
         gain()
@@ -86,6 +87,13 @@ def leaky_integrate(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelC
             xp.sum(move, axis=1, out=residual)
             xp.divide(residual, eps * eps, out=residual)
     return step
+
+
+def _general_gain(op: ops.LeakyIntegrate, arrays: dict[str, Any], ctx: KernelContext, move: Any) -> Step:
+    """``move = ρ'(s) ⊙ drive`` by the :func:`~circuits.backends.kernels.activation_deriv` kernel
+    (``scale·gain·f'(gain·(s − shift))`` with parameters, ``f(z)`` recomputed there)."""
+    deriv = ops.ActivationDeriv(op.fn, op.state, op.rate, op.drive, "~move", params=op.params)
+    return activation_deriv(deriv, {**arrays, "~move": move}, ctx)
 
 
 def residual_norm(op: ops.ResidualNorm, arrays: dict[str, Any], ctx: KernelContext) -> Step:

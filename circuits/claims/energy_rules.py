@@ -56,7 +56,7 @@ def _nudged_fixed_point(model: Model, x: np.ndarray, target: np.ndarray, beta: f
     """EqProp's nudged fixed point ``s^β`` by Newton iterations on ``force + nudge = 0`` (smooth units)."""
     graph, params = model.graph, energy._host_params(model)
     pops, at, _ = energy._layout(model)
-    out, fn = graph.output, graph.population(graph.output).activation
+    out = graph.output
     states = {p: s.copy() for p, s in start.items()}
     residual = np.inf
     for _ in range(iterations):
@@ -68,7 +68,7 @@ def _nudged_fixed_point(model: Model, x: np.ndarray, target: np.ndarray, beta: f
         rates = energy.rates_of(model, x, states)
         jac, _ = energy._jacobian(model, params, states, energy._drives(model, params, rates))
         s = states[out]
-        rho, d1, d2 = (f(s) for f in energy._RATES[fn])
+        rho, d1, d2 = (f(s) for f in energy.rate_triple(graph, out))
         extra = beta * (d2 * (target - rho) - d1 * d1)
         index = np.arange(at[out].start, at[out].stop)
         jac[:, index, index] += extra

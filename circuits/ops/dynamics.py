@@ -6,6 +6,7 @@ import attrs
 
 from circuits.ir import Op, access
 from circuits.ops.basic import Shapes, check_same
+from circuits.rates import PLAIN, RateParams
 
 __all__ = [
     "Fill",
@@ -68,7 +69,8 @@ class LeakyIntegrate(Op):
     unit at a bound leaves it whenever its drive pulls inward). ``rate`` must hold ``ρ(s)``
     of the state before the step. ``residual`` (one value per example) receives, or with
     ``accumulate`` adds, the squared norm of the step taken divided by ``step``: the force
-    that was applied, zero at a fixed point.
+    that was applied, zero at a fixed point. With ``params``, ``ρ(s) = scale·f(gain·(s − shift))``
+    and ``ρ'(s) = scale·gain·f'(gain·(s − shift))`` (not for ``hard_sigmoid``, whose box is [0, 1]).
     """
 
     fn: str
@@ -80,6 +82,7 @@ class LeakyIntegrate(Op):
     noise: float = 0.0
     stream: str = ""
     accumulate: bool = False
+    params: RateParams = PLAIN
 
     def access(self) -> dict[str, tuple[str, ...]]:
         res = (self.residual,)
@@ -89,7 +92,7 @@ class LeakyIntegrate(Op):
     def math(self) -> str:
         clip = "clip₀¹" if self.fn == "hard_sigmoid" else ""
         noise = f" + {self.noise:g}·√ε·ξ" if self.noise else ""
-        return (f"{self.state} = {clip}({self.state} + {self.step:g}·({self.fn}'({self.state}) ⊙ "
+        return (f"{self.state} = {clip}({self.state} + {self.step:g}·({self.params.derivative_formula(self.fn, self.state)} ⊙ "
                 f"{self.drive} − {self.state}){noise}); {self.residual} {'+=' if self.accumulate else '='} "
                 "‖Δs/ε‖²")
 
@@ -99,6 +102,8 @@ class LeakyIntegrate(Op):
             raise self.fail(f"residual must have shape {shapes[self.state][:1]} (got {shapes[self.residual]})")
         if self.fn == "softmax":
             raise self.fail("softmax units have no leaky-integrator dynamics")
+        if not self.params.plain and self.fn in ("linear", "hard_sigmoid"):
+            raise self.fail(f"'{self.fn}' units relax without scale, shift or gain")
         if self.noise and not self.stream:
             raise self.fail("noisy dynamics need a random stream name")
 

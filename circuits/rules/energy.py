@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["EnergyRule", "RELAXATION_PARAMS", "with_default", "dynamic_populations", "couplings", "drive_terms",
            "lower_init", "lower_relaxation", "emit_drives", "emit_integrate", "lower_settle", "contrast",
            "rates_of", "force", "energy", "free_states", "polish", "fixed_point", "exact_gradients",
-           "loss_at", "relaxation_trace", "REFERENCE_TOL", "REFERENCE_STEPS"]
+           "loss_at", "relaxation_trace", "rate_triple", "REFERENCE_TOL", "REFERENCE_STEPS"]
 
 RESIDUAL = "relax.residual"
 SQUARED = "relax.squared"
@@ -103,10 +103,10 @@ class EnergyRule(Rule):
                 raise CompileError(f"{graph.spec.source}: populations.{pop}.activation: softmax units "
                                    f"have no leaky-integrator dynamics under rule '{self.name}'; use "
                                    "sigmoid or hard_sigmoid")
-            if not graph.population(pop).rate_params.plain:
+            if not graph.population(pop).rate_params.plain and graph.population(pop).activation == "hard_sigmoid":
                 raise CompileError(f"{graph.spec.source}: populations.{pop}.activation: rule '{self.name}' "
-                                   "relaxes with the plain rate functions only (no scale, shift or gain); "
-                                   f"write activation = \"{graph.population(pop).activation}\"")
+                                   "keeps hard-sigmoid states in the box [0, 1], so they take no scale, shift or "
+                                   "gain; write activation = \"hard_sigmoid\" or use sigmoid")
             if graph.population(pop).dropout > 0:
                 raise CompileError(f"{graph.spec.source}: populations.{pop}.dropout: rule '{self.name}' "
                                    "does not support dropout; set it to 0")
@@ -180,7 +180,8 @@ def lower_relaxation(b: Builder, phase: str, *, steps: int, tol: float, beta: fl
     _lower_drive_in(b, f"{phase}_drive_in")
     b.phase(phase, repeat=steps, until=RESIDUAL, tol=tol, doc=doc or _relaxation_doc(beta, sign, gamma, clamp))
     for pop in moving:
-        b.emit(phase, ops.Activate(graph.population(pop).activation, b.pre(pop), b.rate(pop)))
+        fn, params = b.rate_function(pop)
+        b.emit(phase, ops.Activate(fn, b.pre(pop), b.rate(pop), params))
     emit_drives(b, phase, moving, b.rate, beta=beta, sign=sign, gamma=gamma)
     emit_integrate(b, phase, moving, b.rate)
     b.emit(phase, ops.ResidualNorm(SQUARED, RESIDUAL))
@@ -249,7 +250,7 @@ def emit_integrate(b: Builder, phase: str, pops: Sequence[str], rate: Callable[[
         noise = spec.noise if b.mode != "infer" else 0.0
         b.emit(phase, ops.LeakyIntegrate(spec.activation, b.pre(pop), rate(pop), f"{pop}.drive", SQUARED,
                                          spec.step, noise, stream=f"{pop}.langevin" if noise else "",
-                                         accumulate=index > 0))
+                                         accumulate=index > 0, params=spec.rate_params))
 
 
 def lower_settle(b: Builder, phase: str, suffix: str = "") -> None:
@@ -257,7 +258,8 @@ def lower_settle(b: Builder, phase: str, suffix: str = "") -> None:
     b.phase(phase, doc="rates of the relaxed states" + (f", kept as *.rate{suffix}" if suffix else ""))
     for pop in dynamic_populations(b.graph):
         out = b.activity(b.rate(pop) + suffix, pop)
-        b.emit(phase, ops.Activate(b.graph.population(pop).activation, b.pre(pop), out))
+        fn, params = b.rate_function(pop)
+        b.emit(phase, ops.Activate(fn, b.pre(pop), out, params))
 
 
 def contrast(b: Builder, rates: Sequence[tuple[str, float]], scale: Mapping[str, float] | None = None,
@@ -301,7 +303,15 @@ _RATES = {
                 lambda s: (1 / (1 + np.exp(-s))) * (1 - 1 / (1 + np.exp(-s))),
                 lambda s: (lambda g: g * (1 - g) * (1 - 2 * g))(1 / (1 + np.exp(-s)))),
     "relu": (lambda s: np.maximum(s, 0.0), lambda s: (s > 0).astype(float), lambda s: np.zeros_like(s)),
+    "softplus": (lambda s: np.logaddexp(s, 0.0), lambda s: 0.5 * (1 + np.tanh(0.5 * s)),
+                 lambda s: (lambda g: g * (1 - g))(0.5 * (1 + np.tanh(0.5 * s)))),
 }
+
+
+def rate_triple(graph: CircuitGraph, pop: str) -> tuple[Callable[[np.ndarray], np.ndarray], ...]:
+    """NumPy ``(ρ, ρ', ρ'')`` of population ``pop``, its scale, shift and gain included."""
+    spec = graph.population(pop)
+    return spec.rate_params.wrap(*_RATES[spec.activation])
 
 
 def _host_params(model: Model) -> dict[str, np.ndarray]:
@@ -320,7 +330,7 @@ def _inputs(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
 def rates_of(model: Model, x: np.ndarray, states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every population's rate: the data for inputs, ``ρ(s)`` for the rest (float64)."""
     graph = model.graph
-    return {**_inputs(model, x), **{p: _RATES[graph.population(p).activation][0](s) for p, s in states.items()}}
+    return {**_inputs(model, x), **{p: rate_triple(graph, p)[0](s) for p, s in states.items()}}
 
 
 def _drives(model: Model, params: dict[str, np.ndarray], rates: dict[str, np.ndarray],
@@ -343,7 +353,7 @@ def force(model: Model, x: np.ndarray, states: dict[str, np.ndarray], *, target:
     drives = _drives(model, _host_params(model), rates, gamma)
     if beta:
         drives[graph.output] = drives[graph.output] + beta * (target - rates[graph.output])
-    return {p: _RATES[graph.population(p).activation][1](states[p]) * drives[p] - states[p] for p in states}
+    return {p: rate_triple(graph, p)[1](states[p]) * drives[p] - states[p] for p in states}
 
 
 def energy(model: Model, x: np.ndarray, states: dict[str, np.ndarray]) -> np.ndarray:
@@ -389,12 +399,12 @@ def _jacobian(model: Model, params: dict[str, np.ndarray], states: dict[str, np.
     for pop in pops:
         fn = graph.population(pop).activation
         s = states[pop]
-        g = _RATES[fn][1](s)
+        g = rate_triple(graph, pop)[1](s)
         if fn == "hard_sigmoid":
             push = g * drives[pop] - s
             g = np.where(((s <= 0.0) & (push <= 0.0)) | ((s >= 1.0) & (push >= 0.0)), 0.0, g)
         gain[:, at[pop]] = g
-        curve[:, at[pop]] = _RATES[fn][2](s) * drives[pop]
+        curve[:, at[pop]] = rate_triple(graph, pop)[2](s) * drives[pop]
     coupling = np.zeros((n, n))  # ∂drive_i / ∂ρ_j
     for pop in pops:
         for source, name, transpose, top in drive_terms(graph, pop):
@@ -478,7 +488,7 @@ def fixed_point(model: Model, x: np.ndarray, states: dict[str, np.ndarray] | Non
              + (params[f"{p}.bias"] if graph.has_bias(p) else 0.0) for p in pops}
     moving = {p: [(src, params[name].T if t else params[name], gamma if top else 1.0)
                   for src, name, t, top in drive_terms(graph, p) if src not in inputs] for p in pops}
-    fns = {p: _RATES[graph.population(p).activation] for p in pops}
+    fns = {p: rate_triple(graph, p) for p in pops}
     eps = {p: graph.population(p).step for p in pops}
     count, residual = 0, np.full(len(x), np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -552,7 +562,7 @@ def loss_at(model: Model, x: np.ndarray, y: np.ndarray, states: dict[str, np.nda
     """``mean ½‖ρ(s_y) − target‖²`` at the given states."""
     out = model.graph.output
     target = np.eye(model.graph.population(out).size)[y] if np.ndim(y) == 1 else np.asarray(y, dtype=np.float64)
-    rate = _RATES[model.graph.population(out).activation][0](states[out])
+    rate = rate_triple(model.graph, out)[0](states[out])
     return float(0.5 * np.sum((rate - target) ** 2) / len(x))
 
 

@@ -382,3 +382,18 @@ def test_eqprop_relaxes_softplus_units_with_the_paper_parameters():
     assert "0.1·softplus'(h.pre − 3) ⊙ h.drive" in model.program.describe()
     outcome = default_claims().get("implicit_gradient_is_exact").run(model.spec, RULES, np.random.default_rng(0))
     assert outcome.passed, outcome
+
+
+def test_a_claim_that_names_a_rate_function_gets_the_plain_one():
+    """``variant(activation=...)`` drops scale, shift and gain: the claim's reference computes plain f."""
+    from circuits.claims.base import variant
+    spec = _energy_model().spec
+    named = variant(spec, activation="sigmoid", output_activation="linear")
+    assert all(p.rate_params == PLAIN for p in named.populations)
+    kept = variant(spec)
+    assert [p.rate_params for p in kept.populations] == [p.rate_params for p in spec.populations]
+    chl = ENERGY.split("[rule]")[0] + '[rule]\nname = "contrastive_hebbian"\n[task]\nloss = "mse"\n[run]\ndtype = "float64"\n'
+    chl_spec = parse_spec(chl, source="chl.toml", rules=RULES.signatures())
+    assert chl_spec.populations[1].rate_params != PLAIN
+    outcome = default_claims().get("chl_is_eqprop_at_infinite_beta").run(chl_spec, RULES, np.random.default_rng(0))
+    assert outcome.passed, outcome   # failed while the named sigmoid kept the spec's parameters

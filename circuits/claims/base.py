@@ -125,9 +125,10 @@ def variant(spec: CircuitSpec, *, rule: str | None = None, rule_params: Mapping[
         params.update(optimizer="sgd", momentum=0.0)
     params.update(rule_params or {})
     new = {"hidden": activation, "output": output_activation, "input": None}
-    # A replaced rate function is the plain one the claim states (scale, shift and gain dropped).
+    # A rate function the claim names is the plain one (scale, shift and gain dropped), even if the
+    # spec already uses that function: the claim's references compute it without parameters.
     pops = tuple(attrs.evolve(p, activation=new[p.role] or p.activation, dropout=0.0, spikes=None,
-                              rate_params=p.rate_params if new[p.role] in (None, p.activation) else PLAIN)
+                              rate_params=p.rate_params if new[p.role] is None else PLAIN)
                  for p in spec.populations)
     projections = tuple(
         attrs.evolve(p, bias=bias if bias is not None else p.bias,

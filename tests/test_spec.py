@@ -74,7 +74,7 @@ def test_unknown_rule_parameter(rules):
     assert message(BASE + "[rule]\nlrr = 0.1\n", rules) == (
         "t.toml: rule.lrr: unknown key; allowed keys are name, lr, optimizer, momentum, "
         "weight_decay, adam_beta1, adam_beta2, adam_eps, lr_schedule, lr_milestones, lr_gamma, "
-        "lr_epochs, lr_floor; did you mean 'lr'?")
+        "lr_epochs, lr_floor, target_low, target_high; did you mean 'lr'?")
 
 
 def test_rule_parameters_depend_on_the_rule(rules):

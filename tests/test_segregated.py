@@ -1,12 +1,13 @@
 """Segregated dendrites (Guerguiev et al. 2017, rate version): a two-hidden-layer update against a
-hand computation, per-projection learning rates and ``plastic = false``, and the reference
-gradient's target rates (the output layer's update is parallel to it)."""
+hand computation, per-projection learning rates and ``plastic = false``, and the target rates
+of the loss and the reference gradient (the output layer's update is parallel to it)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from circuits.claims import verify
 from circuits.model import Model
 from circuits.rules import default_registry
 from circuits.spec import parse_spec
@@ -117,3 +118,16 @@ def test_output_update_is_parallel_to_the_reference_gradient_with_target_rates()
     assert angles["h2->y"] == pytest.approx(0.0, abs=1e-4)
     assert angles["y.bias"] == pytest.approx(0.0, abs=1e-4)
     assert angles["x->h1"] > 1.0  # the hidden layers follow the random feedback, not the gradient
+
+
+def test_loss_and_reference_gradient_use_the_target_rates():
+    outcome = {o.claim: o for o in verify(deep_model().spec, RULES)}
+    assert outcome["reference_gradient_is_exact"].status == "pass", outcome["reference_gradient_is_exact"]
+    model = deep_model()
+    set_known_params(model)
+    x = np.array([[0.5, -1.0, 2.0], [1.5, 0.2, -0.7]])
+    labels = np.array([0, 1])
+    rates = np.asarray(model.predict(x), dtype=np.float64)
+    target = 0.1 + 0.7 * np.eye(2)[labels]
+    expected = 0.5 * np.mean(np.sum((rates - target) ** 2, axis=1))
+    assert model.evaluate(x, labels)[0] == pytest.approx(expected, rel=1e-9)

@@ -151,7 +151,7 @@ class SegregatedDendrites(Rule):
             if graph.has_bias(pop):
                 b.emit("forward", ops.AddBias(b.bias(pop), basal))
             self.emit_soma(b, pop, basal)
-        b.lower_loss()
+        b.lower_loss(target_range=(b.params["target_low"], b.params["target_high"]))  # the rates it trains toward
         if b.mode == "infer":
             return
         out = graph.output

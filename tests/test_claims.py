@@ -23,6 +23,7 @@ from circuits.rules import RuleRegistry
 from circuits.rules.alignment import DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, WeightMirror
 from circuits.rules.backprop import Backprop
 from circuits.rules.base import emit_feedforward, find_feedback
+from circuits.rules.sign_symmetry import SignSymmetry
 from circuits.spec import parse_spec
 
 CLAIMS = default_claims()
@@ -59,7 +60,9 @@ batch_size = 32
 
 
 def layered(registry, rule, hidden=32, act="tanh", lr=0.05, extra=""):
-    if rule != "backprop":
+    if rule == "sign_symmetry":
+        extra = "feedback_gain = 0.3\n" + extra
+    elif rule != "backprop":
         extra = "auto_feedback = true\n" + extra
     text = LAYERED.format(rule=rule, hidden=hidden, act=act, lr=lr, extra=extra)
     spec = parse_spec(text, source="layered.toml", rules=registry.signatures())
@@ -88,6 +91,28 @@ def test_output_layer_update_is_backprop(registry, circuit, rule):
     spec = dag_spec(registry, circuit, rule, "auto_feedback = true")
     outcome = run_claim("output_layer_is_backprop", spec, registry)
     assert outcome.passed, outcome
+
+
+@given(circuit=dag_circuits(), gain=st.sampled_from([0.1, 0.3, 1.0]))
+def test_sign_symmetry_claims_hold_on_drawn_circuits(registry, circuit, gain):
+    """Its output layer learns as backprop, and so does everything once the weights that carry
+    errors back are ±g (then g·sign(W) = W)."""
+    spec = dag_spec(registry, circuit, "sign_symmetry", f"feedback_gain = {gain}")
+    for name in ("output_layer_is_backprop", "uniform_sign_is_backprop"):
+        outcome = run_claim(name, spec, registry)
+        assert outcome.passed, outcome
+
+
+def test_sign_symmetry_is_not_backprop_when_magnitudes_spread(registry):
+    """The reduction is the weights' magnitudes, not a property of any weights: on the same
+    circuit with its drawn weights the hidden update is not backprop's."""
+    from circuits.claims.gradient import _gap_to_backprop
+    from circuits.claims.base import variant
+    from circuits.model import Model
+
+    model = Model(variant(layered(registry, "sign_symmetry")), registry=registry)
+    worst, _ = _gap_to_backprop(model, np.random.default_rng(0))
+    assert worst > 0.1
 
 
 @settings(max_examples=10)
@@ -220,6 +245,15 @@ class LoudMirror(WeightMirror):
                                      for op in b.phase_ops["mirror"]]
 
 
+class UngainedSignSymmetry(SignSymmetry):
+    """Sign symmetry whose feedback is sign(W): the gain g is left out."""
+
+    def emit(self, b: Builder) -> None:
+        super().emit(b)
+        if "feedback" in b.phase_ops:
+            b.phase_ops["feedback"] = [attrs.evolve(op, scale=1.0) for op in b.phase_ops["feedback"]]
+
+
 class FirstChildFA(FeedbackAlignment):
     """FA that sends each hidden population only the error of its first child.
 
@@ -249,7 +283,8 @@ def mutant_registry(*rules) -> RuleRegistry:
     names = {rule.signature.name for rule in rules}
     for rule in rules:
         registry.register(rule)
-    for rule in (Backprop(), FeedbackAlignment(), DirectFeedbackAlignment(), KolenPollack(), WeightMirror()):
+    for rule in (Backprop(), FeedbackAlignment(), DirectFeedbackAlignment(), KolenPollack(), WeightMirror(),
+                 SignSymmetry()):
         if rule.signature.name not in names:
             registry.register(rule)
     return registry
@@ -264,6 +299,7 @@ MUTANTS = [
     ("dfa_learns_from_zero_weights", FrozenHiddenDFA(), "direct_feedback_alignment"),
     ("kp_exact_contraction", HalfRateKP(), "kolen_pollack"),
     ("wm_moment_identity", LoudMirror(), "weight_mirror"),
+    ("uniform_sign_is_backprop", UngainedSignSymmetry(), "sign_symmetry"),
 ]
 
 

@@ -445,6 +445,15 @@ def test_output_layer_is_backprop_on_conv_circuits(registry, circuit, rule):
 
 
 @settings(max_examples=10)
+@given(circuit=conv_circuits(), gain=st.sampled_from([0.2, 1.0]))
+def test_sign_symmetry_claims_hold_on_conv_circuits(registry, circuit, gain):
+    """With kernels and weights of one magnitude g, the sign kernels are the kernels: backprop."""
+    spec = conv_spec(registry, circuit, "sign_symmetry", f"feedback_gain = {gain}")
+    claim("uniform_sign_is_backprop", spec, registry)
+    claim("output_layer_is_backprop", spec, registry)
+
+
+@settings(max_examples=10)
 @given(circuit=conv_circuits(), decay=st.sampled_from([0.0, 0.05]))
 def test_kp_contraction_holds_for_kernels(registry, circuit, decay):
     spec = conv_spec(registry, circuit, "kolen_pollack", f"auto_feedback = true\nweight_decay = {decay}\nlr = 0.1")

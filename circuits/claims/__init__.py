@@ -20,7 +20,8 @@ from circuits.claims.energy_rules import (CHL_IS_EQPROP_AT_INFINITE_BETA, CHL_OB
                                          EARLY_INFERENCE_WAVE, XIE_SEUNG_EQUIVALENCE)
 from circuits.claims.eqprop import (ENERGY_DESCENT, IMPLICIT_GRADIENT_IS_EXACT, NUDGING_LOWERS_COST,
                                     ONE_SIDED_BIAS, RANDOM_SIGN_IDENTITY, SYMMETRIC_SECOND_ORDER)
-from circuits.claims.gradient import OUTPUT_LAYER_IS_BACKPROP, REFERENCE_IS_EXACT, TIED_FEEDBACK_IS_BACKPROP
+from circuits.claims.gradient import (OUTPUT_LAYER_IS_BACKPROP, REFERENCE_IS_EXACT, TIED_FEEDBACK_IS_BACKPROP,
+                                     UNIFORM_SIGN_IS_BACKPROP)
 from circuits.claims.plasticity import (PLASTICITY_FA_POINT, PLASTICITY_HEBB_OJA_POINTS, PLASTICITY_OJA_BEATS_ZERO,
                                        PLASTICITY_SEARCH_REACHES_OJA)
 from circuits.claims.perturbation import (BASELINE_LEAVES_MEAN, NP_EXACT_FOR_QUADRATIC_LOSS,
@@ -75,6 +76,7 @@ def default_claims() -> ClaimRegistry:
     registry.register(REFERENCE_IS_EXACT)
     registry.register(TIED_FEEDBACK_IS_BACKPROP)
     registry.register(OUTPUT_LAYER_IS_BACKPROP)
+    registry.register(UNIFORM_SIGN_IS_BACKPROP)
     registry.register(FA_CONSERVED_QUANTITY)
     registry.register(ALIGNMENT_IMPROVES)
     registry.register(DFA_FROM_ZERO)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.claims.base import Claim, Outcome, always, mirrored, random_batch, relative_error, variant
-from circuits.claims.papers import LILLICRAP_2016, NOKLAND_2016, RUMELHART_1986
+from circuits.claims.papers import LIAO_2016, LILLICRAP_2016, NOKLAND_2016, RUMELHART_1986
 from circuits.model import Model
 from circuits.rules import RuleRegistry
 from circuits.spec import CircuitSpec
 
-__all__ = ["REFERENCE_IS_EXACT", "TIED_FEEDBACK_IS_BACKPROP", "OUTPUT_LAYER_IS_BACKPROP"]
+__all__ = ["REFERENCE_IS_EXACT", "TIED_FEEDBACK_IS_BACKPROP", "OUTPUT_LAYER_IS_BACKPROP", "UNIFORM_SIGN_IS_BACKPROP"]
 # (_tie_feedback, finite_difference_error and output_layer_gap are shared with claims of other rule families)
 
 PER_EDGE_FEEDBACK = ("feedback_alignment", "kolen_pollack", "weight_mirror")
@@ -136,10 +136,37 @@ def _output_layer_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np
 
 OUTPUT_LAYER_IS_BACKPROP = Claim(
     name="output_layer_is_backprop",
-    rules=FA_FAMILY,
+    rules=(*FA_FAMILY, "sign_symmetry"),
     statement="The output population's weights and bias get exactly backprop's update: only "
               "hidden populations receive a substitute error signal.",
-    source=f"{LILLICRAP_2016}; {NOKLAND_2016}",
+    source=f"{LILLICRAP_2016}; {NOKLAND_2016}; {LIAO_2016}",
     precondition=always,
     measure=_output_layer_is_backprop,
+)
+
+
+def _uniform_sign_is_backprop(spec: CircuitSpec, registry: RuleRegistry, rng: np.random.Generator) -> Outcome:
+    model = Model(variant(spec), registry=registry)
+    gain = model.spec.rule.params["feedback_gain"]
+    graph = model.graph
+    carriers = [p.name for p in graph.projections("forward") if graph.population(p.source).role == "hidden"]
+    model.set_params({name: gain * np.sign(np.array(model.params[name])) for name in carriers})
+    worst, count = _gap_to_backprop(model, rng)
+    tolerance = 1e-10
+    return Outcome(UNIFORM_SIGN_IS_BACKPROP.name, "pass" if worst < tolerance else "fail",
+                   {"max_relative_error": worst, "parameters": float(count), "feedback_gain": gain,
+                    "weights_set_to_gain_times_sign": float(len(carriers))},
+                   expected=f"relative error < {tolerance:g} for every parameter (float64) once every forward "
+                            f"weight out of a hidden population is ±g")
+
+
+UNIFORM_SIGN_IS_BACKPROP = Claim(
+    name="uniform_sign_is_backprop",
+    rules=("sign_symmetry",),
+    statement="The feedback g·sign(W) equals W wherever every weight that carries an error back has "
+              "magnitude g, so there the rule's update is exactly backprop's: sign symmetry departs "
+              "from backprop only through the spread of the weights' magnitudes.",
+    source=f"{LIAO_2016} (feedback sign(W)); the reduction derived",
+    precondition=always,
+    measure=_uniform_sign_is_backprop,
 )

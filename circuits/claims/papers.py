@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AKROUT_2019", "ALMEIDA_1987", "BARTUNOV_2018", "BENGIO_FISCHER_2015", "HINTON_2007",
-    "HINTON_MCCLELLAND_1988", "HINTON_WAKE_SLEEP_1995", "LABORIEUX_2021", "LEE_2015",
+    "HINTON_MCCLELLAND_1988", "HINTON_WAKE_SLEEP_1995", "LABORIEUX_2021", "LEE_2015", "LIAO_2016",
     "LILLICRAP_2016", "MEULEMANS_2020", "MILLIDGE_2020", "MOVELLAN_1991", "NOKLAND_2016",
     "PINEDA_1987", "ROSENBAUM_2022", "RUMELHART_1986", "SCELLIER_BENGIO_2017",
     "SCELLIER_BENGIO_2019", "SONG_2020", "WERFEL_2005", "WHITTINGTON_BOGACZ_2017", "WILLIAMS_1992",
@@ -27,6 +27,8 @@ NOKLAND_2016 = ("Nøkland 2016, \"Direct feedback alignment provides learning in
                 "NIPS 2016 (arXiv:1609.01596)")
 AKROUT_2019 = ("Akrout, Wilson, Humphreys, Lillicrap & Tweed 2019, \"Deep learning without weight "
                "transport\", NeurIPS 2019 (arXiv:1904.05391)")
+LIAO_2016 = ("Liao, Leibo & Poggio 2016, \"How important is weight symmetry in backpropagation?\", "
+             "AAAI 2016 (arXiv:1510.05067)")
 LEE_2015 = ("Lee, Zhang, Fischer & Bengio 2015, \"Difference target propagation\", ECML PKDD 2015 "
             "(arXiv:1412.7525)")
 BARTUNOV_2018 = ("Bartunov, Santoro, Richards, Marris, Hinton & Lillicrap 2018, \"Assessing the scalability "

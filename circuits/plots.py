@@ -32,7 +32,7 @@ def _angle_axes(ax, steps: Sequence[float], angles: Mapping[str, Sequence[float]
     ax.set_yticks(np.arange(0.0, peak + 1.0, 15.0))
     ax.set_ylabel("angle to backprop's update (°)")
     if angles:
-        ax.legend(frameon=False, fontsize=_LEGEND_PT)
+        ax.legend(loc="best", frameon=False, fontsize=_LEGEND_PT)
 
 
 def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title: str) -> Path:
@@ -76,7 +76,7 @@ def plot_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *, title:
                 ax.plot(epochs, column("test_loss"), color=ROLE_COLORS["output"][1], lw=1.5, ls="--",
                         label="test")
                 ax.set_ylabel("loss")
-                ax.legend(frameon=False, fontsize=_LEGEND_PT)
+                ax.legend(loc="best", frameon=False, fontsize=_LEGEND_PT)
             elif panel == "accuracy":
                 scale = 100.0 if max(finite) <= 1.0 else 1.0   # fractions, or percentages already
                 ax.plot(epochs, [a * scale for a in accuracy], color=ROLE_COLORS["input"][1], lw=1.5)

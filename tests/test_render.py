@@ -234,6 +234,19 @@ def test_plot_curves(tmp_path, align, suffix, magic):
         assert ("x-&gt;h1.weight" in text) == align
 
 
+def test_curves_on_a_slow_machine_raise_no_legend_warning(tmp_path, monkeypatch):
+    """Matplotlib warns when its search for the best legend place takes over a second, which a
+    loaded machine can make happen (warnings are errors in the tests); the legends ask for that
+    place explicitly, so the warning, which only concerns the implicit default, never comes."""
+    import itertools
+
+    import matplotlib.legend
+
+    clock = itertools.count(step=5.0)
+    monkeypatch.setattr(matplotlib.legend.time, "perf_counter", lambda: next(clock))
+    assert plot_curves(_rows(True), tmp_path / "slow.png", title="slow").read_bytes().startswith(b"\x89PNG")
+
+
 def test_plot_curves_skips_an_all_nan_accuracy_and_survives_no_rows(tmp_path):
     rows = [dict(row, test_accuracy=math.nan) for row in _rows(False)]
     text = plot_curves(rows, tmp_path / "loss.svg", title="regression").read_text(encoding="utf-8")

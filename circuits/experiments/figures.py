@@ -82,7 +82,7 @@ def _plot_curves(report: Report, curves: Any) -> Path:
                 if len(epochs):
                     _draw(ax, epochs, mean, half, scale, f"{v.variant} (n={v.seeds})",
                           colors[index % len(colors)], limits)
-            ax.legend(frameon=False, fontsize=_LEGEND_PT)
+            ax.legend(loc="best", frameon=False, fontsize=_LEGEND_PT)
         return _save(fig, report.out / "curves.png", ".png")
 
 
@@ -108,5 +108,5 @@ def _plot_alignment(report: Report, curves: Any, aligned: Sequence[str]) -> Path
                           colors[index % len(colors)], (0.0, 180.0))
             top = np.nanmax([90.0, *curves[list(aligned)].to_numpy(dtype=float).ravel()])
             ax.set_ylim(0.0, (top if math.isfinite(top) else 90.0) + 5.0)
-            ax.legend(frameon=False, fontsize=_LEGEND_PT)
+            ax.legend(loc="best", frameon=False, fontsize=_LEGEND_PT)
         return _save(fig, report.out / "alignment.png", ".png")

@@ -133,7 +133,7 @@ def _plot(rows: list[dict[str, float]], config: MetaConfig, folder: Path) -> lis
     ax.set_xlabel("generation")
     ax.set_ylabel(config.objective)
     ax.set_title(f"{config.name}: {config.objective} ({config.optimizer})")
-    ax.legend(frameon=False)
+    ax.legend(loc="best", frameon=False)
     fig.tight_layout()
     objective_png = folder / "objective.png"
     fig.savefig(objective_png, dpi=110, metadata={"Software": None})
@@ -152,7 +152,7 @@ def _plot(rows: list[dict[str, float]], config: MetaConfig, folder: Path) -> lis
     ax.set_xlabel("generation")
     ax.set_ylabel("θ (search mean)")
     ax.set_title(f"{config.name}: coefficients (grey: the other terms)")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(loc="best", frameon=False, fontsize=8)
     fig.tight_layout()
     coeff_png = folder / "coefficients.png"
     fig.savefig(coeff_png, dpi=110, metadata={"Software": None})

@@ -8,9 +8,8 @@ on first use and cached.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable
-from typing import Any, ContextManager, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from circuits.backends import Backend, stream_seed
 from circuits.errors import CompileError
 from circuits.initializers import init_weight
 from circuits.ir import Buffer, Program
-from circuits.ops import conv as conv_ops
 from circuits.spec import InitSpec
 
 __all__ = ["Simulator", "Executable", "Relaxation"]
@@ -32,18 +30,8 @@ class Relaxation(NamedTuple):
     converged: bool
 
 
-LANED_OPS = (conv_ops.Im2Col, conv_ops.ConvGemm, conv_ops.Conv, conv_ops.Pool, conv_ops.ConvTranspose,
-             conv_ops.ConvWeightGrad)
-"""Op types whose NumPy kernels split their examples over the backend's lanes: a program with
-any of them runs its steps with BLAS held to one thread (:meth:`circuits.backends.lanes.Lanes.held`)."""
-
-
 class Executable:
-    """One program at one batch size: arrays plus the step closures of each phase.
-
-    A program with conv ops runs under the backend's lanes (:mod:`circuits.backends.lanes`):
-    BLAS on one thread for the whole run, its other threads used by the conv ops' lanes.
-    """
+    """One program at one batch size: arrays plus the step closures of each phase."""
 
     def __init__(self, program: Program, batch: int, arrays: dict[str, Any], backend: Backend) -> None:
         self.program = program
@@ -53,9 +41,6 @@ class Executable:
         self.phases = [(phase, [backend.step(op, arrays, owner=owner) for op in phase.ops])
                        for phase in program.phases]
         self.relaxation: dict[str, Relaxation] = {}
-        laned = any(isinstance(op, LANED_OPS) for phase in program.phases for op in phase.ops)
-        self.held: Callable[[], ContextManager[None]] = backend.lanes.held if laned else contextlib.nullcontext
-        """The context the phases run in: BLAS held to one thread for a program with laned ops."""
 
     def rebind(self, program: Program, backend: Backend) -> None:
         """Run ``program`` from now on: a program with the same buffers and the same ops up to
@@ -89,10 +74,6 @@ class Executable:
         A relaxation phase stops once its residual is within tolerance; how many steps it
         took and where its residual ended are kept in :attr:`relaxation`.
         """
-        with self.held():
-            self._run(phases)
-
-    def _run(self, phases: Iterable[str] | None) -> None:
         wanted = None if phases is None else set(phases)
         for phase, steps in self.phases:
             if wanted is not None and phase.name not in wanted:

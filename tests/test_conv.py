@@ -261,65 +261,6 @@ def test_kernel_gradient_in_chunks_is_the_same_sum(monkeypatch, pool):
     np.testing.assert_allclose(results[0], 0.9 * start - 0.5 * a["dw"], rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=25, deadline=None)
-@given(g=geometries, batch=st.integers(1, 7), lanes=st.integers(2, 3), accumulate=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_conv_kernels_on_lanes_give_the_numbers_of_one_pass(g, batch, lanes, accumulate, seed):
-    """Cut into one run of examples per lane (:mod:`circuits.backends.lanes`), run at once on
-    threads, the conv, pooling, transposed conv and kernel gradient write the numbers of one pass
-    on one lane, bit for bit; more lanes than examples leaves some idle."""
-    from circuits.backends import conv_kernels
-    from circuits.backends.lanes import Lanes
-
-    rng = np.random.default_rng(seed)
-    start = conv_arrays(g, batch, rng)
-    start["out"][...] = rng.standard_normal(start["out"].shape)
-    start["dx"][...] = rng.standard_normal(start["dx"].shape)
-    start["dw"][...] = rng.standard_normal(start["dw"].shape)
-    index = "index" if g.pool == "max" else ""
-    program = [ops.Conv("x", "cols", "w", "conv" if g.pool else "out", g)]
-    if g.pool:
-        program.append(ops.Pool("conv", "out", index, g, accumulate=accumulate))
-    program += [ops.ConvTranspose("d", index, "w", "dx", g, accumulate=accumulate),
-                ops.ConvWeightGrad("cols", "d", index, "dw", g, alpha=-0.5, beta=0.9)]
-    results = []
-    for count in (1, lanes):
-        arrays = {name: array.copy() for name, array in start.items()}
-        ctx = KernelContext(xp=np, rng=lambda name: np.random.default_rng(0), lanes=Lanes(count))
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(conv_kernels, "LANE_WORK", 0)
-            steps = [KERNELS.build(op, arrays, ctx) for op in program]
-        for step in steps:
-            step()
-        results.append(arrays)
-    for name in ("cols", "out", "index", "dx", "dw"):
-        assert results[0][name].tobytes() == results[1][name].tobytes(), name
-
-
-def test_lanes_run_pieces_at_once_and_raise_what_a_piece_raised():
-    """Pieces run on distinct threads, all finish before ``run`` returns, and a failure in a
-    worker's piece is raised in the caller after the others are done."""
-    import threading
-
-    from circuits.backends.lanes import Lanes, split
-
-    assert split(10, 3) == [(0, 4), (4, 7), (7, 10)] and split(2, 4) == [(0, 1), (1, 2)]
-    lanes = Lanes(3)
-    seen: list[str] = []
-    lanes.run([lambda i=i: seen.append(f"{i}:{threading.get_ident()}") for i in range(3)])
-    assert sorted(entry.split(":")[0] for entry in seen) == ["0", "1", "2"]
-    assert len({entry.split(":")[1] for entry in seen}) == 3
-    done: list[int] = []
-
-    def fails() -> None:
-        raise ValueError("piece failed")
-    with pytest.raises(ValueError, match="piece failed"):
-        lanes.run([lambda: done.append(0), fails, lambda: done.append(2)])
-    assert sorted(done) == [0, 2]
-    with pytest.raises(ValueError, match="3 pieces for 2 lanes"):
-        Lanes(2).run([lambda: None] * 3)
-
-
 def reference_conv_transpose(d, w, g):
     """``dx`` with ``dx[b, c, s·i + u − p, s·j + v − p] += Σ_o d[b, o, i, j] · w[o, c, u, v]``, by loops."""
     batch, k, s, p = d.shape[0], g.kernel, g.stride, g.padding

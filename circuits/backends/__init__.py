@@ -19,7 +19,6 @@ import numpy as np
 
 from circuits.backends.cupy_backend import cupy_kernels, import_cupy
 from circuits.backends.kernels import KernelContext, KernelTable, Step
-from circuits.backends.lanes import Lanes
 from circuits.backends.numpy_backend import numpy_kernels
 from circuits.errors import BackendError
 from circuits.ir import Op
@@ -52,16 +51,13 @@ class Backend:
         Op type → kernel factory.
     seed
         The run seed, from which every random stream derives.
-    lanes
-        Threads for the independent pieces of one op (default: one lane, everything in order).
     """
 
-    def __init__(self, name: str, xp: Any, kernels: KernelTable, seed: int, lanes: Lanes | None = None) -> None:
+    def __init__(self, name: str, xp: Any, kernels: KernelTable, seed: int) -> None:
         self.name = name
         self.xp = xp
         self.kernels = kernels
         self.seed = seed
-        self.lanes = lanes if lanes is not None else Lanes()
         self.streams: dict[str, Any] = {}
         """Key (``owner|stream``, ``#2``… for repeats) → every generator handed out, in order."""
         self._pending: dict[str, Any] = {}
@@ -112,7 +108,7 @@ class Backend:
         """The step closure of ``op`` over ``arrays``; its generators are remembered under ``owner``."""
         def rng(stream: str) -> Any:
             return self.rng(stream, owner=owner)
-        return self.kernels.build(op, arrays, KernelContext(xp=self.xp, rng=rng, lanes=self.lanes))
+        return self.kernels.build(op, arrays, KernelContext(xp=self.xp, rng=rng))
 
     def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         """Zero-filled array on this backend."""
@@ -134,14 +130,9 @@ def get_backend(name: str, seed: int) -> Backend:
     ------
     BackendError
         For an unknown name, or ``cupy`` without CuPy or without a GPU.
-
-    Notes
-    -----
-    The NumPy backend gets one lane per BLAS thread at the time it is made
-    (:mod:`circuits.backends.lanes`): build the model under the thread limit it will run with.
     """
     if name == "numpy":
-        return Backend("numpy", np, numpy_kernels(), seed, lanes=Lanes.for_blas())
+        return Backend("numpy", np, numpy_kernels(), seed)
     if name == "cupy":
         return Backend("cupy", import_cupy(), cupy_kernels(), seed)
     raise BackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")

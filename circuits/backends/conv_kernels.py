@@ -21,11 +21,6 @@ activity buffers hold them, with no transposing copy:
 
 Scratch is allocated once per kernel; Python loops run over chunks of examples and the k²
 taps only, never over single examples, channels or positions.
-
-With more than one lane (:mod:`circuits.backends.lanes`: one per BLAS thread) the conv, pool,
-transposed conv and kernel-gradient kernels cut the batch into one run of examples per lane,
-each with its own scratch, and run the runs at once; every example is computed as in one pass
-and the kernel gradient still sums the examples in batch order, so the numbers do not change.
 """
 
 from __future__ import annotations
@@ -34,36 +29,15 @@ from typing import Any
 
 from circuits import ops
 from circuits.backends.kernels import KernelContext, Step
-from circuits.backends.lanes import Lanes, split
 from circuits.ops.conv import ConvGeometry
 
-__all__ = ["im2col", "conv_gemm", "conv", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES",
-           "LANE_WORK"]
+__all__ = ["im2col", "conv_gemm", "conv", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 2 ** 21
 """Size of the columns of one chunk of examples (2 MiB: about a core's L2 and L3 share) in the
 conv (its GEMM reads the columns im2col just wrote), the transposed conv (col2im reads back
 those the GEMM wrote) and the kernel gradient behind a pool (its GEMM reads the unpooled error)
 while they are in cache."""
-
-LANE_WORK = 2 ** 16
-"""Numbers an op must touch per example run (columns, or maps for pooling) before it is cut
-into runs for the lanes: below that, handing a run to another thread costs more than it saves."""
-
-
-def _runs(lanes: Lanes, batch: int, per_example: int) -> list[tuple[int, int]]:
-    """The example runs ``(start, stop)`` of one op: one per lane when each is worth a thread."""
-    parts = lanes.count
-    while parts > 1 and batch * per_example < parts * LANE_WORK:
-        parts -= 1
-    return split(batch, parts)
-
-
-def _together(lanes: Lanes, steps: list[Step]) -> Step:
-    """One step running ``steps`` (one per example run) on the lanes, or the only one as it is."""
-    if len(steps) == 1:
-        return steps[0]
-    return lambda: lanes.run(steps)
 
 
 def _maps(array: Any, channels: int, height: int, width: int) -> Any:
@@ -156,21 +130,14 @@ def conv_gemm(op: ops.ConvGemm, arrays: dict[str, Any], ctx: KernelContext) -> S
 
 
 def conv(op: ops.Conv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
-    g = op.geometry
-    x, cols, weight, out = arrays[op.x], arrays[op.cols], arrays[op.weight], arrays[op.out]
-    runs = _runs(ctx.lanes, out.shape[0], g.patch * g.positions)
-    return _together(ctx.lanes, [_conv_run(ctx.xp, g, x[i:j], cols[i:j], weight, out[i:j], op.accumulate)
-                                 for i, j in runs])
-
-
-def _conv_run(xp: Any, g: ConvGeometry, x: Any, cols: Any, weight: Any, out: Any, accumulate: bool) -> Step:
-    """The conv of one run of examples (all of ``x``, ``cols`` and ``out``), a chunk at a time."""
+    xp, g = ctx.xp, op.geometry
+    cols, out = arrays[op.cols], arrays[op.out]
     batch = out.shape[0]
-    fill, windows, target = _im2col_views(xp, g, x, cols)
-    kernel = weight.reshape(g.out_channels, g.patch)
+    fill, windows, target = _im2col_views(xp, g, arrays[op.x], cols)
+    kernel = arrays[op.weight].reshape(g.out_channels, g.patch)
     channel_major = out.reshape(batch, g.out_channels, g.positions)
     chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * g.positions * cols.itemsize)))
-    product = xp.empty((chunk, g.out_channels, g.positions), out.dtype) if accumulate else None
+    product = xp.empty((chunk, g.out_channels, g.positions), out.dtype) if op.accumulate else None
     jobs = [(target[i:i + chunk], windows[i:i + chunk], cols[i:i + chunk], channel_major[i:i + chunk])
             for i in range(0, batch, chunk)]
 
@@ -188,28 +155,20 @@ def _conv_run(xp: Any, g: ConvGeometry, x: Any, cols: Any, weight: Any, out: Any
 
 
 def pool(op: ops.Pool, arrays: dict[str, Any], ctx: KernelContext) -> Step:
-    g = op.geometry
+    xp, g = ctx.xp, op.geometry
     x, out = arrays[op.x], arrays[op.out]
-    index = arrays[op.index] if g.pool == "max" else None
-    runs = _runs(ctx.lanes, x.shape[0], g.out_channels * g.positions)
-    return _together(ctx.lanes, [_pool_run(ctx.xp, g, x[i:j], out[i:j], None if index is None else index[i:j],
-                                           op.accumulate) for i, j in runs])
-
-
-def _pool_run(xp: Any, g: ConvGeometry, x: Any, out: Any, index: Any | None, accumulate: bool) -> Step:
-    """Pooling of one run of examples (all of ``x``, ``out`` and ``index``)."""
     batch, s = x.shape[0], g.pool_size
     ph, pw = g.out_height // s, g.out_width // s
     windows = x.reshape(batch, g.out_channels, ph, s, pw, s)
-    result = xp.empty((batch, g.out_channels, ph, pw), x.dtype) if accumulate else \
+    result = xp.empty((batch, g.out_channels, ph, pw), x.dtype) if op.accumulate else \
         out.reshape(batch, g.out_channels, ph, pw)
-    finish = (lambda: xp.add(out, result.reshape(out.shape), out=out)) if accumulate else (lambda: None)
+    finish = (lambda: xp.add(out, result.reshape(out.shape), out=out)) if op.accumulate else (lambda: None)
     if g.pool == "avg":
         def average() -> None:
             xp.mean(windows, axis=(3, 5), out=result)
             finish()
         return average
-    index = index.reshape(batch, g.out_channels, ph, pw)
+    index = arrays[op.index].reshape(batch, g.out_channels, ph, pw)
     if s == 2:
         return _max_pool2(xp, x, result, index, finish)
     first, *rest = [(u * s + v, windows[:, :, :, u, :, v]) for u in range(s) for v in range(s)]
@@ -289,22 +248,13 @@ def _rows_apart(xp: Any, runs: Any, shape: tuple[int, ...]) -> tuple[Step, tuple
 
 
 def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelContext) -> Step:
-    g = op.geometry
+    xp, g = ctx.xp, op.geometry
     delta, kernel, out = arrays[op.delta], arrays[op.kernel], arrays[op.out]
-    index = arrays[op.index] if op.index else None
-    runs = _runs(ctx.lanes, delta.shape[0], g.patch * g.positions)
-    return _together(ctx.lanes, [_conv_transpose_run(ctx.xp, g, delta[i:j], None if index is None else index[i:j],
-                                                     kernel, out[i:j], op.accumulate) for i, j in runs])
-
-
-def _conv_transpose_run(xp: Any, g: ConvGeometry, delta: Any, index: Any | None, kernel: Any, out: Any,
-                        accumulate: bool) -> Step:
-    """The transposed conv of one run of examples (all of ``delta``, ``index`` and ``out``)."""
     batch, p, k, s = delta.shape[0], g.padding, g.kernel, g.stride
     hp, wp = g.height + 2 * p, g.width + 2 * p
     wide = g.out_height * wp  # positions of the wide grid
     spread = xp.zeros((batch, g.out_channels, g.out_height, wp), delta.dtype)  # columns ≥ out_width stay 0
-    unpool = _unpooler(xp, g, delta, index, spread[:, :, :, :g.out_width])
+    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, spread[:, :, :, :g.out_width])
     matrix = kernel.reshape(g.out_channels, g.patch).T
     length = s * wide + k * wp  # holds every tap's last write, s·(wide − 1) + (k − 1)·wp + k − 1
     flat = xp.empty((batch, g.channels, length), delta.dtype)
@@ -331,7 +281,7 @@ def _conv_transpose_run(xp: Any, g: ConvGeometry, delta: Any, index: Any | None,
             xp.matmul(matrix, errors, out=columns)
             for place, tap in places:  # col2im: k² strided adds, one run per example and channel each
                 xp.add(place, tap, out=place)
-        if accumulate:
+        if op.accumulate:
             xp.add(maps, inner, out=maps)
         else:
             maps[...] = inner
@@ -344,29 +294,6 @@ def conv_weight_grad(op: ops.ConvWeightGrad, arrays: dict[str, Any], ctx: Kernel
     batch = delta.shape[0]
     index = arrays[op.index] if op.index else None
     products = xp.empty((batch, g.out_channels, g.patch), delta.dtype)
-    runs = _runs(ctx.lanes, batch, g.patch * g.positions)
-    fill = _together(ctx.lanes, [_products_run(xp, g, cols[i:j], delta[i:j], None if index is None else index[i:j],
-                                               products[i:j]) for i, j in runs])
-    matrix = out.reshape(g.out_channels, g.patch)
-    total = xp.empty_like(matrix)
-    alpha, beta = op.alpha, op.beta
-
-    def step() -> None:
-        fill()
-        xp.sum(products, axis=0, out=total)  # example by example, in batch order
-        if beta == 0.0:
-            xp.multiply(total, alpha, out=matrix)
-            return
-        xp.multiply(total, alpha, out=total)
-        if beta != 1.0:
-            xp.multiply(matrix, beta, out=matrix)
-        xp.add(matrix, total, out=matrix)
-    return step
-
-
-def _products_run(xp: Any, g: ConvGeometry, cols: Any, delta: Any, index: Any | None, products: Any) -> Step:
-    """The per-example kernel-gradient products ``delta[b] @ cols[b]ᵀ`` of one run of examples."""
-    batch = delta.shape[0]
     right = cols.transpose(0, 2, 1)
     if g.pool:  # unpool a chunk of examples, then its GEMMs read that error from cache
         full = xp.empty((batch, g.out_channels, g.out_height, g.out_width), delta.dtype)
@@ -377,11 +304,22 @@ def _products_run(xp: Any, g: ConvGeometry, cols: Any, delta: Any, index: Any | 
         full, jobs = _maps(delta, g.out_channels, g.out_height, g.out_width), [(lambda: None, 0, batch)]
     left = full.reshape(batch, g.out_channels, g.positions)
     jobs = [(unpool, left[i:j], right[i:j], products[i:j]) for unpool, i, j in jobs]
+    matrix = out.reshape(g.out_channels, g.patch)
+    total = xp.empty_like(matrix)
+    alpha, beta = op.alpha, op.beta
 
     def step() -> None:
         for unpool, errors, columns, product in jobs:
             unpool()
             xp.matmul(errors, columns, out=product)
+        xp.sum(products, axis=0, out=total)  # example by example, in batch order
+        if beta == 0.0:
+            xp.multiply(total, alpha, out=matrix)
+            return
+        xp.multiply(total, alpha, out=total)
+        if beta != 1.0:
+            xp.multiply(matrix, beta, out=matrix)
+        xp.add(matrix, total, out=matrix)
     return step
 
 

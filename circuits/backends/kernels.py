@@ -16,7 +16,6 @@ import numpy as np
 
 from circuits import ops
 from circuits.backends.blas import accumulating_gemm
-from circuits.backends.lanes import Lanes
 from circuits.ir import Op
 
 __all__ = ["KernelContext", "KernelTable", "Step"]
@@ -27,12 +26,10 @@ Factory = Callable[[Any, dict[str, Any], "KernelContext"], Step]
 
 @attrs.frozen
 class KernelContext:
-    """What a kernel factory may use besides its arrays: the array module, random streams and
-    the lanes that may run pieces of one op at once (:mod:`circuits.backends.lanes`)."""
+    """What a kernel factory may use besides its arrays: the array module and random streams."""
 
     xp: Any
     rng: Callable[[str], Any]
-    lanes: Lanes = attrs.field(factory=Lanes)
 
 
 class KernelTable:

@@ -127,3 +127,66 @@ def test_accumulating_gemm_keeps_its_arrays_alive():
     assert probe() is not None
     gemm()
     np.testing.assert_array_equal(out, np.full((4, 2), 3.0))
+
+
+def test_one_thread_holds_numpys_blas_to_one_thread_and_restores_it_even_after_an_error():
+    if blas._thread_calls() is None:
+        pytest.skip("NumPy's OpenBLAS not found here: one_thread changes nothing")
+    with threadpool_limits(2):
+        if blas.blas_threads() < 2:
+            pytest.skip("OpenBLAS here cannot run two threads")
+        with blas.one_thread():
+            assert blas.blas_threads() == 1
+            with blas.one_thread():  # nested: still one, and the outer hold is kept
+                assert blas.blas_threads() == 1
+            assert blas.blas_threads() == 1
+        assert blas.blas_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"):
+            with blas.one_thread():
+                raise RuntimeError("inside")
+        assert blas.blas_threads() == 2
+
+
+def test_one_thread_without_the_library_changes_nothing(monkeypatch):
+    monkeypatch.setattr(blas, "_thread_calls", lambda: None)
+    with blas.one_thread():
+        assert blas.blas_threads() == 1  # what it reports without the library
+
+
+def _lenet_conv_ops(count):
+    """LeNet's two conv projections' forward, pooling, transposed conv and kernel gradient at
+    ``count`` BLAS threads (batch 20, float32): their outputs, in order."""
+    from circuits.backends.catalogue import default_kernels
+    from circuits.backends.kernels import KernelContext
+
+    kernels = default_kernels()
+    rng = np.random.default_rng(5)
+    outs = []
+    for g in (ops.ConvGeometry(1, 28, 28, 6, 5, 1, 2, "max", 2), ops.ConvGeometry(6, 14, 14, 16, 5, 1, 0, "max", 2)):
+        batch = 20
+        a = {"x": rng.standard_normal((batch, g.in_size), dtype=np.float32),
+             "w": rng.standard_normal(g.kernel_shape, dtype=np.float32),
+             "cols": np.empty(g.cols_shape(batch), np.float32), "conv": np.empty((batch, g.conv_size), np.float32),
+             "out": np.empty((batch, g.out_size), np.float32), "index": np.empty((batch, g.out_size), np.int64),
+             "d": rng.standard_normal((batch, g.out_size), dtype=np.float32),
+             "dx": np.empty((batch, g.in_size), np.float32), "dw": np.empty(g.kernel_shape, np.float32)}
+        ctx = KernelContext(xp=np, rng=lambda name: np.random.default_rng(0))
+        with threadpool_limits(count):
+            for op in (ops.Conv("x", "cols", "w", "conv", g), ops.Pool("conv", "out", "index", g),
+                       ops.ConvTranspose("d", "index", "w", "dx", g), ops.ConvWeightGrad("cols", "d", "index", "dw", g)):
+                kernels.build(op, a, ctx)()
+        outs += [a[name].copy() for name in ("conv", "out", "index", "dx", "dw")]
+    return outs
+
+
+def test_conv_kernels_repeat_bit_for_bit_at_a_thread_count_and_agree_across_counts():
+    """The conv ops hold BLAS to one thread for their per-example products and let OpenBLAS
+    thread the batch-wide ones, whose last bits depend on the thread count (README, "BLAS
+    threads"): at a fixed count they repeat exactly, and one and two threads agree to float32
+    rounding."""
+    one, again = _lenet_conv_ops(1), _lenet_conv_ops(1)
+    two, twice = _lenet_conv_ops(2), _lenet_conv_ops(2)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(one, again))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(two, twice))
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(np.max(np.abs(a)))))

@@ -62,7 +62,7 @@ def conv_arrays(g, batch, rng):
     arrays = {
         "x": rng.standard_normal((batch, g.in_size)),
         "w": rng.standard_normal(g.kernel_shape),
-        "cols": np.empty((batch, *g.cols_shape)),
+        "cols": np.empty(g.cols_shape(batch)),
         "conv": np.empty((batch, g.conv_size)),
         "out": np.empty((batch, g.out_size)),
         "index": np.empty((batch, g.out_size), np.int64),
@@ -165,7 +165,7 @@ def test_row_copies_and_generic_views_give_the_same_pool_and_columns(width):
     w = rng.integers(-1, 2, g.kernel_shape).astype(np.float32)
     results = []
     for xp in (np, _NotNumpy()):
-        a = {"x": x, "w": w, "cols": np.empty((4, *g.cols_shape), np.float32),
+        a = {"x": x, "w": w, "cols": np.empty(g.cols_shape(4), np.float32),
              "conv": np.empty((4, g.conv_size), np.float32), "out": np.empty((4, g.out_size), np.float32),
              "index": np.empty((4, g.out_size), np.int64)}
         ctx = KernelContext(xp=xp, rng=lambda name: np.random.default_rng(0))
@@ -191,13 +191,17 @@ def test_accumulating_conv_ops_add_to_what_is_there():
 
 @pytest.mark.parametrize("chunk", [1, 2, 5])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulate):
-    """``Conv`` (im2col and GEMM a chunk of examples at a time) writes the columns and the maps
-    that ``Im2Col`` then ``ConvGemm`` write, bit for bit, and equals the loops."""
+@pytest.mark.parametrize("batched", [False, True])
+def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulate, batched):
+    """``Conv`` (im2col and GEMM a chunk of examples at a time) writes the columns that
+    ``Im2Col`` writes bit for bit, and the maps that ``ConvGemm`` then writes: bit for bit with one
+    GEMM per example, to rounding with one GEMM per chunk (OpenBLAS may sum a product of
+    another width in another order); both equal the loops."""
     from circuits.backends import conv_kernels
 
     g = ops.ConvGeometry(2, 6, 5, 3, 3, 1, 1)
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk * g.patch * g.positions * 8)
+    monkeypatch.setattr(conv_kernels, "BATCHED_POSITIONS", 10 ** 9 if batched else 0)
     rng = np.random.default_rng(chunk)
     a = conv_arrays(g, 5, rng)
     start = rng.standard_normal((5, g.conv_size))
@@ -206,7 +210,11 @@ def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulat
     want, want_cols = a["out"].copy(), a["cols"].copy()
     a["out"][...], a["cols"][...] = start, np.nan
     run_ops([ops.Conv("x", "cols", "w", "out", g, accumulate=accumulate)], a)
-    assert np.array_equal(a["out"], want) and np.array_equal(a["cols"], want_cols)
+    assert np.array_equal(a["cols"], want_cols)
+    if batched:
+        np.testing.assert_allclose(a["out"], want, rtol=1e-14, atol=1e-14)
+    else:
+        assert np.array_equal(a["out"], want)
     loops = reference_conv(a["x"].reshape(5, 2, 6, 5), a["w"], 1, 1).reshape(5, -1)
     np.testing.assert_allclose(a["out"], loops + (start if accumulate else 0), rtol=1e-12, atol=1e-12)
 
@@ -214,7 +222,7 @@ def test_conv_op_in_chunks_equals_im2col_then_gemm(monkeypatch, chunk, accumulat
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1)])
 def test_im2col_columns_are_the_definition_bit_for_bit(monkeypatch, dtype, stride, padding):
-    """``cols[b, (c, u, v), (i, j)] = pad(x)[b, c, s·i + u, s·j + v]`` exactly, from ``Im2Col`` and
+    """``cols[(c, u, v), b, (i, j)] = pad(x)[b, c, s·i + u, s·j + v]`` exactly, from ``Im2Col`` and
     from ``Conv`` in chunks of 2 (at stride 1 the kernels copy whole window rows as opaque items)."""
     from circuits.backends import conv_kernels
 
@@ -226,9 +234,9 @@ def test_im2col_columns_are_the_definition_bit_for_bit(monkeypatch, dtype, strid
     for u in range(3):
         for v in range(3):
             want[:, :, u, v] = padded[:, :, u:u + stride * g.out_height:stride, v:v + stride * g.out_width:stride]
-    want = want.reshape(5, *g.cols_shape)
+    want = want.reshape(5, g.patch, g.positions).transpose(1, 0, 2).copy()
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 2 * g.patch * g.positions * np.dtype(dtype).itemsize)
-    a = {"x": x, "cols": np.full((5, *g.cols_shape), np.nan, dtype), "w": np.ones(g.kernel_shape, dtype),
+    a = {"x": x, "cols": np.full(g.cols_shape(5), np.nan, dtype), "w": np.ones(g.kernel_shape, dtype),
          "out": np.empty((5, g.conv_size), dtype)}
     run_ops([ops.Im2Col("x", "cols", g)], a)
     assert a["cols"].tobytes() == want.tobytes()
@@ -238,27 +246,37 @@ def test_im2col_columns_are_the_definition_bit_for_bit(monkeypatch, dtype, strid
 
 
 @pytest.mark.parametrize("pool", [("max", 2), ("avg", 2), ("", 1)])
-def test_kernel_gradient_in_chunks_is_the_same_sum(monkeypatch, pool):
-    """``ConvWeightGrad`` unpools and multiplies a chunk of examples at a time: chunks of 1, 2
-    (the last one short) and all 5 give the same numbers bit for bit, ``β·out + α·Σ_b …``."""
+@pytest.mark.parametrize("threaded", [False, True])
+def test_kernel_gradient_is_beta_out_plus_alpha_times_the_sum_over_examples(monkeypatch, pool, threaded):
+    """``ConvWeightGrad`` (one GEMM over the batch's positions, after unpooling into a grid
+    channel-major over the batch) writes ``β·out + α·Σ_b unpool(d)[b] @ cols[:, b]ᵀ``, the sum
+    taken by loops here, on one BLAS thread or on all."""
     from circuits.backends import conv_kernels
 
+    monkeypatch.setattr(conv_kernels, "THREADED_KERNEL", 0 if threaded else 10 ** 9)
     g = ops.ConvGeometry(2, 6, 6, 3, 3, 1, 1, *pool)
     rng = np.random.default_rng(7)
     a = conv_arrays(g, 5, rng)
     steps, index = forward_ops(g)
     run_ops(steps, a)
+    d = a["d"].reshape(5, g.out_channels, g.out_height // g.pool_size, g.out_width // g.pool_size)
+    if pool[0] == "max":
+        where = a["index"].reshape(d.shape)
+        full = np.zeros((5, g.out_channels, g.out_height, g.out_width))
+        for u in range(2):
+            for v in range(2):
+                full[:, :, u::2, v::2] = np.where(where == 2 * u + v, d, 0.0)
+    elif pool[0] == "avg":
+        full = np.repeat(np.repeat(d, 2, axis=2), 2, axis=3) / 4
+    else:
+        full = d
+    want = sum(full[b].reshape(g.out_channels, -1) @ a["cols"][:, b].T for b in range(5)).reshape(g.kernel_shape)
     start = rng.standard_normal(g.kernel_shape)
-    results = []
-    for chunk in (1, 2, 5):
-        monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk * g.patch * g.positions * 8)
-        a["dw"][...] = start
-        run_ops([ops.ConvWeightGrad("cols", "d", index, "dw", g, alpha=-0.5, beta=0.9)], a)
-        results.append(a["dw"].copy())
-    assert all(np.array_equal(r, results[0]) for r in results)
-    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 2 ** 30)
+    a["dw"][...] = start
+    run_ops([ops.ConvWeightGrad("cols", "d", index, "dw", g, alpha=-0.5, beta=0.9)], a)
+    np.testing.assert_allclose(a["dw"], 0.9 * start - 0.5 * want, rtol=1e-12, atol=1e-12)
     run_ops([ops.ConvWeightGrad("cols", "d", index, "dw", g)], a)
-    np.testing.assert_allclose(results[0], 0.9 * start - 0.5 * a["dw"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a["dw"], want, rtol=1e-12, atol=1e-12)
 
 
 def reference_conv_transpose(d, w, g):

@@ -512,6 +512,7 @@ class Gemm:
     k: int
     n: int
     count: int = 1  # how many times a training step does this product
+    one_thread: bool = False  # circuits holds BLAS to one thread for it (the conv kernels' small products)
 
     @property
     def flops(self) -> int:
@@ -533,6 +534,27 @@ MLP_FORMULA = ("per step 2·B·(784·800+800·800+800·10) forward + 2·B·(800�
                "(bias and elementwise work not counted)")
 
 
+def _conv_gemm(op: Any, batch: int, phase: str, repeat: int) -> Gemm:
+    """The GEMMs of one conv op as circuits' kernels make them (``circuits/backends/conv_kernels.py``):
+    the forward conv one per example, or one over the batch below ``BATCHED_POSITIONS``
+    positions; the transposed conv one over the batch (the zero columns of its wide grid not
+    counted); the kernel gradient one over batch × positions. A batch whose columns exceed a
+    chunk is counted as one product all the same."""
+    from circuits import ops
+    from circuits.backends import conv_kernels
+
+    g = op.geometry
+    label = f"{phase}: {type(op).__name__} {op.out}"
+    if isinstance(op, ops.ConvTranspose):
+        return Gemm(label, g.patch, g.out_channels, batch * g.positions, count=repeat)
+    if isinstance(op, ops.ConvWeightGrad):
+        return Gemm(label, g.out_channels, batch * g.positions, g.patch, count=repeat,
+                    one_thread=g.out_channels * g.patch < conv_kernels.THREADED_KERNEL)
+    if g.positions < conv_kernels.BATCHED_POSITIONS:
+        return Gemm(label, g.out_channels, g.patch, batch * g.positions, count=repeat)
+    return Gemm(label, g.out_channels, g.patch, g.positions, count=batch * repeat, one_thread=True)
+
+
 def program_gemms(program: Any, batch: int) -> list[Gemm]:
     """The GEMMs a circuits program does per run: every ``MatMul``, ``OuterUpdate`` and conv GEMM
     (forward, transposed, kernel gradient), each counted once per repetition of its phase (a
@@ -546,14 +568,7 @@ def program_gemms(program: Any, batch: int) -> list[Gemm]:
     for phase in program.phases:
         for op in phase.ops:
             if isinstance(op, (ops.Conv, ops.ConvGemm, ops.ConvTranspose, ops.ConvWeightGrad)):
-                # one GEMM per example (circuits/backends/conv_kernels.py); the transposed conv's
-                # zero columns of its wide grid are not counted
-                g = op.geometry
-                positions, patch, channels = g.positions, g.patch, g.out_channels
-                m, k, n = {ops.Conv: (channels, patch, positions), ops.ConvGemm: (channels, patch, positions),
-                           ops.ConvTranspose: (patch, channels, positions),
-                           ops.ConvWeightGrad: (channels, positions, patch)}[type(op)]
-                rows.append(Gemm(f"{phase.name}: {type(op).__name__} {op.out}", m, k, n, count=batch * phase.repeat))
+                rows.append(_conv_gemm(op, batch, phase.name, phase.repeat))
                 continue
             if isinstance(op, ops.MatMul):
                 (m, k), b = shape(op.a), shape(op.b)
@@ -734,14 +749,20 @@ def gemm_peak(size: int, repeats: int) -> dict[str, float]:
 
 
 def gemm_shapes(gemms: list[Gemm], repeats: int) -> dict[str, Any]:
-    """NumPy float32 GEMM time of each of a step's shapes (median over ``repeats`` × 20 calls)."""
+    """NumPy float32 GEMM time of each of a step's shapes (median over ``repeats`` × 20 calls), on
+    one BLAS thread where circuits computes the product on one."""
+    import contextlib
+
+    from circuits.backends.blas import one_thread
+
     rng = np.random.default_rng(0)
     rows, total = [], 0.0
     for g in gemms:
         a = rng.standard_normal((g.m, g.k), dtype=np.float32)
         b = rng.standard_normal((g.k, g.n), dtype=np.float32)
         c = np.empty((g.m, g.n), dtype=np.float32)
-        seconds = _median_seconds(lambda: np.matmul(a, b, out=c), repeats, number=20)
+        with one_thread() if g.one_thread else contextlib.nullcontext():
+            seconds = _median_seconds(lambda: np.matmul(a, b, out=c), repeats, number=20)
         rows.append({"label": g.label, "shape": [g.m, g.k, g.n], "count": g.count, "seconds": seconds,
                      "gflops": g.flops / g.count / seconds / 1e9})
         total += seconds * g.count

@@ -17,16 +17,17 @@ does when NumPy's BLAS cannot be found: the caller then keeps the NumPy path.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_info
 
-__all__ = ["accumulating_gemm", "MAX_INNER"]
+__all__ = ["accumulating_gemm", "blas_threads", "one_thread", "MAX_INNER"]
 
 MAX_INNER = 128
 """Largest inner dimension (a batch, for a weight update) given to the in-place GEMM: OpenBLAS
@@ -36,12 +37,10 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 @functools.cache
-def _cblas() -> dict[str, tuple[Any, type]] | None:
-    """``{"float32": (sgemm, int type), "float64": (dgemm, int type)}`` of NumPy's BLAS, or ``None``.
+def _library() -> Any | None:
+    """NumPy's own OpenBLAS through ctypes, or ``None`` where it cannot be found.
 
-    NumPy's wheels bundle OpenBLAS under a prefixed name (``scipy_cblas_sgemm64_``: 64-bit
-    integers); other builds expose plain ``cblas_sgemm``. The library is the loaded BLAS that
-    lives in NumPy's own folders, as threadpoolctl lists it.
+    The library is the loaded BLAS that lives in NumPy's own folders, as threadpoolctl lists it.
     """
     numpy_root = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
     for pool in threadpool_info():
@@ -52,25 +51,81 @@ def _cblas() -> dict[str, tuple[Any, type]] | None:
         if top not in ("numpy", "numpy.libs"):  # numpy/.dylibs (macOS) or numpy.libs (Linux wheels)
             continue
         try:
-            library = ctypes.CDLL(path)
+            return ctypes.CDLL(path)
         except OSError:
             return None
-        found = {}
-        for dtype, letter, real in (("float32", "s", ctypes.c_float), ("float64", "d", ctypes.c_double)):
-            for name, integer in ((f"scipy_cblas_{letter}gemm64_", ctypes.c_int64),
-                                  (f"cblas_{letter}gemm64_", ctypes.c_int64),
-                                  (f"scipy_cblas_{letter}gemm", ctypes.c_int),
-                                  (f"cblas_{letter}gemm", ctypes.c_int)):
-                function = getattr(library, name, None)
-                if function is not None:
-                    function.restype = None
-                    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
-                                         real, ctypes.c_void_p, integer, ctypes.c_void_p, integer,
-                                         real, ctypes.c_void_p, integer]
-                    found[dtype] = (function, real)
-                    break
-        return found or None
     return None
+
+
+@functools.cache
+def _cblas() -> dict[str, tuple[Any, type]] | None:
+    """``{"float32": (sgemm, int type), "float64": (dgemm, int type)}`` of NumPy's BLAS, or ``None``.
+
+    NumPy's wheels bundle OpenBLAS under a prefixed name (``scipy_cblas_sgemm64_``: 64-bit
+    integers); other builds expose plain ``cblas_sgemm``.
+    """
+    library = _library()
+    if library is None:
+        return None
+    found = {}
+    for dtype, letter, real in (("float32", "s", ctypes.c_float), ("float64", "d", ctypes.c_double)):
+        for name, integer in ((f"scipy_cblas_{letter}gemm64_", ctypes.c_int64),
+                              (f"cblas_{letter}gemm64_", ctypes.c_int64),
+                              (f"scipy_cblas_{letter}gemm", ctypes.c_int),
+                              (f"cblas_{letter}gemm", ctypes.c_int)):
+            function = getattr(library, name, None)
+            if function is not None:
+                function.restype = None
+                function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
+                                     real, ctypes.c_void_p, integer, ctypes.c_void_p, integer,
+                                     real, ctypes.c_void_p, integer]
+                found[dtype] = (function, real)
+                break
+    return found or None
+
+
+@functools.cache
+def _thread_calls() -> tuple[Any, Any] | None:
+    """``(get, set)`` of the thread count of NumPy's OpenBLAS, or ``None``."""
+    library = _library()
+    if library is None:
+        return None
+    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""),
+                           ("openblas", "")):
+        get = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+        put = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+        if get is not None and put is not None:
+            get.restype, get.argtypes = ctypes.c_int, []
+            put.restype, put.argtypes = None, [ctypes.c_int]
+            return get, put
+    return None
+
+
+def blas_threads() -> int:
+    """The thread count NumPy's OpenBLAS would use now (1 where that library is not found)."""
+    calls = _thread_calls()
+    return max(1, int(calls[0]())) if calls is not None else 1
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """NumPy's OpenBLAS on one thread inside, whatever its count outside (a setting of about a
+    microsecond each way). OpenBLAS threads a product by its size alone, and a small product
+    per example (the conv kernels make a hundred per op) costs more on two threads than on one.
+    Nothing changes where the library is not found."""
+    calls = _thread_calls()
+    if calls is None:
+        yield
+        return
+    previous = calls[0]()
+    if previous == 1:
+        yield
+        return
+    calls[1](1)
+    try:
+        yield
+    finally:
+        calls[1](previous)
 
 
 def _operand(array: np.ndarray) -> tuple[int, int] | None:

@@ -1,23 +1,26 @@
 """Kernels of the conv ops (:mod:`circuits.ops.conv`) over the array module ``xp``.
 
-Columns are laid out per example as ``(patch, positions)`` (:attr:`ConvGeometry.cols_shape`),
-so every copy and GEMM runs along a map's rows and the maps come out channel-major, as the
-activity buffers hold them, with no transposing copy:
+Columns are laid out *patch-major over the batch*, ``(patch, batch, positions)``
+(:attr:`ConvGeometry.cols_shape` per example): one row per kernel tap holds every example's
+positions, so one GEMM can take the columns of many examples at once, and every copy still runs
+along a map's rows.
 
-- the conv is one strided copy (im2col through an ``as_strided`` window view of the padded
-  maps, rows of ``out_width`` numbers at a time) and one batched GEMM ``W @ cols[b]``; the op
-  :class:`~circuits.ops.Conv` does both a chunk of examples at a time (:data:`CHUNK_BYTES` of
-  columns), each GEMM reading columns just copied, from cache;
-- the transposed conv is one batched GEMM ``Wᵀ @ delta[b]`` into *wide* columns, then ``k²``
-  strided adds (col2im). Wide: the error is laid on a grid ``out_height × (width + 2·padding)``
-  whose extra columns hold zeros, so that one tap's contributions land on the padded maps at
-  ``s·r + u·Wp + v`` for its wide position ``r``, one flat strided run per (example, channel)
-  instead of ``out_height`` short rows; the zeros add nothing. GEMM and col2im go a chunk of
-  examples at a time (:data:`CHUNK_BYTES` of columns), which col2im reads back from cache;
-- the kernel gradient is one batched GEMM ``delta[b] @ cols[b]ᵀ`` and a sum over the batch
-  (a sum of ``batch`` small products: OpenBLAS does a single product over an inner dimension of
-  ``batch · positions`` about ten times slower); behind a pool, the error is unpooled a chunk of
-  examples at a time, just before the chunk's GEMMs read it.
+- The conv is one strided copy (im2col through an ``as_strided`` window view of the padded
+  maps, rows of ``out_width`` numbers at a time) and the GEMM ``W @ cols``, a chunk of examples
+  at a time (:data:`CHUNK_BYTES` of columns) so that the GEMM reads columns just copied, from
+  cache. With few positions per map (below :data:`BATCHED_POSITIONS`) it is one GEMM over the
+  chunk's examples, whose channel-major product is copied into the maps; with many, one GEMM
+  per example writes each example's maps directly, OpenBLAS held to one thread
+  (:func:`~circuits.backends.blas.one_thread`: a product that small is slower on two).
+- The transposed conv is one GEMM ``Wᵀ @ delta`` over a chunk's examples into *wide* columns,
+  then ``k²`` strided adds (col2im). Wide: the error is laid on a grid ``out_height × (width +
+  2·padding)`` whose extra columns hold zeros, so that one tap's contributions land on the
+  padded maps at ``s·r + u·Wp + v`` for its wide position ``r``, one flat strided run per
+  (example, channel); the zeros add nothing. col2im reads the chunk's columns back from cache.
+- The kernel gradient is one GEMM ``delta @ colsᵀ`` over the inner dimension batch ×
+  positions, after unpooling the error into a channel-major grid over the batch; a small
+  kernel (below :data:`THREADED_KERNEL` numbers) is computed on one BLAS thread, as splitting
+  so few outputs between threads only costs.
 
 Scratch is allocated once per kernel; Python loops run over chunks of examples and the k²
 taps only, never over single examples, channels or positions.
@@ -25,19 +28,40 @@ taps only, never over single examples, channels or positions.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Callable
+from typing import Any, ContextManager
 
 from circuits import ops
+from circuits.backends.blas import one_thread
 from circuits.backends.kernels import KernelContext, Step
 from circuits.ops.conv import ConvGeometry
 
-__all__ = ["im2col", "conv_gemm", "conv", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES"]
+__all__ = ["im2col", "conv_gemm", "conv", "pool", "conv_transpose", "conv_weight_grad", "sign", "CHUNK_BYTES",
+           "BATCH_CHUNK_BYTES", "BATCHED_POSITIONS", "THREADED_KERNEL"]
 
 CHUNK_BYTES = 2 ** 21
-"""Size of the columns of one chunk of examples (2 MiB: about a core's L2 and L3 share) in the
-conv (its GEMM reads the columns im2col just wrote), the transposed conv (col2im reads back
-those the GEMM wrote) and the kernel gradient behind a pool (its GEMM reads the unpooled error)
-while they are in cache."""
+"""Size of the columns of one chunk of examples (2 MiB: about a core's L2 and L3 share) in a
+conv that makes one GEMM per example: they read the columns im2col just wrote, from cache."""
+
+BATCH_CHUNK_BYTES = 2 ** 25
+"""Size of the columns of one chunk of examples (32 MiB) where one GEMM takes a whole chunk
+(a conv with few positions, the transposed conv): as few products as memory allows, since
+OpenBLAS wakes its threads for each (LeNet's transposed conv: one product over 100 examples on
+two threads took half the time of five over 24 or of one on a single thread)."""
+
+BATCHED_POSITIONS = 256
+"""Output positions per map below which the conv makes one GEMM over a chunk's examples (LeNet's
+second conv, 10 × 10) instead of one per example (its first, 28 × 28)."""
+
+THREADED_KERNEL = 1024
+"""Kernel numbers (out channels × patch) from which the kernel gradient's GEMM may use every
+BLAS thread; below, its few outputs are computed on one."""
+
+
+def _one_thread(xp: Any) -> Callable[[], ContextManager[None]]:
+    """:func:`~circuits.backends.blas.one_thread` for NumPy arrays; elsewhere, nothing."""
+    return one_thread if getattr(xp, "__name__", "") == "numpy" else contextlib.nullcontext
 
 
 def _maps(array: Any, channels: int, height: int, width: int) -> Any:
@@ -79,9 +103,10 @@ def _unpooler(xp: Any, g: ConvGeometry, delta: Any, index: Any | None, full: Any
 
 def _im2col_views(xp: Any, g: ConvGeometry, x: Any, cols: Any) -> tuple[Step, Any, Any]:
     """The step that copies ``x`` into its padded maps (nothing without padding), the window
-    view of those maps ``(batch, C, k, k, Ho, Wo)``, and ``cols`` viewed the same way; at stride 1
-    (NumPy, contiguous arrays) both views are ``(batch, C, k, k, Ho)`` of rows of ``Wo`` numbers
-    as one opaque (void) item each, which NumPy copies about 2.5× faster than number by number."""
+    view of those maps ``(batch, C, k, k, Ho, Wo)``, and ``cols`` (``(patch, batch, positions)``)
+    viewed in the same order; at stride 1 (NumPy, contiguous arrays) both views are
+    ``(batch, C, k, k, Ho)`` of rows of ``Wo`` numbers as one opaque (void) item each, which
+    NumPy copies about 2.5× faster than number by number."""
     batch, p, k, s = x.shape[0], g.padding, g.kernel, g.stride
     maps = _maps(x, g.channels, g.height, g.width)
     if p:
@@ -98,10 +123,58 @@ def _im2col_views(xp: Any, g: ConvGeometry, x: Any, cols: Any) -> tuple[Step, An
         # At stride 1 a window row is out_width adjacent numbers in the maps as in the columns:
         # view both as rows of one opaque item each, so the copy moves whole rows, not numbers.
         row = xp.dtype((xp.void, g.out_width * padded.itemsize))
+        target = xp.ndarray((g.channels, k, k, batch, g.out_height), row, buffer=cols)
         return (fill, xp.ndarray(shape[:-1], row, buffer=padded, strides=(sb, sc, sh, sw, sh)),
-                xp.ndarray(shape[:-1], row, buffer=cols))
+                target.transpose(3, 0, 1, 2, 4))
     windows = xp.lib.stride_tricks.as_strided(padded, shape=shape, strides=(sb, sc, sh, sw, sh * s, sw * s))
-    return fill, windows, cols.reshape(windows.shape)
+    target = cols.reshape(g.channels, k, k, batch, g.out_height, g.out_width).transpose(3, 0, 1, 2, 4, 5)
+    return fill, windows, target
+
+
+def _chunks(batch: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, batch)) for start in range(0, batch, chunk)]
+
+
+def _products(xp: Any, g: ConvGeometry, weight: Any, cols: Any, out: Any, accumulate: bool,
+              chunks: list[tuple[int, int]]) -> list[Step]:
+    """One step per chunk ``(start, stop)`` of examples: ``out[start:stop] (+)= W @ cols`` for
+    those examples, into the channel-major maps of ``out`` (``(batch, O·positions)``)."""
+    batch, channels, positions = out.shape[0], g.out_channels, g.positions
+    kernel = weight.reshape(channels, g.patch)
+    maps = out.reshape(batch, channels, positions)
+    widest = max(stop - start for start, stop in chunks)
+    steps: list[Step] = []
+    if g.positions < BATCHED_POSITIONS:  # one GEMM over the chunk's examples, then into the maps
+        product = xp.empty((channels, widest * positions), out.dtype)
+        for start, stop in chunks:
+            n = stop - start
+            part = product[:, :n * positions]
+            columns = cols[:, start:stop].reshape(g.patch, n * positions)
+            result, spread = maps[start:stop], part.reshape(channels, n, positions).transpose(1, 0, 2)
+
+            def batched(columns: Any = columns, part: Any = part, result: Any = result, spread: Any = spread) -> None:
+                xp.matmul(kernel, columns, out=part)
+                if accumulate:
+                    xp.add(result, spread, out=result)
+                else:
+                    result[...] = spread
+            steps.append(batched)
+        return steps
+    hold = _one_thread(xp)
+    scratch = xp.empty((widest, channels, positions), out.dtype) if accumulate else None
+    for start, stop in chunks:
+        columns, result = cols[:, start:stop].transpose(1, 0, 2), maps[start:stop]
+
+        def each(columns: Any = columns, result: Any = result) -> None:
+            with hold():  # a hundred small products: faster on one thread
+                if scratch is None:
+                    xp.matmul(kernel, columns, out=result)
+                    return
+                part = scratch[:len(result)]
+                xp.matmul(kernel, columns, out=part)
+            xp.add(result, part, out=result)
+        steps.append(each)
+    return steps
 
 
 def im2col(op: ops.Im2Col, arrays: dict[str, Any], ctx: KernelContext) -> Step:
@@ -114,19 +187,10 @@ def im2col(op: ops.Im2Col, arrays: dict[str, Any], ctx: KernelContext) -> Step:
 
 
 def conv_gemm(op: ops.ConvGemm, arrays: dict[str, Any], ctx: KernelContext) -> Step:
-    xp, g = ctx.xp, op.geometry
-    cols, weight, out = arrays[op.cols], arrays[op.weight], arrays[op.out]
-    batch = out.shape[0]
-    kernel = weight.reshape(g.out_channels, g.patch)
-    channel_major = out.reshape(batch, g.out_channels, g.positions)
-    if not op.accumulate:
-        return lambda: xp.matmul(kernel, cols, out=channel_major)
-    product = xp.empty_like(channel_major)
-
-    def step() -> None:
-        xp.matmul(kernel, cols, out=product)
-        xp.add(channel_major, product, out=channel_major)
-    return step
+    out = arrays[op.out]
+    [product] = _products(ctx.xp, op.geometry, arrays[op.weight], arrays[op.cols], out, op.accumulate,
+                          [(0, out.shape[0])])
+    return product
 
 
 def conv(op: ops.Conv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
@@ -134,23 +198,16 @@ def conv(op: ops.Conv, arrays: dict[str, Any], ctx: KernelContext) -> Step:
     cols, out = arrays[op.cols], arrays[op.out]
     batch = out.shape[0]
     fill, windows, target = _im2col_views(xp, g, arrays[op.x], cols)
-    kernel = arrays[op.weight].reshape(g.out_channels, g.patch)
-    channel_major = out.reshape(batch, g.out_channels, g.positions)
-    chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * g.positions * cols.itemsize)))
-    product = xp.empty((chunk, g.out_channels, g.positions), out.dtype) if op.accumulate else None
-    jobs = [(target[i:i + chunk], windows[i:i + chunk], cols[i:i + chunk], channel_major[i:i + chunk])
-            for i in range(0, batch, chunk)]
+    size = BATCH_CHUNK_BYTES if g.positions < BATCHED_POSITIONS else CHUNK_BYTES
+    chunks = _chunks(batch, max(1, min(batch, size // (g.patch * g.positions * cols.itemsize))))
+    products = _products(xp, g, arrays[op.weight], cols, out, op.accumulate, chunks)
+    jobs = [(target[start:stop], windows[start:stop], product) for (start, stop), product in zip(chunks, products)]
 
     def step() -> None:
         fill()
-        for copy, source, columns, result in jobs:  # each GEMM reads the columns just copied
+        for copy, source, product in jobs:  # each GEMM reads the columns just copied
             copy[...] = source
-            if product is None:
-                xp.matmul(kernel, columns, out=result)
-            else:
-                part = product[:len(result)]
-                xp.matmul(kernel, columns, out=part)
-                xp.add(result, part, out=result)
+            product()
     return step
 
 
@@ -253,21 +310,25 @@ def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelCon
     batch, p, k, s = delta.shape[0], g.padding, g.kernel, g.stride
     hp, wp = g.height + 2 * p, g.width + 2 * p
     wide = g.out_height * wp  # positions of the wide grid
-    spread = xp.zeros((batch, g.out_channels, g.out_height, wp), delta.dtype)  # columns ≥ out_width stay 0
-    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, spread[:, :, :, :g.out_width])
+    # The error, channel-major over the batch on the wide grid (columns ≥ out_width stay 0).
+    spread = xp.zeros((g.out_channels, batch, g.out_height, wp), delta.dtype)
+    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None,
+                       spread.transpose(1, 0, 2, 3)[:, :, :, :g.out_width])
+    errors = spread.reshape(g.out_channels, batch * wide)
     matrix = kernel.reshape(g.out_channels, g.patch).T
     length = s * wide + k * wp  # holds every tap's last write, s·(wide − 1) + (k − 1)·wp + k − 1
     flat = xp.empty((batch, g.channels, length), delta.dtype)
-    # The columns go through col2im a chunk of examples at a time, while they are in cache.
-    chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * wide * delta.itemsize)))
-    taps = xp.empty((chunk, g.patch, wide), delta.dtype)
+    # One GEMM over a chunk's examples (as many as BATCH_CHUNK_BYTES of columns allow), then col2im.
+    chunk = max(1, min(batch, BATCH_CHUNK_BYTES // (g.patch * wide * delta.itemsize)))
+    taps = xp.empty((g.patch, chunk * wide), delta.dtype)
     jobs = []
-    for start in range(0, batch, chunk):
-        n = min(chunk, batch - start)
-        per_tap = taps[:n].reshape(n, g.channels, k * k, wide)
-        rows = flat[start:start + n]
-        jobs.append((spread[start:start + n].reshape(n, g.out_channels, wide), taps[:n],
-                     [(rows[:, :, u * wp + v:u * wp + v + s * wide:s], per_tap[:, :, u * k + v])
+    for start, stop in _chunks(batch, chunk):
+        n = stop - start
+        columns = taps[:, :n * wide]
+        per_tap = columns.reshape(g.channels, k * k, n, wide)
+        rows = flat[start:stop].transpose(1, 0, 2)  # (C, n, length)
+        jobs.append((errors[:, start * wide:stop * wide], columns,
+                     [(rows[:, :, u * wp + v:u * wp + v + s * wide:s], per_tap[:, u * k + v])
                       for u in range(k) for v in range(k)]))
     fb, fc, fx = flat.strides
     padded = xp.lib.stride_tricks.as_strided(flat, shape=(batch, g.channels, hp, wp), strides=(fb, fc, fx * wp, fx))
@@ -277,8 +338,8 @@ def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelCon
     def step() -> None:
         unpool()
         flat.fill(0)
-        for errors, columns, places in jobs:
-            xp.matmul(matrix, errors, out=columns)
+        for error, columns, places in jobs:
+            xp.matmul(matrix, error, out=columns)
             for place, tap in places:  # col2im: k² strided adds, one run per example and channel each
                 xp.add(place, tap, out=place)
         if op.accumulate:
@@ -292,27 +353,20 @@ def conv_weight_grad(op: ops.ConvWeightGrad, arrays: dict[str, Any], ctx: Kernel
     xp, g = ctx.xp, op.geometry
     cols, delta, out = arrays[op.cols], arrays[op.delta], arrays[op.out]
     batch = delta.shape[0]
-    index = arrays[op.index] if op.index else None
-    products = xp.empty((batch, g.out_channels, g.patch), delta.dtype)
-    right = cols.transpose(0, 2, 1)
-    if g.pool:  # unpool a chunk of examples, then its GEMMs read that error from cache
-        full = xp.empty((batch, g.out_channels, g.out_height, g.out_width), delta.dtype)
-        chunk = max(1, min(batch, CHUNK_BYTES // (g.patch * g.positions * cols.itemsize)))
-        jobs = [(_unpooler(xp, g, delta[i:i + chunk], None if index is None else index[i:i + chunk],
-                           full[i:i + chunk]), i, i + chunk) for i in range(0, batch, chunk)]
-    else:  # the error is already the conv's: read it in place
-        full, jobs = _maps(delta, g.out_channels, g.out_height, g.out_width), [(lambda: None, 0, batch)]
-    left = full.reshape(batch, g.out_channels, g.positions)
-    jobs = [(unpool, left[i:j], right[i:j], products[i:j]) for unpool, i, j in jobs]
+    # The unpooled error, channel-major over the batch: one GEMM over batch × positions.
+    grid = xp.empty((g.out_channels, batch, g.out_height, g.out_width), delta.dtype)
+    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, grid.transpose(1, 0, 2, 3))
+    left = grid.reshape(g.out_channels, batch * g.positions)
+    right = cols.reshape(g.patch, batch * g.positions).T
     matrix = out.reshape(g.out_channels, g.patch)
     total = xp.empty_like(matrix)
+    hold = _one_thread(xp) if g.out_channels * g.patch < THREADED_KERNEL else contextlib.nullcontext
     alpha, beta = op.alpha, op.beta
 
     def step() -> None:
-        for unpool, errors, columns, product in jobs:
-            unpool()
-            xp.matmul(errors, columns, out=product)
-        xp.sum(products, axis=0, out=total)  # example by example, in batch order
+        unpool()
+        with hold():
+            xp.matmul(left, right, out=total)
         if beta == 0.0:
             xp.multiply(total, alpha, out=matrix)
             return

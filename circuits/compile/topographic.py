@@ -3,7 +3,7 @@
 A forward conv projection ``h→C`` becomes, in the pass that drives ``C``::
 
     h->C.cols = im2col(h.rate)                  one strided copy   } one op (Conv), a chunk
-    h->C.conv = h->C.weight @ h->C.cols         a GEMM per example } of examples at a time
+    h->C.conv = h->C.weight @ h->C.cols         GEMM               } of examples at a time
                                                 (into C.pre when unpooled)
     C.pre     = pool(h->C.conv)                 max pooling also saves h->C.argmax
 
@@ -59,7 +59,7 @@ def drive(b: Builder, phase: str, proj: ProjectionSpec, source: str, out: str, *
         b.emit(phase, ops.MatMul(source, weight, out, accumulate=accumulate))
         return
     g = geometry(b.graph, proj)
-    cols = b.add_buffer(f"{proj.name}.cols{tag}", (BATCH, *g.cols_shape), "temp",
+    cols = b.add_buffer(f"{proj.name}.cols{tag}", g.cols_shape(BATCH), "temp",
                         doc="im2col of the source maps")
     if not g.pool:
         b.emit(phase, ops.Conv(source, cols, weight, out, g, accumulate=accumulate))

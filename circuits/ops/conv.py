@@ -2,10 +2,10 @@
 
 Activity buffers stay flat, ``(batch, C·H·W)`` in channel-major order, so every elementwise op
 works on feature maps unchanged; these ops view them as ``(batch, C, H, W)``. A convolution is
-lowered to one strided copy (im2col, :class:`Im2Col`) and one GEMM per example (:class:`ConvGemm`),
+lowered to one strided copy (im2col, :class:`Im2Col`) and a GEMM (:class:`ConvGemm`),
 or both in one op (:class:`Conv`, which the builder emits); its backward pass is the transposed
-convolution (:class:`ConvTranspose`: a GEMM per example, then col2im) and its weight gradient a
-GEMM per example over the saved columns, summed over the batch (:class:`ConvWeightGrad`). Both
+convolution (:class:`ConvTranspose`: a GEMM, then col2im) and its weight gradient one GEMM
+over the saved columns of the whole batch (:class:`ConvWeightGrad`). Both
 backward ops take the error at the *pooled* maps and undo the pooling first
 (``unpool``: each window's error goes to the place of its max, saved by :class:`Pool` in
 ``index``, or is spread evenly, ``/ size²``, for average pooling).
@@ -13,11 +13,13 @@ backward ops take the error at the *pooled* maps and undo the pooling first
 Conventions (``W`` is the kernel ``(O, C, k, k)``, ``s`` the stride, ``p`` the padding,
 ``pad(x)`` is ``x`` with ``p`` zeros on every border)::
 
-    cols[b, (c, u, v), (i, j)] = pad(x)[b, c, s·i + u, s·j + v]
-    conv[b, o, i, j]            = Σ_{c,u,v} W[o, c, u, v] · cols[b, (c, u, v), (i, j)]
+    cols[(c, u, v), b, (i, j)] = pad(x)[b, c, s·i + u, s·j + v]
+    conv[b, o, i, j]            = Σ_{c,u,v} W[o, c, u, v] · cols[(c, u, v), b, (i, j)]
 
-(the columns of one example are ``(patch, positions)``, :attr:`ConvGeometry.cols_shape`: the
-GEMM ``W @ cols[b]`` then writes channel-major maps, as the activity buffers hold them).
+(the columns are ``(patch, batch, positions)``, :meth:`ConvGeometry.cols_shape`: one row per
+kernel tap over every example's positions, so that one GEMM ``W @ cols`` can take many
+examples at once, and ``W @ cols[:, b]`` one example's channel-major maps, as the activity
+buffers hold them).
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ class ConvGeometry:
         """Numbers in one column, ``C · k · k``."""
         return self.channels * self.kernel * self.kernel
 
-    @property
-    def cols_shape(self) -> tuple[int, int]:
-        """One example's im2col columns, ``(patch, positions)``."""
-        return (self.patch, self.positions)
+    def cols_shape(self, batch: int | str) -> tuple[int | str, ...]:
+        """The im2col columns of ``batch`` examples, ``(patch, batch, positions)``: patch-major,
+        so that a GEMM can run over the positions of many examples at once."""
+        return (self.patch, batch, self.positions)
 
     @property
     def in_size(self) -> int:
@@ -100,6 +102,13 @@ def _check(op: Op, shapes: Shapes, name: str, want: tuple[int, ...]) -> None:
         raise op.fail(f"'{name}' has shape {shapes[name]}, the geometry needs (batch, {', '.join(map(str, want))})")
 
 
+def _check_cols(op: Op, shapes: Shapes, name: str, geometry: ConvGeometry) -> None:
+    shape = tuple(shapes[name])
+    if len(shape) != 3 or (shape[0], shape[2]) != (geometry.patch, geometry.positions):
+        raise op.fail(f"'{name}' has shape {shapes[name]}, the geometry needs "
+                      f"({geometry.patch}, batch, {geometry.positions})")
+
+
 def _gemm_text(out: str, weight: str, cols: str, accumulate: bool) -> str:
     return f"{out} {'+=' if accumulate else '='} {weight} @ {cols} (GEMM)"
 
@@ -118,7 +127,7 @@ def _unpooled(op: ConvTranspose | ConvWeightGrad) -> str:
 
 @attrs.frozen
 class Im2Col(Op):
-    """Implements ``cols[b, (c, u, v), (i, j)] = pad(x)[b, c, s·i + u, s·j + v]`` (one strided copy)."""
+    """Implements ``cols[(c, u, v), b, (i, j)] = pad(x)[b, c, s·i + u, s·j + v]`` (one strided copy)."""
 
     x: str
     cols: str
@@ -133,12 +142,12 @@ class Im2Col(Op):
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
         _check(self, shapes, self.x, (g.in_size,))
-        _check(self, shapes, self.cols, g.cols_shape)
+        _check_cols(self, shapes, self.cols, g)
 
 
 @attrs.frozen
 class ConvGemm(Op):
-    """Implements ``out[b, o, i, j] (+)= Σ_{c,u,v} W[o, c, u, v] · cols[b, (c, u, v), (i, j)]`` (a GEMM per example)."""
+    """Implements ``out[b, o, i, j] (+)= Σ_{c,u,v} W[o, c, u, v] · cols[(c, u, v), b, (i, j)]`` (GEMM)."""
 
     cols: str
     weight: str
@@ -156,7 +165,7 @@ class ConvGemm(Op):
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
-        _check(self, shapes, self.cols, g.cols_shape)
+        _check_cols(self, shapes, self.cols, g)
         _check(self, shapes, self.out, (g.conv_size,))
         _check_kernel(self, shapes, self.weight, g)
 
@@ -164,8 +173,8 @@ class ConvGemm(Op):
 @attrs.frozen
 class Conv(Op):
     """Implements :class:`Im2Col` then :class:`ConvGemm` as one op: ``cols = im2col(x)``, then
-    ``out (+)= W @ cols[b]``, a chunk of examples at a time, so that each GEMM reads columns
-    just written, from cache (the columns stay, for the kernel gradient)."""
+    ``out (+)= W @ cols``, a chunk of examples at a time, so that each GEMM reads columns just
+    written, from cache (the columns stay, for the kernel gradient)."""
 
     x: str
     cols: str
@@ -186,7 +195,7 @@ class Conv(Op):
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
         _check(self, shapes, self.x, (g.in_size,))
-        _check(self, shapes, self.cols, g.cols_shape)
+        _check_cols(self, shapes, self.cols, g)
         _check(self, shapes, self.out, (g.conv_size,))
         _check_kernel(self, shapes, self.weight, g)
 
@@ -250,8 +259,8 @@ class ConvTranspose(Op):
 
 @attrs.frozen
 class ConvWeightGrad(Op):
-    """Implements ``out = beta · out + alpha · Σ_b Σ_{i,j} delta[b, o, i, j] · cols[b, (c, u, v), (i, j)]``
-    (a GEMM per example summed over the batch, after unpooling ``delta``; the kernel gradient when
+    """Implements ``out = beta · out + alpha · Σ_b Σ_{i,j} delta[b, o, i, j] · cols[(c, u, v), b, (i, j)]``
+    (one GEMM over batch × positions, after unpooling ``delta``; the kernel gradient when
     ``delta`` is ∂loss/∂(pooled conv))."""
 
     cols: str
@@ -274,7 +283,7 @@ class ConvWeightGrad(Op):
 
     def check(self, shapes: Shapes) -> None:
         g = self.geometry
-        _check(self, shapes, self.cols, g.cols_shape)
+        _check_cols(self, shapes, self.cols, g)
         _check(self, shapes, self.delta, (g.out_size,))
         if tuple(shapes[self.out]) != g.kernel_shape:
             raise self.fail(f"'{self.out}' has shape {shapes[self.out]}, not the kernel's {g.kernel_shape}")

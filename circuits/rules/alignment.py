@@ -182,7 +182,7 @@ def _mirror_kernel(b: Builder, proj: ProjectionSpec, feedback: str, lr: float, s
     g = attrs.evolve(real, height=real.height + 2 * real.padding, width=real.width + 2 * real.padding,
                      padding=0, pool="", pool_size=1)
     noise = b.add_buffer(f"{proj.name}.mirror_noise", (m, g.in_size), "temp")
-    cols = b.add_buffer(f"{proj.name}.mirror_cols", (m, *g.cols_shape), "temp")
+    cols = b.add_buffer(f"{proj.name}.mirror_cols", g.cols_shape(m), "temp")
     echo = b.add_buffer(f"{proj.name}.mirror_echo", (m, g.conv_size), "temp")
     b.emit("mirror",
            ops.GaussianNoise(std, noise, stream=f"{proj.name}.mirror"),

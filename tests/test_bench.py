@@ -83,9 +83,10 @@ def test_reference_makes_circuits_update(case, reference):
     assert 0.0 <= runner.accuracy() <= 1.0
 
 
-def test_program_gemms_counts_a_conv_gemm_per_example():
-    """The conv kernels do one GEMM per example: the LeNet program at batch 4 lists each conv
-    GEMM at its per-example shape, 4 times, and the first conv sends no error down."""
+def test_program_gemms_counts_the_conv_gemms_as_the_kernels_make_them():
+    """The LeNet program at batch 4 lists the first conv (28 × 28 positions) as a GEMM per
+    example, 4 times, on one thread; the second (10 × 10), the transposed conv and the kernel
+    gradients as one GEMM over the batch; the first conv sends no error down."""
     bench = _bench()
     sys.path.insert(0, str(REPO_ROOT / "tools"))
     try:
@@ -95,12 +96,13 @@ def test_program_gemms_counts_a_conv_gemm_per_example():
     text = LENET_SPEC.format(rule="backprop", lr=0.05, extra="", batch=4, seed=0)
     registry = circuits.default_registry()
     model = circuits.Model(parse_spec(text, source="bench", rules=registry.signatures()), registry=registry)
-    conv = {g.label.split(": ")[1]: (g.m, g.k, g.n, g.count) for g in bench.program_gemms(model.compiled("train"), 4)
-            if "Conv" in g.label}
+    conv = {g.label.split(": ")[1]: (g.m, g.k, g.n, g.count, g.one_thread)
+            for g in bench.program_gemms(model.compiled("train"), 4) if "Conv" in g.label}
     # x (1×28×28) -> 5×5 pad 2 -> 6×28×28 maps; c1 (6×14×14) -> 5×5 -> 16×10×10 maps
-    assert conv == {"Conv x->c1.conv": (6, 25, 784, 4), "Conv c1->c2.conv": (16, 150, 100, 4),
-                    "ConvTranspose c1.grad": (150, 16, 100, 4),
-                    "ConvWeightGrad x->c1.weight": (6, 784, 25, 4), "ConvWeightGrad c1->c2.weight": (16, 100, 150, 4)}
+    assert conv == {"Conv x->c1.conv": (6, 25, 784, 4, True), "Conv c1->c2.conv": (16, 150, 400, 1, False),
+                    "ConvTranspose c1.grad": (150, 16, 400, 1, False),
+                    "ConvWeightGrad x->c1.weight": (6, 3136, 25, 1, True),
+                    "ConvWeightGrad c1->c2.weight": (16, 400, 150, 1, False)}
 
 
 def test_cpu_time_script_alternates_both_sides_for_each_round():

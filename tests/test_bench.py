@@ -117,3 +117,24 @@ def test_cpu_time_script_alternates_both_sides_for_each_round():
         sys.path.remove(str(REPO_ROOT / "tools"))
     assert set(times) == {"circuits", "pytorch"}
     assert all(len(v) == 3 and all(t > 0 for t in v) for v in times.values())
+
+
+def test_ab_step_loads_a_revision_beside_the_tree_and_times_both(capsys):
+    """``tools/ab_step.py HEAD`` builds LeNet with HEAD's ``circuits/`` (a second package) and with
+    the working tree's, and prints both medians and their parameter difference."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                                                     capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: ab_step compares against a revision")
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    try:
+        import ab_step
+    finally:
+        sys.path.remove(str(REPO_ROOT / "tools"))
+    assert ab_step.main(["HEAD", "--rounds", "1", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "HEAD: median" in out and "tree: median" in out and "ratio to HEAD" in out
+    assert "parameter difference after 3 steps" in out
+    assert "circuits_rev" not in sys.modules  # the second package is gone again

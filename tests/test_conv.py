@@ -293,13 +293,15 @@ def reference_conv_transpose(d, w, g):
 @pytest.mark.parametrize("chunk", [1, 2, 5])
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1), (3, 2)])
 def test_transposed_conv_in_chunks_of_examples_equals_loops(monkeypatch, chunk, stride, padding):
-    """col2im runs a chunk of examples at a time (``CHUNK_BYTES`` of wide columns): 5 examples
+    """col2im runs a chunk of examples at a time (``BATCH_CHUNK_BYTES`` of wide columns): 5 examples
     one by one, in chunks of 2 (the last one short) and all at once give the loops' result."""
     from circuits.backends import conv_kernels
 
     g = ops.ConvGeometry(2, 5, 4 - 2 * padding + 2 * stride, 3, 3, stride, padding)
-    wide = g.out_height * (g.width + 2 * padding)
-    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk * g.patch * wide * 8)
+    wp = g.width + 2 * padding
+    reach = 2 * wp + 2  # the largest tap offset, (k − 1)·wp + k − 1
+    row = max(g.out_height * wp - (-reach // stride), -(-(g.height + 2 * padding) * wp // stride))
+    monkeypatch.setattr(conv_kernels, "BATCH_CHUNK_BYTES", chunk * g.patch * row * 8)
     rng = np.random.default_rng(stride + 3 * padding)
     a = {"d": rng.standard_normal((5, g.out_size)), "w": rng.standard_normal(g.kernel_shape),
          "dx": np.empty((5, g.in_size))}

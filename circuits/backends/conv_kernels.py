@@ -13,10 +13,12 @@ along a map's rows.
   per example writes each example's maps directly, OpenBLAS held to one thread
   (:func:`~circuits.backends.blas.one_thread`: a product that small is slower on two).
 - The transposed conv is one GEMM ``Wᵀ @ delta`` over a chunk's examples into *wide* columns,
-  then ``k²`` strided adds (col2im). Wide: the error is laid on a grid ``out_height × (width +
+  then ``k²`` adds (col2im). Wide: the error is laid on a grid ``out_height × (width +
   2·padding)`` whose extra columns hold zeros, so that one tap's contributions land on the
-  padded maps at ``s·r + u·Wp + v`` for its wide position ``r``, one flat strided run per
-  (example, channel); the zeros add nothing. col2im reads the chunk's columns back from cache.
+  padded maps at ``s·r + u·Wp + v`` for its wide position ``r``; each example's row of the grid
+  is followed by zeros, enough that a tap's run spilling past one example's padded maps into the
+  next adds only zeros, so one tap's contributions for a whole channel over the chunk's examples
+  are one run (every ``s``-th number) and col2im is one add per tap and channel.
 - The kernel gradient is one GEMM ``delta @ colsᵀ`` over the inner dimension batch ×
   positions, after unpooling the error into a channel-major grid over the batch; a small
   kernel (below :data:`THREADED_KERNEL` numbers) is computed on one BLAS thread, as splitting
@@ -310,29 +312,37 @@ def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelCon
     batch, p, k, s = delta.shape[0], g.padding, g.kernel, g.stride
     hp, wp = g.height + 2 * p, g.width + 2 * p
     wide = g.out_height * wp  # positions of the wide grid
-    # The error, channel-major over the batch on the wide grid (columns ≥ out_width stay 0).
-    spread = xp.zeros((g.out_channels, batch, g.out_height, wp), delta.dtype)
-    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None,
-                       spread.transpose(1, 0, 2, 3)[:, :, :, :g.out_width])
-    errors = spread.reshape(g.out_channels, batch * wide)
+    reach = (k - 1) * wp + k - 1  # the largest tap offset on the padded maps
+    # Each example's error row: the wide grid, then zeros, long enough that a tap's run spilling
+    # past its row adds only zeros to the next, and that s·row holds the padded maps.
+    row = max(wide - (-reach // s), -(-(hp * wp) // s))
+    spread = xp.zeros((g.out_channels, batch, row), delta.dtype)  # channel-major over the batch
+    grid = spread[:, :, :wide].reshape(g.out_channels, batch, g.out_height, wp)[:, :, :, :g.out_width]
+    unpool = _unpooler(xp, g, delta, arrays[op.index] if op.index else None, grid.transpose(1, 0, 2, 3))
+    errors = spread.reshape(g.out_channels, batch * row)
     matrix = kernel.reshape(g.out_channels, g.patch).T
-    length = s * wide + k * wp  # holds every tap's last write, s·(wide − 1) + (k − 1)·wp + k − 1
-    flat = xp.empty((batch, g.channels, length), delta.dtype)
-    # One GEMM over a chunk's examples (as many as BATCH_CHUNK_BYTES of columns allow), then col2im.
-    chunk = max(1, min(batch, BATCH_CHUNK_BYTES // (g.patch * wide * delta.itemsize)))
-    taps = xp.empty((g.patch, chunk * wide), delta.dtype)
+    # The padded input maps, channel-major over the batch: (C, batch, s·row), then room for spills.
+    flat = xp.empty(g.channels * batch * s * row + reach, delta.dtype)
+    item = flat.itemsize
+    # One GEMM over a chunk's examples (as many as BATCH_CHUNK_BYTES of columns allow), then col2im:
+    # one add per tap over every channel and example of the chunk, each channel one long run.
+    chunk = max(1, min(batch, BATCH_CHUNK_BYTES // (g.patch * row * delta.itemsize)))
+    taps = xp.empty((g.patch, chunk * row), delta.dtype)
     jobs = []
     for start, stop in _chunks(batch, chunk):
         n = stop - start
-        columns = taps[:, :n * wide]
-        per_tap = columns.reshape(g.channels, k * k, n, wide)
-        rows = flat[start:stop].transpose(1, 0, 2)  # (C, n, length)
-        jobs.append((errors[:, start * wide:stop * wide], columns,
-                     [(rows[:, :, u * wp + v:u * wp + v + s * wide:s], per_tap[:, u * k + v])
-                      for u in range(k) for v in range(k)]))
-    fb, fc, fx = flat.strides
-    padded = xp.lib.stride_tricks.as_strided(flat, shape=(batch, g.channels, hp, wp), strides=(fb, fc, fx * wp, fx))
-    inner = padded[:, :, p:p + g.height, p:p + g.width]
+        columns = taps[:, :n * row]
+        per_tap = columns.reshape(g.channels, k * k, n * row)
+        places = []
+        for u in range(k):
+            for v in range(k):
+                first = flat[start * s * row + u * wp + v:]
+                places.append((xp.lib.stride_tricks.as_strided(first, shape=(g.channels, n * row),
+                                                               strides=(batch * s * row * item, s * item)),
+                               per_tap[:, u * k + v]))
+        jobs.append((errors[:, start * row:stop * row], columns, places))
+    padded = flat[:g.channels * batch * s * row].reshape(g.channels, batch, s * row)[:, :, :hp * wp]
+    inner = padded.reshape(g.channels, batch, hp, wp)[:, :, p:p + g.height, p:p + g.width].transpose(1, 0, 2, 3)
     maps = _maps(out, g.channels, g.height, g.width)
 
     def step() -> None:
@@ -340,7 +350,7 @@ def conv_transpose(op: ops.ConvTranspose, arrays: dict[str, Any], ctx: KernelCon
         flat.fill(0)
         for error, columns, places in jobs:
             xp.matmul(matrix, error, out=columns)
-            for place, tap in places:  # col2im: k² strided adds, one run per example and channel each
+            for place, tap in places:  # col2im: k² adds, one run of n·row numbers per channel each
                 xp.add(place, tap, out=place)
         if op.accumulate:
             xp.add(maps, inner, out=maps)

@@ -119,9 +119,10 @@ def test_cpu_time_script_alternates_both_sides_for_each_round():
     assert all(len(v) == 3 and all(t > 0 for t in v) for v in times.values())
 
 
-def test_ab_step_loads_a_revision_beside_the_tree_and_times_both(capsys):
-    """``tools/ab_step.py HEAD`` builds LeNet with HEAD's ``circuits/`` (a second package) and with
-    the working tree's, and prints both medians and their parameter difference."""
+@pytest.mark.parametrize("case, rule", [("lenet", "backprop"), ("mlp", "feedback_alignment")])
+def test_ab_step_loads_a_revision_beside_the_tree_and_times_both(capsys, case, rule):
+    """``tools/ab_step.py HEAD`` builds the benchmark's circuit with HEAD's ``circuits/`` (a second
+    package) and with the working tree's, and prints both medians and their parameter difference."""
     import shutil
     import subprocess
 
@@ -133,7 +134,7 @@ def test_ab_step_loads_a_revision_beside_the_tree_and_times_both(capsys):
         import ab_step
     finally:
         sys.path.remove(str(REPO_ROOT / "tools"))
-    assert ab_step.main(["HEAD", "--rounds", "1", "--steps", "1"]) == 0
+    assert ab_step.main(["HEAD", "--case", case, "--rule", rule, "--rounds", "1", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert "HEAD: median" in out and "tree: median" in out and "ratio to HEAD" in out
     assert "parameter difference after 3 steps" in out

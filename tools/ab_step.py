@@ -53,33 +53,19 @@ def load_revision(rev: str, into: Path) -> object:
 
 
 def spec_text(case: str, rule: str) -> str:
+    """The benchmark's spec of ``case`` (``tools/bench_lenet.py``, ``tools/bench.py``) under ``rule``."""
     sys.path.insert(0, str(ROOT / "tools"))
-    from bench_lenet import LENET_LR, LENET_SPEC
-    extra = "" if rule == "backprop" else "auto_feedback = true"
+    try:
+        import bench
+        from bench_lenet import LENET_LR, LENET_SPEC
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    feedback = rule != "backprop"
     if case == "lenet":
-        return LENET_SPEC.format(rule=rule, lr=LENET_LR, extra=extra, batch=100, seed=0)
-    return f"""
-[circuit]
-name = "mlp"
-[populations]
-x = {{ size = 784, role = "input" }}
-h1 = {{ size = 800, activation = "relu" }}
-h2 = {{ size = 800, activation = "relu" }}
-y = {{ size = 10, role = "output" }}
-[[projections]]
-chain = ["x", "h1", "h2", "y"]
-[rule]
-name = "{rule}"
-{extra}
-[task]
-dataset = "mnist"
-batch_size = 100
-[optimizer]
-lr = 0.1
-[run]
-seed = 0
-dtype = "float32"
-"""
+        return LENET_SPEC.format(rule=rule, lr=LENET_LR, extra="auto_feedback = true" if feedback else "",
+                                 batch=100, seed=0)
+    extra = f"auto_feedback = true\nfeedback_scale = {bench.FA_FEEDBACK_SCALE}" if feedback else ""
+    return bench.SPEC_TEMPLATE.format(rule=rule, lr=bench.LR, extra=extra, batch=100, seed=0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""NumPy's own BLAS, called directly for the one product NumPy cannot write in place: ``C += A @ B``.
+"""NumPy's own BLAS, called directly for the one product NumPy cannot write in place, ``C += A @ B``,
+and held to one thread where a small product would lose on more (:func:`one_thread`).
 
 ``np.matmul`` always overwrites its ``out``, so an update ``W += aᵀ @ b`` costs a GEMM into
 scratch plus an add pass over ``W`` (read ``W`` and the scratch, write ``W``). GEMM itself can

@@ -1,16 +1,17 @@
 """Kernels of the conv ops (:mod:`circuits.ops.conv`) over the array module ``xp``.
 
 Columns are laid out *patch-major over the batch*, ``(patch, batch, positions)``
-(:attr:`ConvGeometry.cols_shape` per example): one row per kernel tap holds every example's
+(:meth:`ConvGeometry.cols_shape`): one row per kernel tap holds every example's
 positions, so one GEMM can take the columns of many examples at once, and every copy still runs
 along a map's rows.
 
 - The conv is one strided copy (im2col through an ``as_strided`` window view of the padded
   maps, rows of ``out_width`` numbers at a time) and the GEMM ``W @ cols``, a chunk of examples
-  at a time (:data:`CHUNK_BYTES` of columns) so that the GEMM reads columns just copied, from
-  cache. With few positions per map (below :data:`BATCHED_POSITIONS`) it is one GEMM over the
-  chunk's examples, whose channel-major product is copied into the maps; with many, one GEMM
-  per example writes each example's maps directly, OpenBLAS held to one thread
+  at a time. With few positions per map (below :data:`BATCHED_POSITIONS`) it is one GEMM over a
+  chunk's examples (:data:`BATCH_CHUNK_BYTES` of columns), whose channel-major product is copied
+  into the maps; with many, one GEMM per example writes each example's maps directly, in chunks
+  of :data:`CHUNK_BYTES` of columns read from cache just after im2col wrote them, OpenBLAS held
+  to one thread
   (:func:`~circuits.backends.blas.one_thread`: a product that small is slower on two).
 - The transposed conv is one GEMM ``Wᵀ @ delta`` over a chunk's examples into *wide* columns,
   then ``k²`` adds (col2im). Wide: the error is laid on a grid ``out_height × (width +

@@ -36,7 +36,10 @@ def load_revision(rev: str, into: Path) -> object:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "circuits"], check=True,
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+            tar.extractall(into, filter="data")
+        else:
+            tar.extractall(into)
     package = into / "circuits_rev"
     (into / "circuits").rename(package)
     for path in package.rglob("*.py"):

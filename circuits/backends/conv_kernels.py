@@ -50,8 +50,8 @@ conv that makes one GEMM per example: they read the columns im2col just wrote, f
 BATCH_CHUNK_BYTES = 2 ** 25
 """Size of the columns of one chunk of examples (32 MiB) where one GEMM takes a whole chunk
 (a conv with few positions, the transposed conv): as few products as memory allows, since
-OpenBLAS wakes its threads for each (LeNet's transposed conv: one product over 100 examples on
-two threads took half the time of five over 24 or of one on a single thread)."""
+OpenBLAS wakes its threads for each (LeNet's transposed conv on two threads: one product over
+100 examples took 0.96 ms, five over 24 took 1.93 ms, and the one product on a single thread 1.55 ms)."""
 
 BATCHED_POSITIONS = 256
 """Output positions per map below which the conv makes one GEMM over a chunk's examples (LeNet's
